@@ -1,0 +1,38 @@
+# flowpbx developer entry points. Everything runs from the project-local .venv,
+# which scripts/bootstrap creates/updates on demand.
+
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+BENCHMARKS := $(sort $(wildcard benchmarks/bench_*.py))
+
+.PHONY: all test bootstrap install-servers run validate bench clean distclean
+
+all: test
+
+test:
+	scripts/test
+
+bootstrap:
+	scripts/bootstrap
+
+install-servers:
+	scripts/install-servers
+
+run: bootstrap
+	$(BIN)/flowpbx serve
+
+validate: bootstrap
+	$(BIN)/flowpbx validate flows/
+
+bench: bootstrap
+	@set -e; for f in $(BENCHMARKS); do echo "==> $$f"; $(BIN)/python "$$f"; done
+
+# Remove caches and build artefacts (keeps .venv; see distclean).
+clean:
+	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name "*.egg-info" \) -prune -exec rm -rf {} +
+
+# clean, and also remove the virtualenv.
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,449 @@
+"""Start real Redis and PostgreSQL servers from their binaries for the test suite.
+
+Each helper is a context manager that launches a private, throw-away server on a
+free TCP port of 127.0.0.1, with all of its state in a fresh temporary directory,
+waits until it answers, yields a small description of it (host, port, URL, ...)
+and on exit kills the server and removes the directory.
+
+Missing binaries are a hard error (``RuntimeError``), never a skip: the suite is
+meant to run against real servers, which ``scripts/install-servers`` installs.
+
+PostgreSQL refuses to run as root. When the tests run as root, the temporary
+directory is handed to the ``postgres`` system user (created by Debian's
+``postgresql`` package) and every PostgreSQL binary is run through
+``runuser -u postgres --``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import secrets
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "PostgresServer",
+    "RedisServer",
+    "find_postgres_bin_dir",
+    "pg_user_prefix",
+    "postgres_server",
+    "redis_server",
+]
+
+HOST = "127.0.0.1"
+INSTALL_HINT = "run scripts/install-servers to install it"
+PG_SYSTEM_USER = "postgres"
+REDIS_START_TIMEOUT = 10.0
+POSTGRES_START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+# Attempts at starting a server before giving up when its port was taken
+# between choosing it and the server binding it.
+PORT_ATTEMPTS = 3
+_PORT_IN_USE = re.compile(r"address already in use|could not bind|could not create listen", re.I)
+
+
+class _PortTakenError(Exception):
+    """The server could not bind the port chosen for it."""
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    """A running redis-server reachable over TCP."""
+
+    host: str
+    port: int
+    workdir: Path
+
+    @property
+    def url(self) -> str:
+        """The server's ``redis://`` URL, database 0."""
+        return f"redis://{self.host}:{self.port}/0"
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A running PostgreSQL server with a database and a password-protected role."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+    bin_dir: Path
+    socket_dir: Path
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL for the psycopg (v3) driver."""
+        return (
+            f"postgresql+psycopg://{self.user}:{self.password}"
+            f"@{self.host}:{self.port}/{self.dbname}"
+        )
+
+    @property
+    def dsn(self) -> str:
+        """Plain libpq connection URI, as understood by ``psql`` and psycopg."""
+        return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{self.dbname}"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _missing(binary: str) -> RuntimeError:
+    return RuntimeError(f"required server binary {binary!r} was not found; {INSTALL_HINT}")
+
+
+def _read_log(path: Path, limit: int = 4000) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"<could not read {path}: {exc}>"
+    return text[-limit:] if text else "<empty log>"
+
+
+def _clean_env() -> dict[str, str]:
+    """The current environment without libpq's PG* variables, which could redirect clients."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+
+
+def _stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate ``proc``, killing it if it does not exit promptly."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=STOP_TIMEOUT)
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def pg_user_prefix() -> list[str]:
+    """Command prefix running a PostgreSQL binary as the ``postgres`` user when we are root."""
+    if not _is_root():
+        return []
+    runuser = shutil.which("runuser")
+    if runuser is None:
+        raise _missing("runuser")
+    return [runuser, "-u", PG_SYSTEM_USER, "--"]
+
+
+def _traversable_by_others(path: Path) -> bool:
+    """Whether every directory from ``/`` down to ``path`` can be entered by any user."""
+    return all(os.stat(d).st_mode & stat.S_IXOTH for d in (path, *path.parents))
+
+
+def _make_tempdir(prefix: str, *, shared: bool) -> Path:
+    """Create a private temp dir; with ``shared``, under a base the postgres user can reach."""
+    base = Path(tempfile.gettempdir()).resolve()
+    if shared and not _traversable_by_others(base):
+        base = Path("/tmp")
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+
+
+# --------------------------------------------------------------------------- redis
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1.0) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _start_redis(binary: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    log_path = tmp / "redis.log"
+    cmd = [
+        binary,
+        "--port", str(port),
+        "--bind", HOST,
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(tmp),
+        "--daemonize", "no",
+    ]  # fmt: skip
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + REDIS_START_TIMEOUT
+    while True:
+        if _redis_ping(port):
+            return proc, port
+        code = proc.poll()
+        if code is not None:
+            log_text = _read_log(log_path)
+            if _PORT_IN_USE.search(log_text):
+                raise _PortTakenError(log_text)
+            raise RuntimeError(
+                f"redis-server exited with code {code} before answering PING "
+                f"on {HOST}:{port}; log:\n{log_text}"
+            )
+        if time.monotonic() > deadline:
+            _stop_process(proc)
+            raise RuntimeError(
+                f"redis-server did not answer PING on {HOST}:{port} within "
+                f"{REDIS_START_TIMEOUT:.0f}s; log:\n{_read_log(log_path)}"
+            )
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    """Run a private ``redis-server`` (no persistence) for the duration of the block."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise _missing("redis-server")
+    tmp = _make_tempdir("flowpbx-redis-", shared=False)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                proc, port = _start_redis(binary, tmp)
+                break
+            except _PortTakenError as exc:
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise RuntimeError(f"redis-server could not bind a free port:\n{exc}") from exc
+        else:  # pragma: no cover - the loop either breaks or raises
+            raise AssertionError("unreachable")
+        yield RedisServer(host=HOST, port=port, workdir=tmp)
+    finally:
+        if proc is not None:
+            _stop_process(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- postgres
+
+
+def _version_key(path: Path) -> tuple[int, ...]:
+    # /usr/lib/postgresql/<version>/bin -> numeric version for sorting
+    return tuple(int(part) for part in re.findall(r"\d+", path.parent.name))
+
+
+def find_postgres_bin_dir() -> Path:
+    """Directory holding the PostgreSQL server binaries: newest Debian version, else PATH."""
+    candidates = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").is_file()]
+    if candidates:
+        return max(candidates, key=_version_key)
+    initdb = shutil.which("initdb")
+    if initdb is None:
+        raise _missing("initdb")
+    return Path(initdb).resolve().parent
+
+
+def _pg_binary(bin_dir: Path, name: str) -> str:
+    path = bin_dir / name
+    if path.is_file():
+        return str(path)
+    found = shutil.which(name)
+    if found is None:
+        raise _missing(name)
+    return found
+
+
+def _run_pg(
+    cmd: Sequence[str], what: str, *, env: Mapping[str, str], timeout: float = 60.0
+) -> None:
+    result = subprocess.run(
+        [*pg_user_prefix(), *cmd],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(env),
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        output = result.stdout.decode(errors="replace")
+        raise RuntimeError(f"{what} failed with code {result.returncode}:\n{output}")
+
+
+def _pg_ready(pg_isready: str, port: int, user: str, env: Mapping[str, str]) -> bool:
+    result = subprocess.run(
+        [pg_isready, "-q", "-h", HOST, "-p", str(port), "-U", user, "-d", "postgres", "-t", "1"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(env),
+        check=False,
+    )
+    return result.returncode == 0
+
+
+def _start_postgres(
+    bin_dir: Path, tmp: Path, data_dir: Path, user: str, env: Mapping[str, str]
+) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    log_path = tmp / f"postgres-{port}.log"
+    cmd = [
+        *pg_user_prefix(),
+        _pg_binary(bin_dir, "postgres"),
+        "-D", str(data_dir),
+        "-p", str(port),
+        "-k", str(tmp),
+        "-c", f"listen_addresses={HOST}",
+        "-c", "fsync=off",
+        "-c", "synchronous_commit=off",
+        "-c", "full_page_writes=off",
+    ]  # fmt: skip
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            start_new_session=True,
+        )
+    pg_isready = _pg_binary(bin_dir, "pg_isready")
+    deadline = time.monotonic() + POSTGRES_START_TIMEOUT
+    while True:
+        if _pg_ready(pg_isready, port, user, env):
+            return proc, port
+        code = proc.poll()
+        if code is not None:
+            log_text = _read_log(log_path)
+            if _PORT_IN_USE.search(log_text):
+                raise _PortTakenError(log_text)
+            raise RuntimeError(
+                f"postgres exited with code {code} before accepting connections "
+                f"on {HOST}:{port}; log:\n{log_text}"
+            )
+        if time.monotonic() > deadline:
+            _stop_process(proc)
+            raise RuntimeError(
+                f"postgres did not accept connections on {HOST}:{port} within "
+                f"{POSTGRES_START_TIMEOUT:.0f}s; log:\n{_read_log(log_path)}"
+            )
+        time.sleep(0.05)
+
+
+def _stop_postgres(
+    bin_dir: Path, data_dir: Path, proc: subprocess.Popen[bytes], env: Mapping[str, str]
+) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(RuntimeError, OSError, subprocess.TimeoutExpired):
+            _run_pg(
+                [_pg_binary(bin_dir, "pg_ctl"), "stop", "-D", str(data_dir), "-m", "immediate",
+                 "-w", "-t", str(int(STOP_TIMEOUT))],
+                "pg_ctl stop",
+                env=env,
+                timeout=STOP_TIMEOUT + 5,
+            )  # fmt: skip
+    _stop_process(proc)
+
+
+@contextlib.contextmanager
+def postgres_server(
+    *, user: str = "flowpbx", dbname: str = "flowpbx_test"
+) -> Iterator[PostgresServer]:
+    """Run a private PostgreSQL cluster holding database ``dbname`` owned by ``user``.
+
+    TCP connections need the generated password (scram-sha-256); the Unix socket
+    in ``socket_dir`` trusts every local user.
+    """
+    bin_dir = find_postgres_bin_dir()
+    initdb = _pg_binary(bin_dir, "initdb")
+    for name in ("postgres", "pg_ctl", "pg_isready", "createdb"):
+        _pg_binary(bin_dir, name)  # fail fast and clearly on a partial install
+
+    owner: pwd.struct_passwd | None = None
+    if _is_root():
+        try:
+            owner = pwd.getpwnam(PG_SYSTEM_USER)
+        except KeyError:
+            raise RuntimeError(
+                f"running as root, but the {PG_SYSTEM_USER!r} system user needed to run "
+                f"PostgreSQL does not exist; {INSTALL_HINT}"
+            ) from None
+        pg_user_prefix()  # check runuser exists before creating anything
+
+    env = _clean_env()
+    env["LC_ALL"] = "C"
+    password = secrets.token_hex(12)
+    tmp = _make_tempdir("flowpbx-pg-", shared=owner is not None)
+    data_dir = tmp / "data"
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        pwfile = tmp / "pwfile"
+        pwfile.write_text(password + "\n")
+        if owner is not None:
+            os.chown(tmp, owner.pw_uid, owner.pw_gid)
+            os.chown(pwfile, owner.pw_uid, owner.pw_gid)
+        _run_pg(
+            [
+                initdb,
+                "-D", str(data_dir),
+                "-U", user,
+                "--pwfile", str(pwfile),
+                "--auth-local", "trust",
+                "--auth-host", "scram-sha-256",
+                "-E", "UTF8",
+                "--locale", "C",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            "initdb",
+            env=env,
+        )  # fmt: skip
+        pwfile.unlink()
+
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                proc, port = _start_postgres(bin_dir, tmp, data_dir, user, env)
+                break
+            except _PortTakenError as exc:
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise RuntimeError(f"postgres could not bind a free port:\n{exc}") from exc
+        else:  # pragma: no cover - the loop either breaks or raises
+            raise AssertionError("unreachable")
+
+        _run_pg(
+            [_pg_binary(bin_dir, "createdb"), "-h", str(tmp), "-p", str(port), "-U", user,
+             "-O", user, dbname],
+            "createdb",
+            env=env,
+        )  # fmt: skip
+        yield PostgresServer(
+            host=HOST,
+            port=port,
+            user=user,
+            password=password,
+            dbname=dbname,
+            bin_dir=bin_dir,
+            socket_dir=tmp,
+        )
+    finally:
+        if proc is not None:
+            _stop_postgres(bin_dir, data_dir, proc, env)
+        shutil.rmtree(tmp, ignore_errors=True)
