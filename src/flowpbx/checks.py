@@ -1,0 +1,517 @@
+"""Graph and meaning checks on a flow's typed nodes: what a JSON Schema cannot see.
+
+Dangling references, unreachable nodes, menus with no path for silence, loops that never wait
+for the caller, undefined variables and config names, time zones, voices, Twilio limits.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import zoneinfo
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+
+from flowpbx.errors import Problem, Severity
+from flowpbx.flow import (
+    DialNode,
+    Edge,
+    EdgeKind,
+    EnqueueNode,
+    GotoNode,
+    HangupNode,
+    HoursNode,
+    InputNode,
+    MenuNode,
+    Node,
+    PauseNode,
+    RecordNode,
+    SayNode,
+    SetNode,
+    Speech,
+    SwitchNode,
+)
+from flowpbx.schema import raw_references
+from flowpbx.templates import BUILTIN_VARIABLES, Template
+from flowpbx.voices import SPANISH_VOICES, suggest_voice, voice_language
+from flowpbx.yamlsource import Marks, Path
+
+NODE_ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
+CONFIG_REFERENCE = re.compile(r"^\$\{([A-Z][A-Z0-9_]*)\}$")
+TRANSCRIBE_MAX_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class Outline:
+    """What the checks look at: every node id written, and the nodes that could be built."""
+
+    file: str
+    marks: Marks
+    node_ids: frozenset[str]
+    nodes: Mapping[str, Node]
+    entry: str | None
+    on_error_next: str | None
+    on_error_speech: Speech | None
+    config: Mapping[str, str | None]
+    voice: str
+    language: str
+    is_complete: bool
+    broken: Mapping[str, object]
+    """Raw data of the nodes that could not be built, for the checks that can still use it."""
+
+
+def _problem(
+    outline: Outline, path: Path, severity: Severity, code: str, message: str, *, key: bool = False
+) -> Problem:
+    mark = outline.marks.key(path) if key else outline.marks.value(path)
+    return Problem(outline.file, mark.line, mark.column, severity, code, message)
+
+
+def _did_you_mean(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def check_references(outline: Outline) -> Iterator[Problem]:
+    """Every node named as an outcome, the entry or the error fallback exists."""
+    ids = outline.node_ids
+    for path, target in (("entry",), outline.entry), (("on_error", "next"), outline.on_error_next):
+        if target is not None and target not in ids:
+            yield _problem(
+                outline,
+                path,
+                Severity.ERROR,
+                "unknown-node",
+                f"'{'.'.join(map(str, path))}' names node '{target}', which does not exist"
+                + _did_you_mean(target, ids),
+            )
+    for node in outline.nodes.values():
+        for edge in node.edges():
+            if edge.target and edge.target not in ids:
+                yield _problem(
+                    outline,
+                    ("nodes", node.id, *edge.path),
+                    Severity.ERROR,
+                    "unknown-node",
+                    f"node '{node.id}': {edge.label} goes to '{edge.target}', which does not exist"
+                    + _did_you_mean(edge.target, ids),
+                )
+    for node_id, raw in outline.broken.items():
+        for ref_path, target in raw_references(raw):
+            if target not in ids and NODE_ID.fullmatch(target):
+                label = Edge(ref_path, target).label
+                yield _problem(
+                    outline,
+                    ("nodes", node_id, *ref_path),
+                    Severity.ERROR,
+                    "unknown-node",
+                    f"node '{node_id}': {label} goes to '{target}', which does not exist"
+                    + _did_you_mean(target, ids),
+                )
+
+
+def check_reachable(outline: Outline) -> Iterator[Problem]:
+    """Every node can be reached from the entry (or the error fallback)."""
+    if not outline.is_complete or outline.entry not in outline.nodes:
+        return
+    seen: set[str] = set()
+    stack = [n for n in (outline.entry, outline.on_error_next) if n and n in outline.nodes]
+    while stack:
+        node_id = stack.pop()
+        if node_id in seen:
+            continue
+        seen.add(node_id)
+        stack.extend(e.target for e in outline.nodes[node_id].edges() if e.target in outline.nodes)
+    for node_id in outline.nodes:
+        if node_id not in seen:
+            yield _problem(
+                outline,
+                ("nodes", node_id),
+                Severity.WARNING,
+                "unreachable",
+                f"node '{node_id}' is never reached: no other node leads to it",
+                key=True,
+            )
+
+
+def check_input_paths(outline: Outline) -> Iterator[Problem]:
+    """Menus and inputs say where the call goes when the caller presses nothing."""
+    for node in outline.nodes.values():
+        if isinstance(node, MenuNode | InputNode) and not node.exhausted:
+            yield _problem(
+                outline,
+                ("nodes", node.id),
+                Severity.ERROR,
+                "no-input-path",
+                f"node '{node.id}': no 'exhausted' node for when the caller presses nothing "
+                f"or a wrong key {node.retries + 1} time(s); add e.g. 'exhausted: agente'",
+                key=True,
+            )
+
+
+def _strongly_connected(graph: Mapping[str, list[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iterative so that long chains of nodes do not hit recursion limits."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    components: list[list[str]] = []
+    counter = 0
+    for root in graph:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, child = work.pop()
+            if child == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            successors = graph[node]
+            if child < len(successors):
+                work.append((node, child + 1))
+                nxt = successors[child]
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                components.append(component)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return components
+
+
+def check_loops(outline: Outline) -> Iterator[Problem]:
+    """Every loop waits for the caller's keys or passes a goto with a limit."""
+    graph: dict[str, list[str]] = {node_id: [] for node_id in outline.nodes}
+    for node in outline.nodes.values():
+        for edge in node.edges():
+            if edge.kind is EdgeKind.STEP and edge.target in graph:
+                graph[node.id].append(edge.target)
+    for component in _strongly_connected(graph):
+        first = component[0]
+        if len(component) == 1 and first not in graph[first]:
+            continue
+        members = sorted(component, key=lambda n: (outline.nodes[n].mark.line, n))
+        cycle = " → ".join([*members, members[0]])
+        yield _problem(
+            outline,
+            ("nodes", members[0]),
+            Severity.ERROR,
+            "unbounded-loop",
+            f"nodes {cycle} can loop forever without the caller pressing a key; "
+            "add a goto with a 'limit' to the loop, or end it",
+            key=True,
+        )
+
+
+def _speeches(node: Node) -> Iterator[tuple[Path, Speech]]:
+    match node:
+        case SayNode():
+            yield ("text" if node.speech.text else "play",), node.speech
+        case MenuNode() | InputNode():
+            yield ("prompt",), node.prompt
+            if node.no_input:
+                yield ("no_input",), node.no_input
+            if node.invalid:
+                yield ("invalid",), node.invalid
+        case RecordNode():
+            if node.prompt:
+                yield ("prompt",), node.prompt
+        case HangupNode():
+            if node.goodbye:
+                yield ("text",), node.goodbye
+        case _:
+            return
+
+
+def _templates(node: Node) -> Iterator[tuple[Path, Template]]:
+    for path, speech in _speeches(node):
+        if speech.text:
+            yield path, speech.text
+    if isinstance(node, SetNode):
+        for name, value in node.values.items():
+            yield ("values", name), value
+
+
+def check_variables(outline: Outline) -> Iterator[Problem]:
+    """Every variable a text or switch uses is set somewhere (or is caller, called, digits)."""
+    if not outline.is_complete:
+        return
+    defined = set(BUILTIN_VARIABLES)
+    for node in outline.nodes.values():
+        if isinstance(node, InputNode):
+            defined.add(node.variable)
+        elif isinstance(node, SetNode):
+            defined.update(node.values)
+    uses: list[tuple[Path, str]] = []
+    for node in outline.nodes.values():
+        for path, text in _templates(node):
+            uses.extend((("nodes", node.id, *path), name) for name in sorted(text.variables))
+        if isinstance(node, SwitchNode):
+            uses.append((("nodes", node.id, "variable"), node.variable))
+    if outline.on_error_speech and outline.on_error_speech.text:
+        uses.extend((("on_error", "text"), n) for n in outline.on_error_speech.text.variables)
+    for path, name in uses:
+        if name not in defined:
+            where = f"node '{path[1]}': " if path[0] == "nodes" else ""
+            yield _problem(
+                outline,
+                path,
+                Severity.ERROR,
+                "unknown-variable",
+                f"{where}variable '{name}' is never set{_did_you_mean(name, defined)}; "
+                "variables come from an input node, a set node, or are caller, called, digits",
+            )
+
+
+def _config_uses(node: Node) -> Iterator[tuple[Path, str]]:
+    for path, speech in _speeches(node):
+        if speech.play:
+            yield (*path, "play") if path != ("play",) else path, speech.play
+    if isinstance(node, DialNode):
+        for i, target in enumerate(node.targets):
+            yield ("to", i), target
+        if node.caller_id:
+            yield ("caller_id",), node.caller_id
+    if isinstance(node, EnqueueNode) and node.hold_music:
+        yield ("hold_music",), node.hold_music
+
+
+def check_config(outline: Outline) -> Iterator[Problem]:
+    """Every ${NAME} is declared under config, and every config value is used."""
+    used: set[str] = set()
+    for node in outline.nodes.values():
+        for path, value in _config_uses(node):
+            match = CONFIG_REFERENCE.match(value)
+            if not match:
+                continue
+            name = match.group(1)
+            used.add(name)
+            if name not in outline.config:
+                full: Path = ("nodes", node.id, *path)
+                if isinstance(node, DialNode) and len(node.targets) == 1:
+                    full = ("nodes", node.id, "to")
+                yield _problem(
+                    outline,
+                    full,
+                    Severity.ERROR,
+                    "unknown-config",
+                    f"node '{node.id}': '${{{name}}}' is not declared under 'config'"
+                    + _did_you_mean(name, outline.config),
+                )
+    if outline.is_complete:
+        for name in outline.config:
+            if name not in used:
+                yield _problem(
+                    outline,
+                    ("config", name),
+                    Severity.WARNING,
+                    "unused-config",
+                    f"config '{name}' is never used by a node",
+                    key=True,
+                )
+
+
+@cache
+def _timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def check_hours(outline: Outline) -> Iterator[Problem]:
+    """Time zones are real IANA names."""
+    for node in outline.nodes.values():
+        if not isinstance(node, HoursNode):
+            continue
+        try:
+            zoneinfo.ZoneInfo(node.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            yield _problem(
+                outline,
+                ("nodes", node.id, "timezone"),
+                Severity.ERROR,
+                "unknown-timezone",
+                f"node '{node.id}': unknown time zone '{node.timezone}'"
+                + _did_you_mean(node.timezone, _timezones())
+                + "; expected an IANA name like Europe/Madrid",
+            )
+
+
+def check_outcomes(outline: Outline) -> Iterator[Problem]:
+    """Optional outcomes are given exactly when the node can produce them."""
+    for node in outline.nodes.values():
+        base: Path = ("nodes", node.id)
+        if isinstance(node, EnqueueNode):
+            if node.max_wait is not None and not node.timed_out:
+                yield _problem(
+                    outline,
+                    base,
+                    Severity.ERROR,
+                    "missing-outcome",
+                    f"node '{node.id}': 'max_wait' is set but 'timed_out' is not; "
+                    "say where the call goes after waiting that long",
+                    key=True,
+                )
+            if node.timed_out and node.max_wait is None:
+                yield _problem(
+                    outline,
+                    (*base, "timed_out"),
+                    Severity.WARNING,
+                    "unused-outcome",
+                    f"node '{node.id}': 'timed_out' is never used without 'max_wait'",
+                    key=True,
+                )
+            if node.leave_key and not node.left:
+                yield _problem(
+                    outline,
+                    (*base, "leave_key"),
+                    Severity.ERROR,
+                    "missing-outcome",
+                    f"node '{node.id}': 'leave_key' is set but 'left' is not; "
+                    "say where the call goes when the caller leaves the queue",
+                    key=True,
+                )
+            if node.left and not node.leave_key:
+                yield _problem(
+                    outline,
+                    (*base, "left"),
+                    Severity.WARNING,
+                    "unused-outcome",
+                    f"node '{node.id}': 'left' is never used without 'leave_key'",
+                    key=True,
+                )
+        if isinstance(node, GotoNode):
+            if node.limit is not None and not node.exhausted:
+                yield _problem(
+                    outline,
+                    (*base, "limit"),
+                    Severity.ERROR,
+                    "missing-outcome",
+                    f"node '{node.id}': 'limit' is set but 'exhausted' is not; "
+                    "say where the call goes once the jump has been taken that often",
+                    key=True,
+                )
+            if node.exhausted and node.limit is None:
+                yield _problem(
+                    outline,
+                    (*base, "exhausted"),
+                    Severity.WARNING,
+                    "unused-outcome",
+                    f"node '{node.id}': 'exhausted' is never used without 'limit'",
+                    key=True,
+                )
+
+
+def check_twilio_limits(outline: Outline) -> Iterator[Problem]:
+    """What Twilio refuses or does poorly: long or non-English transcriptions, one-key menus."""
+    for node in outline.nodes.values():
+        base: Path = ("nodes", node.id)
+        if isinstance(node, RecordNode) and node.transcribe:
+            if node.max_length > TRANSCRIBE_MAX_SECONDS:
+                yield _problem(
+                    outline,
+                    (*base, "max_length"),
+                    Severity.ERROR,
+                    "transcribe-length",
+                    f"node '{node.id}': Twilio transcribes messages of at most "
+                    f"{TRANSCRIBE_MAX_SECONDS} seconds, but max_length is {node.max_length}",
+                )
+            if not outline.language.startswith("en"):
+                yield _problem(
+                    outline,
+                    (*base, "transcribe"),
+                    Severity.WARNING,
+                    "transcribe-language",
+                    f"node '{node.id}': Twilio transcribes English (en-US) only; "
+                    f"this flow speaks {outline.language}",
+                )
+        if isinstance(node, PauseNode) and node.seconds > 60:
+            yield _problem(
+                outline,
+                (*base, "seconds"),
+                Severity.WARNING,
+                "long-pause",
+                f"node '{node.id}': a {node.seconds}-second silence may make callers hang up",
+            )
+
+
+def _voices(outline: Outline) -> Iterator[tuple[Path, Speech]]:
+    for node in outline.nodes.values():
+        for path, speech in _speeches(node):
+            yield ("nodes", node.id, *path), speech
+    if outline.on_error_speech:
+        yield ("on_error", "text"), outline.on_error_speech
+
+
+def check_voices(outline: Outline) -> Iterator[Problem]:
+    """Voices are ones Twilio knows, speaking the language they are given."""
+    reported: set[tuple[str, str]] = set()
+    spanish = ", ".join(SPANISH_VOICES)
+    for path, speech in _voices(outline):
+        if speech.text is None or (speech.voice, speech.language) in reported:
+            continue
+        reported.add((speech.voice, speech.language))
+        target = _voice_path(outline, path)
+        where = f"node '{target[1]}': " if target[0] == "nodes" else ""
+        spoken = voice_language(speech.voice)
+        if spoken is None:
+            close = suggest_voice(speech.voice)
+            hint = f" (did you mean '{close}'?)" if close else ""
+            yield _problem(
+                outline,
+                target,
+                Severity.WARNING,
+                "unknown-voice",
+                f"{where}unknown voice '{speech.voice}'{hint}; Spanish voices are: {spanish}",
+            )
+        elif spoken != speech.language:
+            yield _problem(
+                outline,
+                target,
+                Severity.WARNING,
+                "voice-language",
+                f"{where}voice '{speech.voice}' speaks {spoken}, but the language is "
+                f"{speech.language}; Twilio may refuse to speak",
+            )
+
+
+def _voice_path(outline: Outline, text_path: Path) -> Path:
+    """Where the voice of a text was chosen: on its node, else in the flow's defaults."""
+    if text_path[0] == "nodes":
+        node_path = text_path[:2]
+        if (*node_path, "voice") in outline.marks.values:
+            return (*node_path, "voice")
+    if ("defaults", "voice") in outline.marks.values:
+        return ("defaults", "voice")
+    return text_path
+
+
+CHECKS = (
+    check_references,
+    check_reachable,
+    check_input_paths,
+    check_loops,
+    check_variables,
+    check_config,
+    check_hours,
+    check_outcomes,
+    check_twilio_limits,
+    check_voices,
+)
+
+
+def run_checks(outline: Outline) -> list[Problem]:
+    """Every problem the graph and meaning checks find."""
+    return [problem for check in CHECKS for problem in check(outline)]

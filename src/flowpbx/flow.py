@@ -1,0 +1,367 @@
+"""The typed, immutable model of a call flow and its node kinds.
+
+Each node kind knows its own outcomes (`edges`), so graph checks and the interpreter
+read transitions from one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
+
+from flowpbx.errors import Mark
+from flowpbx.templates import Template
+
+NodeKey = str | int
+EdgePath = tuple[NodeKey, ...]
+
+
+class EdgeKind(StrEnum):
+    """Why a transition is taken: by itself, by the caller's keys, or through a bounded goto."""
+
+    STEP = "step"
+    CHOICE = "choice"
+    BOUNDED = "bounded"
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """An outcome of a node: `path` is the key inside the node that names `target`."""
+
+    path: EdgePath
+    target: str
+    kind: EdgeKind = EdgeKind.STEP
+
+    @property
+    def label(self) -> str:
+        """How a flow author would name this outcome: option '1', case 2, 'next'."""
+        if self.path[0] == "options":
+            return f"option '{self.path[1]}'"
+        if self.path[0] == "cases":
+            return f"case {int(self.path[1]) + 1}"
+        return f"'{self.path[0]}'"
+
+
+@dataclass(frozen=True, slots=True)
+class Speech:
+    """What the caller hears: spoken text in a voice and language, or an audio file."""
+
+    text: Template | None
+    play: str | None
+    voice: str
+    language: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """Opening time within one day, in minutes from midnight; `end` may be 1440."""
+
+    start: int
+    end: int
+
+    def contains(self, minute: int) -> bool:
+        return self.start <= minute < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class Holiday:
+    """A closed (or shortened) day; `year` None means every year."""
+
+    month: int
+    day: int
+    year: int | None
+    name: str
+    hours: tuple[TimeRange, ...]
+
+
+class CaseTest(StrEnum):
+    EQUALS = "equals"
+    STARTS_WITH = "starts_with"
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """A switch case: matches when the value equals (or starts with) one of `values`."""
+
+    test: CaseTest
+    values: tuple[str, ...]
+    next: str
+
+    def matches(self, value: str) -> bool:
+        if self.test is CaseTest.EQUALS:
+            return value in self.values
+        return any(value.startswith(prefix) for prefix in self.values)
+
+
+@dataclass(frozen=True, slots=True)
+class SayNode:
+    kind: ClassVar[str] = "say"
+    id: str
+    mark: Mark
+    description: str
+    speech: Speech
+    loop: int
+    next: str
+
+    def edges(self) -> tuple[Edge, ...]:
+        return (Edge(("next",), self.next),)
+
+
+@dataclass(frozen=True, slots=True)
+class PauseNode:
+    kind: ClassVar[str] = "pause"
+    id: str
+    mark: Mark
+    description: str
+    seconds: int
+    next: str
+
+    def edges(self) -> tuple[Edge, ...]:
+        return (Edge(("next",), self.next),)
+
+
+@dataclass(frozen=True, slots=True)
+class MenuNode:
+    kind: ClassVar[str] = "menu"
+    id: str
+    mark: Mark
+    description: str
+    prompt: Speech
+    options: Mapping[str, str]
+    timeout: int
+    retries: int
+    no_input: Speech | None
+    invalid: Speech | None
+    exhausted: str
+
+    def edges(self) -> tuple[Edge, ...]:
+        choices = tuple(
+            Edge(("options", key), target, EdgeKind.CHOICE) for key, target in self.options.items()
+        )
+        return (*choices, Edge(("exhausted",), self.exhausted))
+
+
+@dataclass(frozen=True, slots=True)
+class InputNode:
+    kind: ClassVar[str] = "input"
+    id: str
+    mark: Mark
+    description: str
+    prompt: Speech
+    variable: str
+    min_digits: int
+    max_digits: int | None
+    finish_on_key: str
+    timeout: int
+    retries: int
+    no_input: Speech | None
+    invalid: Speech | None
+    next: str
+    exhausted: str
+
+    def edges(self) -> tuple[Edge, ...]:
+        return (Edge(("next",), self.next, EdgeKind.CHOICE), Edge(("exhausted",), self.exhausted))
+
+
+@dataclass(frozen=True, slots=True)
+class DialNode:
+    kind: ClassVar[str] = "dial"
+    id: str
+    mark: Mark
+    description: str
+    targets: tuple[str, ...]
+    caller_id: str | None
+    timeout: int
+    record: bool
+    answered: str | None
+    no_answer: str
+    busy: str
+    failed: str
+
+    def edges(self) -> tuple[Edge, ...]:
+        answered = (Edge(("answered",), self.answered),) if self.answered else ()
+        return (
+            *answered,
+            Edge(("no_answer",), self.no_answer),
+            Edge(("busy",), self.busy),
+            Edge(("failed",), self.failed),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueNode:
+    kind: ClassVar[str] = "enqueue"
+    id: str
+    mark: Mark
+    description: str
+    queue: str
+    hold_music: str | None
+    max_wait: int | None
+    max_size: int
+    leave_key: str | None
+    timed_out: str | None
+    full: str
+    left: str | None
+    voice: str
+    language: str
+
+    def edges(self) -> tuple[Edge, ...]:
+        edges = [Edge(("full",), self.full)]
+        if self.timed_out:
+            edges.append(Edge(("timed_out",), self.timed_out))
+        if self.left:
+            edges.append(Edge(("left",), self.left, EdgeKind.CHOICE))
+        return tuple(edges)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordNode:
+    kind: ClassVar[str] = "record"
+    id: str
+    mark: Mark
+    description: str
+    prompt: Speech | None
+    max_length: int
+    timeout: int
+    beep: bool
+    finish_on_key: str
+    transcribe: bool
+    next: str
+
+    def edges(self) -> tuple[Edge, ...]:
+        return (Edge(("next",), self.next),)
+
+
+@dataclass(frozen=True, slots=True)
+class HangupNode:
+    kind: ClassVar[str] = "hangup"
+    id: str
+    mark: Mark
+    description: str
+    goodbye: Speech | None
+
+    def edges(self) -> tuple[Edge, ...]:
+        return ()
+
+
+@dataclass(frozen=True, slots=True)
+class GotoNode:
+    kind: ClassVar[str] = "goto"
+    id: str
+    mark: Mark
+    description: str
+    target: str
+    limit: int | None
+    exhausted: str | None
+
+    def edges(self) -> tuple[Edge, ...]:
+        if self.limit is None:
+            return (Edge(("target",), self.target),)
+        exhausted = (Edge(("exhausted",), self.exhausted),) if self.exhausted else ()
+        return (Edge(("target",), self.target, EdgeKind.BOUNDED), *exhausted)
+
+
+@dataclass(frozen=True, slots=True)
+class SetNode:
+    kind: ClassVar[str] = "set"
+    id: str
+    mark: Mark
+    description: str
+    values: Mapping[str, Template]
+    next: str
+
+    def edges(self) -> tuple[Edge, ...]:
+        return (Edge(("next",), self.next),)
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchNode:
+    kind: ClassVar[str] = "switch"
+    id: str
+    mark: Mark
+    description: str
+    variable: str
+    cases: tuple[Case, ...]
+    default: str
+
+    def edges(self) -> tuple[Edge, ...]:
+        cases = tuple(Edge(("cases", i, "next"), case.next) for i, case in enumerate(self.cases))
+        return (*cases, Edge(("default",), self.default))
+
+
+@dataclass(frozen=True, slots=True)
+class HoursNode:
+    kind: ClassVar[str] = "hours"
+    id: str
+    mark: Mark
+    description: str
+    timezone: str
+    weekly: tuple[tuple[TimeRange, ...], ...]
+    """Opening ranges for Monday (index 0) to Sunday (index 6)."""
+    holidays: tuple[Holiday, ...]
+    open: str
+    closed: str
+    holiday: str
+
+    def edges(self) -> tuple[Edge, ...]:
+        return (
+            Edge(("open",), self.open),
+            Edge(("closed",), self.closed),
+            Edge(("holiday",), self.holiday),
+        )
+
+
+Node = (
+    SayNode
+    | PauseNode
+    | MenuNode
+    | InputNode
+    | DialNode
+    | EnqueueNode
+    | RecordNode
+    | HangupNode
+    | GotoNode
+    | SetNode
+    | SwitchNode
+    | HoursNode
+)
+
+NODE_KINDS: tuple[str, ...] = (
+    "say",
+    "pause",
+    "menu",
+    "input",
+    "dial",
+    "enqueue",
+    "record",
+    "hangup",
+    "goto",
+    "set",
+    "switch",
+    "hours",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OnError:
+    """What a caller hears when a step fails, and where the call goes next (None: hang up)."""
+
+    apology: Speech
+    next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """A validated call flow, ready for the interpreter."""
+
+    name: str
+    description: str
+    source: str
+    entry: str
+    voice: str
+    language: str
+    config: Mapping[str, str | None]
+    on_error: OnError
+    nodes: Mapping[str, Node]

@@ -1,0 +1,242 @@
+"""Flow files to typed flows: YAML with marks → JSON Schema → typed nodes → graph checks.
+
+Every problem is collected and reported at once; no input, however broken, raises anything
+but FlowError from `load_flow`.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from flowpbx.build import BuildContext, Invalid, build_node, speech
+from flowpbx.checks import Outline, run_checks
+from flowpbx.errors import FlowError, Problem, Severity
+from flowpbx.flow import Flow, Node, OnError, Speech
+from flowpbx.schema import schema_errors
+from flowpbx.yamlsource import Document, Marks, Path, decode, parse
+
+DEFAULT_VOICE = "Polly.Lucia"
+DEFAULT_LANGUAGE = "es-ES"
+FLOW_SUFFIXES = (".yaml", ".yml")
+
+_APOLOGIES = {
+    "es": "Lo sentimos, se ha producido un error. Disculpe las molestias.",
+    "en": "We are sorry, an error has occurred. Please try again later.",
+}
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of checking one flow file: the flow when usable, and every problem."""
+
+    file: str
+    flow: Flow | None
+    problems: tuple[Problem, ...]
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity is Severity.ERROR)
+
+    @property
+    def warnings(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity is Severity.WARNING)
+
+
+def _issue_problems(file: str, document: Document) -> list[Problem]:
+    return [
+        Problem(
+            file,
+            i.mark.line,
+            i.mark.column,
+            Severity.ERROR,
+            i.code,
+            _issue_message(i.path, i.message),
+        )
+        for i in document.issues
+    ]
+
+
+def _issue_message(path: tuple[str | int, ...], message: str) -> str:
+    if (
+        len(path) == 2
+        and path[0] == "nodes"
+        and message.startswith(f"'{path[1]}' is written twice")
+    ):
+        return f"node {message.replace('is written twice', 'is defined twice', 1)}"
+    if len(path) == 4 and path[0] == "nodes" and path[2] == "options":
+        return f"node '{path[1]}': option {message}"
+    if len(path) >= 2 and path[0] == "nodes":
+        return f"node '{path[1]}': {message}"
+    return message
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _defaults(data: dict[str, Any]) -> tuple[str, str]:
+    defaults = data.get("defaults")
+    defaults = defaults if isinstance(defaults, dict) else {}
+    return (
+        _str(defaults.get("voice")) or DEFAULT_VOICE,
+        _str(defaults.get("language")) or DEFAULT_LANGUAGE,
+    )
+
+
+def _on_error(data: dict[str, Any], ctx: BuildContext) -> tuple[Speech | None, str | None]:
+    raw = data.get("on_error")
+    raw = raw if isinstance(raw, dict) else {}
+    text = _str(raw.get("text"))
+    if text is None:
+        fallback = _APOLOGIES.get(ctx.language.split("-")[0], _APOLOGIES["en"])
+        apology = speech(fallback, ("on_error", "text"), {}, ctx)
+    else:
+        try:
+            apology = speech(text, ("on_error", "text"), {}, ctx)
+        except Invalid:  # speech() has recorded the problem
+            apology = None
+    return apology, _str(raw.get("next"))
+
+
+def _config(data: dict[str, Any]) -> dict[str, str | None]:
+    config = data.get("config")
+    if not isinstance(config, dict):
+        return {}
+    return {k: v for k, v in config.items() if isinstance(v, str | None)}
+
+
+def check_text(text: str, file: str) -> Report:
+    """Check a flow given as text; `file` names it in problems."""
+    document = parse(text)
+    problems = _issue_problems(file, document)
+    data = document.data
+    if data is None:
+        return Report(file, None, tuple(problems))
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"the single value {data!r}"
+        problems.append(
+            Problem(
+                file,
+                1,
+                1,
+                Severity.ERROR,
+                "not-a-mapping",
+                "a flow starts with 'name:', 'entry:' and 'nodes:' lines, "
+                f"but this file holds {kind}",
+            )
+        )
+        return Report(file, None, tuple(problems))
+    issue_paths = {issue.path for issue in document.issues}
+    return _check_document(file, data, document.marks, problems, issue_paths)
+
+
+def _check_document(
+    file: str,
+    data: dict[str, Any],
+    marks: Marks,
+    problems: list[Problem],
+    issue_paths: set[Path],
+) -> Report:
+    broken_nodes = {str(p[1]) for p in issue_paths if len(p) >= 2 and p[0] == "nodes"}
+    top_level_ok = True
+    # A value the YAML layer could not read (an alias, a tag) is already reported there.
+    unreadable = {issue_path for issue_path in issue_paths if issue_path}
+    for path, line, column, message in schema_errors(data, marks):
+        if path in unreadable:
+            continue
+        problems.append(Problem(file, line, column, Severity.ERROR, "schema", message))
+        if len(path) >= 2 and path[0] == "nodes":
+            broken_nodes.add(str(path[1]))
+        else:
+            top_level_ok = False
+
+    voice, language = _defaults(data)
+    ctx = BuildContext(file, marks, voice, language)
+    raw_nodes = data.get("nodes")
+    raw_nodes = raw_nodes if isinstance(raw_nodes, dict) else {}
+    nodes: dict[str, Node] = {}
+    for node_id, raw in raw_nodes.items():
+        if node_id in broken_nodes:
+            continue
+        node = build_node(node_id, raw, ctx)
+        if node is not None:
+            nodes[node_id] = node
+    apology, fallback = _on_error(data, ctx)
+    outline = Outline(
+        file=file,
+        marks=marks,
+        node_ids=frozenset(raw_nodes),
+        nodes=MappingProxyType(nodes),
+        entry=_str(data.get("entry")),
+        on_error_next=fallback,
+        on_error_speech=apology,
+        config=_config(data),
+        voice=voice,
+        language=language,
+        is_complete=top_level_ok and len(nodes) == len(raw_nodes) and not ctx.problems,
+        broken=MappingProxyType({k: v for k, v in raw_nodes.items() if k not in nodes}),
+    )
+    problems.extend(ctx.problems)
+    problems.extend(run_checks(outline))
+    problems.sort(key=lambda p: (p.line, p.column, p.severity != Severity.ERROR, p.message))
+    if any(p.is_error for p in problems) or apology is None:
+        return Report(file, None, tuple(problems))
+    flow = Flow(
+        name=data["name"],
+        description=data.get("description", ""),
+        source=file,
+        entry=data["entry"],
+        voice=voice,
+        language=language,
+        config=MappingProxyType(dict(outline.config)),
+        on_error=OnError(apology, fallback),
+        nodes=outline.nodes,
+    )
+    return Report(file, flow, tuple(problems))
+
+
+def check_file(path: str | pathlib.Path) -> Report:
+    """Check one flow file on disk."""
+    file = str(path)
+    try:
+        raw = pathlib.Path(path).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return Report(
+            file,
+            None,
+            (Problem(file, 1, 1, Severity.ERROR, "unreadable", f"cannot read the file: {reason}"),),
+        )
+    text, issues = decode(raw)
+    if text is None:
+        problems = tuple(
+            Problem(file, i.mark.line, i.mark.column, Severity.ERROR, i.code, i.message)
+            for i in issues
+        )
+        return Report(file, None, problems)
+    return check_text(text, file)
+
+
+def load_flow(path: str | pathlib.Path) -> Flow:
+    """The flow in `path`, or FlowError with every problem found."""
+    report = check_file(path)
+    if report.flow is None:
+        raise FlowError(report.problems)
+    return report.flow
+
+
+def flow_files(paths: Iterable[str | pathlib.Path]) -> list[pathlib.Path]:
+    """Flow files named directly, or found (recursively, sorted) under named folders."""
+    found: list[pathlib.Path] = []
+    for path in map(pathlib.Path, paths):
+        if path.is_dir():
+            found.extend(
+                sorted(p for p in path.rglob("*") if p.suffix in FLOW_SUFFIXES and p.is_file())
+            )
+        else:
+            found.append(path)
+    return found
