@@ -19,8 +19,8 @@ bootstrap:
 install-servers:
 	scripts/install-servers
 
-run: bootstrap
-	$(BIN)/flowpbx serve
+run:
+	scripts/run
 
 validate: bootstrap
 	$(BIN)/flowpbx validate flows/

@@ -80,3 +80,83 @@ def validate(paths: tuple[Path, ...], strict: bool, output_format: str) -> None:
                 click.echo(str(problem))
         click.echo(_summary(reports))
     sys.exit(EXIT_PROBLEMS if failed else EXIT_OK)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default HOST or 0.0.0.0).")
+@click.option("--port", type=int, default=None, help="Port (default PORT or 3020).")
+@click.option(
+    "--flows",
+    "flows_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of flow files (default FLOWPBX_FLOWS_DIR or flows/).",
+)
+def serve(host: str | None, port: int | None, flows_dir: Path | None) -> None:
+    """Run the webhook server (Twilio's Voice URL is /api/calls/incoming)."""
+    import asyncio
+    import dataclasses
+    import logging
+
+    import uvicorn
+
+    from flowpbx.app import build_app
+    from flowpbx.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        _fail(str(exc), EXIT_USAGE)
+        return
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if flows_dir is not None:
+        overrides["flows_dir"] = flows_dir
+    settings = dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        app = asyncio.run(build_app(settings))
+    except Exception as exc:
+        _fail(f"flowpbx cannot start: {exc}", EXIT_PROBLEMS)
+        return
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level="warning", proxy_headers=False
+    )
+
+
+@main.command()
+@click.argument("url")
+@click.argument("params", nargs=-1)
+@click.option(
+    "--token",
+    envvar="TWILIO_AUTH_TOKEN",
+    default=None,
+    help="Auth token (default TWILIO_AUTH_TOKEN or .env).",
+)
+def sign(url: str, params: tuple[str, ...], token: str | None) -> None:
+    """Print the X-Twilio-Signature Twilio would send for a POST of PARAMS (KEY=VALUE) to URL."""
+    from twilio.request_validator import RequestValidator
+
+    from flowpbx.settings import Settings
+
+    if token is None:
+        token = Settings.from_env({"FLOWPBX_DEV_SKIP_SIGNATURE": "true"}).twilio_auth_token
+    if not token:
+        raise click.UsageError("no auth token: set TWILIO_AUTH_TOKEN or pass --token")
+    fields: dict[str, str] = {}
+    for param in params:
+        key, sep, value = param.partition("=")
+        if not sep:
+            raise click.UsageError(f"parameter {param!r} is not KEY=VALUE")
+        fields[key] = value
+    click.echo(RequestValidator(token).compute_signature(url, fields))

@@ -1,0 +1,93 @@
+"""What the interpreter asks Twilio to do, before it becomes TwiML.
+
+Actions are plain values with no URLs: the renderer knows where webhooks go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    text: str
+    voice: str
+    language: str
+    loop: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Play:
+    url: str
+    loop: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    seconds: int
+
+
+Prompt = Say | Play | Pause
+
+
+class Route(StrEnum):
+    """The webhooks that answer an action; each is one path under /api/calls/."""
+
+    GATHER = "gather"
+    DIAL = "dial"
+    ENQUEUE = "enqueue"
+    QUEUE_WAIT = "queue-wait"
+    QUEUE_KEY = "queue-key"
+    RECORD = "record"
+
+
+@dataclass(frozen=True, slots=True)
+class Gather:
+    """Wait for keys while playing `prompt`; the keys come back to `route`."""
+
+    prompt: tuple[Prompt, ...]
+    timeout: int
+    num_digits: int | None
+    finish_on_key: str
+    route: Route = Route.GATHER
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    targets: tuple[str, ...]
+    caller_id: str | None
+    timeout: int
+    record: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    max_length: int
+    timeout: int
+    beep: bool
+    finish_on_key: str
+    transcribe: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """Take the caller out of the queue (only in queue wait documents)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    route: Route
+
+
+Action = Say | Play | Pause | Gather | Dial | Enqueue | Record | Hangup | Leave | Redirect

@@ -1,0 +1,71 @@
+"""Wiring: settings to a running application (flows, call store, service, routes)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.config import Config
+
+from flowpbx.catalog import FlowCatalog, load_catalog
+from flowpbx.errors import FlowpbxError
+from flowpbx.settings import Settings
+from flowpbx.store import CallStore
+from flowpbx.store.memory import MemoryCallStore
+from flowpbx.store.redis import RedisCallStore
+from flowpbx.web import create_app
+
+log = logging.getLogger("flowpbx")
+
+
+class StoreUnavailable(FlowpbxError):
+    """The configured Redis does not answer at start-up."""
+
+
+def catalog_from(settings: Settings, env_file: Path | None = Path(".env")) -> FlowCatalog:
+    """Load the flows, with config values from the environment and .env."""
+    file = env_file if env_file is not None and env_file.is_file() else None
+    config = Config(file)
+
+    def lookup(name: str) -> str | None:
+        value = config(name, default=None)
+        return None if value in (None, "") else str(value)
+
+    return load_catalog(
+        settings.flows_dir,
+        numbers=settings.numbers,
+        default=settings.default_flow,
+        phone_number=settings.twilio_phone_number,
+        lookup=lookup,
+    )
+
+
+async def store_from(settings: Settings) -> CallStore:
+    """Redis when REDIS_HOST is set (checked now), else this process's memory."""
+    url = settings.redis_url
+    if url is None:
+        log.warning("REDIS_HOST is not set: call state lives in this process only (one process)")
+        return MemoryCallStore(settings.call_ttl)
+    store = RedisCallStore.from_url(url, settings.call_ttl)
+    if not await store.ping():
+        await store.aclose()
+        raise StoreUnavailable(
+            f"Redis at {settings.redis_host}:{settings.redis_port} does not answer; "
+            "check REDIS_HOST, REDIS_PORT and REDIS_PASSWORD"
+        )
+    return store
+
+
+async def build_app(settings: Settings) -> Starlette:
+    catalog = catalog_from(settings)
+    store = await store_from(settings)
+    log.info(
+        "flowpbx: %d flow(s) %s, default %s, listening on %s:%d",
+        len(catalog.flows),
+        sorted(catalog.flows),
+        catalog.default,
+        settings.host,
+        settings.port,
+    )
+    return create_app(settings, catalog, store)

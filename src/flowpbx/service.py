@@ -1,0 +1,178 @@
+"""The one place that loads call state, runs the interpreter, saves state and answers TwiML.
+
+Every answer is TwiML: a failing step gets the flow's apology and fallback, a duplicate
+webhook gets the reply already given, and a store that is down gets an apology.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from flowpbx.actions import Action, Hangup, Leave, Say
+from flowpbx.catalog import FlowCatalog, LoadedFlow
+from flowpbx.interpreter import (
+    CallStarted,
+    Context,
+    Event,
+    queue_key,
+    queue_wait,
+    recover,
+    start,
+    step,
+)
+from flowpbx.state import CallState, StateError, Waiting
+from flowpbx.store import CallStore
+from flowpbx.twiml import EMPTY, Urls, render
+
+log = logging.getLogger("flowpbx.calls")
+
+PUT_ATTEMPTS = 5
+STORE_ERRORS = (RedisError, OSError, StateError)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class CallService:
+    """Handles each voice webhook for one call."""
+
+    catalog: FlowCatalog
+    store: CallStore
+    clock: Callable[[], dt.datetime] = utc_now
+
+    def _context(self, loaded: LoadedFlow) -> Context:
+        return Context(loaded.flow, self.clock(), loaded.config)
+
+    def apology(self, loaded: LoadedFlow | None = None) -> str:
+        """The default flow's apology and a hangup: for calls flowpbx cannot continue."""
+        flow = (loaded or self.catalog.default_flow).flow
+        speech = flow.on_error.apology
+        assert speech.text is not None
+        say = Say(speech.text.render({}), speech.voice, speech.language)
+        return render((say, Hangup()), Urls(""), 0)
+
+    async def incoming(self, call_sid: str, caller: str, called: str, urls: Urls) -> str:
+        """A new call starts the flow for the number dialled; a retry gets the same reply."""
+        loaded = self.catalog.for_number(called)
+        try:
+            for _ in range(PUT_ATTEMPTS):
+                state, revision = await self.store.get(call_sid)
+                if state is not None:
+                    log.info("call %s: repeated incoming webhook, same reply", call_sid)
+                    return state.reply or EMPTY
+                event = CallStarted(call_sid, caller, called)
+                ctx = self._context(loaded)
+                try:
+                    state, actions = start(loaded.flow, event, ctx, loaded.version)
+                except Exception:
+                    log.exception("call %s: flow %s failed to start", call_sid, loaded.flow.name)
+                    state = CallState(
+                        call_sid, loaded.flow.name, loaded.version, loaded.flow.entry, Waiting.ENDED
+                    ).evolve(variables={"caller": caller, "called": called})
+                    state, actions = self._recover(state, ctx)
+                reply = render(actions, urls, state.seq)
+                if await self.store.put(state.evolve(reply_seq=0, reply=reply), revision):
+                    log.info(
+                        "call %s: started flow %s at %s", call_sid, loaded.flow.name, state.node
+                    )
+                    return reply
+        except STORE_ERRORS:
+            log.exception("call %s: call store unavailable", call_sid)
+        return self.apology(loaded)
+
+    def _recover(self, state: CallState, ctx: Context) -> tuple[CallState, tuple[Action, ...]]:
+        try:
+            return recover(state, ctx)
+        except Exception:
+            log.exception("call %s: the flow's fallback failed too", state.call_sid)
+            ended = state.evolve(waiting=Waiting.ENDED, seq=state.seq + 1)
+            return ended, (Hangup(),)
+
+    async def event(self, call_sid: str, seq: int, event: Event, urls: Urls) -> str:
+        """A webhook that answers step `seq`: advance the flow once, however often it comes."""
+        try:
+            for _ in range(PUT_ATTEMPTS):
+                state, revision = await self.store.get(call_sid)
+                if state is None:
+                    log.warning(
+                        "call %s: %s for an unknown or expired call", call_sid, type(event).__name__
+                    )
+                    return self.apology()
+                if seq != state.seq:
+                    log.info(
+                        "call %s: webhook for step %d, call is at step %d: same reply",
+                        call_sid,
+                        seq,
+                        state.seq,
+                    )
+                    return state.reply or EMPTY
+                loaded = self.catalog.get(state.flow)
+                if loaded is None:
+                    log.error("call %s: flow %s is no longer loaded", call_sid, state.flow)
+                    return self.apology()
+                if loaded.version != state.version:
+                    log.warning(
+                        "call %s: flow %s changed during the call (%s -> %s)",
+                        call_sid,
+                        state.flow,
+                        state.version,
+                        loaded.version,
+                    )
+                ctx = self._context(loaded)
+                try:
+                    new_state, actions = step(state, event, ctx)
+                except Exception:
+                    log.exception(
+                        "call %s: step failed at node %s on %s",
+                        call_sid,
+                        state.node,
+                        type(event).__name__,
+                    )
+                    new_state, actions = self._recover(state, ctx)
+                reply = render(actions, urls, new_state.seq)
+                if await self.store.put(new_state.evolve(reply_seq=seq, reply=reply), revision):
+                    return reply
+        except STORE_ERRORS:
+            log.exception("call %s: call store unavailable", call_sid)
+        return self.apology()
+
+    async def _queue_document(
+        self,
+        call_sid: str,
+        urls: Urls,
+        decide: Callable[[CallState, Context], tuple[CallState, tuple[Action, ...]]],
+    ) -> str:
+        try:
+            for _ in range(PUT_ATTEMPTS):
+                state, revision = await self.store.get(call_sid)
+                loaded = self.catalog.get(state.flow) if state else None
+                if state is None or loaded is None:
+                    return render((Leave(),), urls, 0)
+                new_state, actions = decide(state, self._context(loaded))
+                reply = render(actions, urls, state.seq)
+                if new_state == state or await self.store.put(new_state, revision):
+                    return reply
+        except STORE_ERRORS:
+            log.exception("call %s: call store unavailable", call_sid)
+        except Exception:
+            log.exception("call %s: queue wait failed", call_sid)
+        return render((Leave(),), urls, 0)
+
+    async def queue_wait(self, call_sid: str, waited: int, urls: Urls) -> str:
+        """The document a queued caller hears; leaves the queue after the node's max_wait."""
+        return await self._queue_document(
+            call_sid, urls, lambda state, ctx: queue_wait(state, waited, ctx)
+        )
+
+    async def queue_key(self, call_sid: str, digits: str, urls: Urls) -> str:
+        """A key pressed while waiting in a queue."""
+        return await self._queue_document(
+            call_sid, urls, lambda state, ctx: queue_key(state, digits, ctx)
+        )

@@ -1,0 +1,209 @@
+"""Typed settings from the environment (and a .env file), checked at start-up.
+
+Names follow the original service: PORT, TWILIO_*, REDIS_*, DB_*; flowpbx's own start FLOWPBX_.
+Every bad value is reported at once, before the first call arrives.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from starlette.config import Config
+
+from flowpbx.errors import FlowpbxError
+
+DEFAULT_PORT = 3020
+DEFAULT_CALL_TTL = 6 * 3600
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class SettingsError(FlowpbxError):
+    """Configuration that cannot work; lists every bad variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment."""
+
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_api_key: str = ""
+    twilio_api_secret: str = ""
+    twilio_phone_number: str = ""
+    twilio_twiml_app_sid: str = ""
+    redis_host: str = ""
+    redis_port: int = 6379
+    redis_password: str = ""
+    redis_db: int = 0
+    db_host: str = ""
+    db_port: int = 5432
+    db_user: str = ""
+    db_password: str = ""
+    db_name: str = ""
+    public_base_url: str = ""
+    flows_dir: Path = Path("flows")
+    default_flow: str = ""
+    numbers: Mapping[str, str] = field(default_factory=dict)
+    trusted_proxies: tuple[Network, ...] = ()
+    skip_signature: bool = False
+    call_ttl: int = DEFAULT_CALL_TTL
+    log_level: str = "INFO"
+
+    @property
+    def redis_url(self) -> str | None:
+        """The Redis URL, or None to keep call state in this process."""
+        if not self.redis_host:
+            return None
+        auth = f":{self.redis_password}@" if self.redis_password else ""
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+    ) -> Settings:
+        """Read settings; a .env file fills in what the environment does not set."""
+        file = env_file if env_file is not None and env_file.is_file() else None
+        config = Config(file, environ=dict(os.environ if environ is None else environ))
+        reader = _Reader(config)
+        settings = cls(
+            host=reader.text("HOST", "0.0.0.0"),
+            port=reader.integer("PORT", DEFAULT_PORT, 1, 65535),
+            twilio_account_sid=reader.text("TWILIO_ACCOUNT_SID", "", r"AC[0-9a-fA-F]{32}"),
+            twilio_auth_token=reader.text("TWILIO_AUTH_TOKEN", ""),
+            twilio_api_key=reader.text("TWILIO_API_KEY", "", r"SK[0-9a-fA-F]{32}"),
+            twilio_api_secret=reader.text("TWILIO_API_SECRET", ""),
+            twilio_phone_number=reader.text("TWILIO_PHONE_NUMBER", "", _E164.pattern[1:-1]),
+            twilio_twiml_app_sid=reader.text("TWILIO_TWIML_APP_SID", "", r"AP[0-9a-fA-F]{32}"),
+            redis_host=reader.text("REDIS_HOST", ""),
+            redis_port=reader.integer("REDIS_PORT", 6379, 1, 65535),
+            redis_password=reader.text("REDIS_PASSWORD", ""),
+            redis_db=reader.integer("REDIS_DB", 0, 0, 1000),
+            db_host=reader.text("DB_HOST", ""),
+            db_port=reader.integer("DB_PORT", 5432, 1, 65535),
+            db_user=reader.text("DB_USER", ""),
+            db_password=reader.text("DB_PASSWORD", ""),
+            db_name=reader.text("DB_NAME", ""),
+            public_base_url=reader.base_url("PUBLIC_BASE_URL"),
+            flows_dir=Path(reader.text("FLOWPBX_FLOWS_DIR", "flows")),
+            default_flow=reader.text("FLOWPBX_DEFAULT_FLOW", ""),
+            numbers=reader.numbers("FLOWPBX_NUMBERS"),
+            trusted_proxies=reader.networks("FLOWPBX_TRUSTED_PROXIES"),
+            skip_signature=reader.boolean("FLOWPBX_DEV_SKIP_SIGNATURE", default=False),
+            call_ttl=reader.integer("FLOWPBX_CALL_TTL", DEFAULT_CALL_TTL, 60, 7 * 86400),
+            log_level=reader.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        )
+        if not settings.twilio_auth_token and not settings.skip_signature:
+            reader.problems.append(
+                "TWILIO_AUTH_TOKEN is not set: webhooks cannot be verified. Set it to the "
+                "account's auth token (or, for local development only, "
+                "FLOWPBX_DEV_SKIP_SIGNATURE=true)"
+            )
+        if reader.problems:
+            raise SettingsError(reader.problems)
+        return settings
+
+
+class _Reader:
+    """Reads variables, collecting a problem for each bad one instead of stopping."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.problems: list[str] = []
+
+    def _raw(self, name: str) -> str | None:
+        value = self.config(name, default=None)
+        return None if value is None else str(value).strip()
+
+    def text(self, name: str, default: str, pattern: str | None = None) -> str:
+        value = self._raw(name)
+        if value is None or value == "":
+            return default
+        if pattern and not re.fullmatch(pattern, value):
+            self.problems.append(f"{name}={value!r} is not valid: expected {pattern}")
+            return default
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        value = self._raw(name)
+        if value is None or value == "":
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            self.problems.append(f"{name}={value!r} is not a whole number")
+            return default
+        if not low <= number <= high:
+            self.problems.append(f"{name}={number} is out of range: expected {low} to {high}")
+            return default
+        return number
+
+    def boolean(self, name: str, *, default: bool) -> bool:
+        value = self._raw(name)
+        if value is None:
+            return default
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        self.problems.append(f"{name}={value!r} is not valid: expected true or false")
+        return default
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = (self._raw(name) or default).upper()
+        if value not in choices:
+            self.problems.append(f"{name}={value!r} is not valid: expected one of {choices}")
+            return default
+        return value
+
+    def base_url(self, name: str) -> str:
+        value = self._raw(name) or ""
+        if not value:
+            return ""
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            self.problems.append(
+                f"{name}={value!r} is not valid: expected the public address Twilio calls, "
+                "like https://pbx.example.com"
+            )
+            return ""
+        return value.rstrip("/")
+
+    def numbers(self, name: str) -> dict[str, str]:
+        value = self._raw(name) or ""
+        numbers: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            number, _, flow = item.partition("=")
+            if not _E164.match(number.strip()) or not flow.strip():
+                self.problems.append(
+                    f"{name}: {item!r} is not valid: expected +34912345678=flow_name, "
+                    "separated by commas"
+                )
+                continue
+            numbers[number.strip()] = flow.strip()
+        return numbers
+
+    def networks(self, name: str) -> tuple[Network, ...]:
+        value = self._raw(name) or ""
+        networks: list[Network] = []
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                self.problems.append(f"{name}: {item!r} is not an IP address or network")
+        return tuple(networks)

@@ -1,0 +1,146 @@
+"""The only module that writes TwiML: actions to a <Response> with absolute webhook URLs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, assert_never
+
+from twilio.twiml.voice_response import Dial as DialVerb
+from twilio.twiml.voice_response import Gather as GatherVerb
+from twilio.twiml.voice_response import VoiceResponse
+
+from flowpbx.actions import (
+    Action,
+    Dial,
+    Enqueue,
+    Gather,
+    Hangup,
+    Leave,
+    Pause,
+    Play,
+    Prompt,
+    Record,
+    Redirect,
+    Route,
+    Say,
+)
+
+CONTENT_TYPE = "application/xml"
+
+
+@dataclass(frozen=True, slots=True)
+class Urls:
+    """Absolute webhook URLs under `base` (e.g. https://pbx.example.com, no trailing slash)."""
+
+    base: str
+
+    def route(self, route: Route, seq: int) -> str:
+        return f"{self.base}/api/calls/{route}?seq={seq}"
+
+    @property
+    def recording_status(self) -> str:
+        return f"{self.base}/api/webhooks/recording-status"
+
+
+def _prompt(parent: VoiceResponse | GatherVerb, prompt: Prompt) -> None:
+    match prompt:
+        case Say():
+            parent.say(prompt.text, voice=prompt.voice, language=prompt.language, loop=prompt.loop)
+        case Play():
+            parent.play(prompt.url, loop=prompt.loop)
+        case Pause():
+            parent.pause(length=prompt.seconds)
+        case _:
+            assert_never(prompt)
+
+
+def _dial(action: Dial, urls: Urls, seq: int) -> DialVerb:
+    extra: dict[str, Any] = {}
+    if action.record:
+        extra = {
+            "record": "record-from-answer-dual",
+            "recording_status_callback": urls.recording_status,
+            "recording_status_callback_method": "POST",
+        }
+    dial = DialVerb(
+        action=urls.route(Route.DIAL, seq),
+        method="POST",
+        timeout=action.timeout,
+        caller_id=action.caller_id,
+        **extra,
+    )
+    for target in action.targets:
+        if target.startswith("client:"):
+            dial.client(target.removeprefix("client:"))
+        elif target.startswith(("sip:", "sips:")):
+            dial.sip(target)
+        else:
+            dial.number(target)
+    return dial
+
+
+def _append(response: VoiceResponse, action: Action, urls: Urls, seq: int) -> None:
+    match action:
+        case Say() | Play() | Pause():
+            _prompt(response, action)
+        case Gather():
+            url = urls.route(action.route, seq)
+            gather = response.gather(
+                action=url,
+                method="POST",
+                input="dtmf",
+                timeout=action.timeout,
+                num_digits=action.num_digits,
+                finish_on_key=action.finish_on_key,
+                action_on_empty_result=True,
+            )
+            for prompt in action.prompt:
+                _prompt(gather, prompt)
+            if action.route is Route.GATHER:
+                # Should the empty-result request not come, silence still reaches the flow.
+                response.redirect(url, method="POST")
+        case Dial():
+            response.append(_dial(action, urls, seq))
+        case Enqueue():
+            response.enqueue(
+                action.queue,
+                action=urls.route(Route.ENQUEUE, seq),
+                method="POST",
+                wait_url=urls.route(Route.QUEUE_WAIT, seq),
+                wait_url_method="POST",
+            )
+        case Record():
+            url = urls.route(Route.RECORD, seq)
+            response.record(
+                action=url,
+                method="POST",
+                max_length=action.max_length,
+                timeout=action.timeout,
+                play_beep=action.beep,
+                finish_on_key=action.finish_on_key,
+                transcribe=action.transcribe,
+                recording_status_callback=urls.recording_status,
+                recording_status_callback_method="POST",
+            )
+            # Twilio skips the action when nothing was recorded and runs the next verb instead.
+            response.redirect(url, method="POST")
+        case Hangup():
+            response.hangup()
+        case Leave():
+            response.leave()
+        case Redirect():
+            response.redirect(urls.route(action.route, seq), method="POST")
+        case _:
+            assert_never(action)
+
+
+def render(actions: Iterable[Action], urls: Urls, seq: int) -> str:
+    """A TwiML document; webhook URLs carry `seq` so that replies match their step."""
+    response = VoiceResponse()
+    for action in actions:
+        _append(response, action, urls, seq)
+    return str(response.to_xml(xml_declaration=True))
+
+
+EMPTY = render((), Urls(""), 0)

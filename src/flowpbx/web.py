@@ -1,0 +1,187 @@
+"""The HTTP layer: parse, verify the Twilio signature, call the service, answer TwiML.
+
+Routes only translate. Any failure inside a voice webhook still answers TwiML with status 200;
+bad signatures get 403 and malformed parameters 400, with nothing executed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from flowpbx import webhooks
+from flowpbx.actions import Route as CallRoute
+from flowpbx.catalog import FlowCatalog
+from flowpbx.service import CallService
+from flowpbx.settings import Settings
+from flowpbx.store import CallStore
+from flowpbx.twiml import CONTENT_TYPE, Urls
+
+log = logging.getLogger("flowpbx.web")
+
+MAX_BODY = 64 * 1024
+
+Handler = Callable[[Request, FormData, Urls], Awaitable[str]]
+
+
+def _error(status: int, error: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+
+
+class Webhooks:
+    """The Twilio-facing endpoints of one service."""
+
+    def __init__(self, settings: Settings, service: CallService) -> None:
+        self.settings = settings
+        self.service = service
+        self.checker = webhooks.SignatureChecker(settings.twilio_auth_token)
+
+    async def _verified_form(self, request: Request) -> tuple[FormData, str] | Response:
+        length = request.headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > MAX_BODY:
+            return _error(413, "body_too_large", f"webhook bodies are at most {MAX_BODY} bytes")
+        form = await request.form()
+        url = webhooks.public_url(
+            request, self.settings.public_base_url, self.settings.trusted_proxies
+        )
+        if not self.settings.skip_signature:
+            signature = request.headers.get(webhooks.SIGNATURE_HEADER, "")
+            if not self.checker.is_valid(url, form, signature):
+                log.warning(
+                    "rejected %s %s: %s X-Twilio-Signature (from %s, CallSid %s)",
+                    request.method,
+                    url,
+                    "bad" if signature else "missing",
+                    request.client.host if request.client else "?",
+                    form.get("CallSid", "?"),
+                )
+                return _error(403, "invalid_signature", "X-Twilio-Signature does not match")
+        return form, url
+
+    def voice(self, handle: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """Wrap a TwiML handler: verify, parse, and never let an error become a 5xx."""
+
+        async def endpoint(request: Request) -> Response:
+            verified = await self._verified_form(request)
+            if isinstance(verified, Response):
+                return verified
+            form, url = verified
+            urls = Urls(webhooks.base_of(url, request.url.path))
+            try:
+                xml = await handle(request, form, urls)
+            except webhooks.BadWebhook as exc:
+                log.warning("bad webhook %s: %s", request.url.path, exc)
+                return _error(400, "bad_parameters", str(exc))
+            except Exception:
+                log.exception(
+                    "webhook %s failed (CallSid %s)", request.url.path, form.get("CallSid")
+                )
+                xml = self.service.apology()
+            return Response(xml, media_type=CONTENT_TYPE)
+
+        return endpoint
+
+    def callback(self, name: str) -> Callable[[Request], Awaitable[Response]]:
+        """Status callbacks do not steer the call: verify, log, answer 204."""
+
+        async def endpoint(request: Request) -> Response:
+            verified = await self._verified_form(request)
+            if isinstance(verified, Response):
+                return verified
+            form, _ = verified
+            fields = {
+                k: form.get(k)
+                for k in (
+                    "CallSid",
+                    "CallStatus",
+                    "RecordingSid",
+                    "RecordingStatus",
+                    "SequenceNumber",
+                )
+                if k in form
+            }
+            log.info("%s %s", name, fields)
+            return Response(status_code=204)
+
+        return endpoint
+
+
+def _form(form: FormData) -> Mapping[str, str]:
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def create_app(
+    settings: Settings, catalog: FlowCatalog, store: CallStore, service: CallService | None = None
+) -> Starlette:
+    """The flowpbx web application."""
+    service = service or CallService(catalog, store)
+    hooks = Webhooks(settings, service)
+
+    async def incoming(request: Request, form: FormData, urls: Urls) -> str:
+        call = webhooks.call_params(_form(form))
+        return await service.incoming(call.call_sid, call.caller, call.called, urls)
+
+    def step(parse: Callable[[Mapping[str, str]], Any]) -> Handler:
+        async def handle(request: Request, form: FormData, urls: Urls) -> str:
+            fields = _form(form)
+            call = webhooks.call_params(fields)
+            seq = webhooks.sequence(request.query_params)
+            return await service.event(call.call_sid, seq, parse(fields), urls)
+
+        return handle
+
+    async def queue_wait(request: Request, form: FormData, urls: Urls) -> str:
+        fields = _form(form)
+        call = webhooks.call_params(fields)
+        return await service.queue_wait(call.call_sid, webhooks.queue_time(fields), urls)
+
+    async def queue_key(request: Request, form: FormData, urls: Urls) -> str:
+        fields = _form(form)
+        call = webhooks.call_params(fields)
+        return await service.queue_key(call.call_sid, webhooks.keys_pressed(fields).digits, urls)
+
+    async def health(request: Request) -> Response:
+        store_ok = await store.ping()
+        body = {
+            "status": "ok" if store_ok else "degraded",
+            "store": "redis" if settings.redis_url else "memory",
+            "flows": sorted(catalog.flows),
+        }
+        return JSONResponse(body, status_code=200 if store_ok else 503)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.skip_signature:
+            log.warning(
+                "!!! FLOWPBX_DEV_SKIP_SIGNATURE is on: webhooks are NOT verified. "
+                "Anyone can drive calls. Never use this outside local development. !!!"
+            )
+        yield
+        await store.aclose()
+
+    calls = "/api/calls/"
+    routes = [
+        Route("/api/calls/incoming", hooks.voice(incoming), methods=["POST"]),
+        Route(calls + CallRoute.GATHER, hooks.voice(step(webhooks.keys_pressed)), methods=["POST"]),
+        Route(calls + CallRoute.DIAL, hooks.voice(step(webhooks.dial_ended)), methods=["POST"]),
+        Route(calls + CallRoute.ENQUEUE, hooks.voice(step(webhooks.queue_left)), methods=["POST"]),
+        Route(
+            calls + CallRoute.RECORD, hooks.voice(step(webhooks.recording_ended)), methods=["POST"]
+        ),
+        Route(calls + CallRoute.QUEUE_WAIT, hooks.voice(queue_wait), methods=["POST"]),
+        Route(calls + CallRoute.QUEUE_KEY, hooks.voice(queue_key), methods=["POST"]),
+        Route("/api/webhooks/call-status", hooks.callback("call-status"), methods=["POST"]),
+        Route(
+            "/api/webhooks/recording-status", hooks.callback("recording-status"), methods=["POST"]
+        ),
+        Route("/health", health, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

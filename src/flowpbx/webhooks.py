@@ -1,0 +1,128 @@
+"""The only module that knows Twilio's webhook parameters and signatures."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from twilio.request_validator import RequestValidator
+
+from flowpbx.errors import FlowpbxError
+from flowpbx.interpreter import DialEnded, KeysPressed, QueueLeft, RecordingEnded
+from flowpbx.settings import Network
+
+SIGNATURE_HEADER = "X-Twilio-Signature"
+_CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
+_DIGITS = re.compile(r"^[0-9*#]{0,64}$")
+_PARTY = re.compile(r"^[^\x00-\x1f]{0,256}$")
+
+
+class BadWebhook(FlowpbxError):
+    """Parameters that are missing or malformed: answered 400, nothing executed."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+def _is_trusted(client: str | None, proxies: Sequence[Network]) -> bool:
+    if client is None or not proxies:
+        return False
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return False
+    return any(address in network for network in proxies)
+
+
+def public_url(request: Request, base_url: str, trusted_proxies: Sequence[Network]) -> str:
+    """The URL Twilio requested and signed: the configured base, else trusted proxy headers."""
+    query = request.url.query
+    suffix = request.url.path + (f"?{query}" if query else "")
+    if base_url:
+        return base_url + suffix
+    scheme, host = request.url.scheme, request.headers.get("host", request.url.netloc)
+    if _is_trusted(request.client.host if request.client else None, trusted_proxies):
+        scheme = request.headers.get("x-forwarded-proto", scheme).split(",")[0].strip()
+        host = request.headers.get("x-forwarded-host", host).split(",")[0].strip()
+    return f"{scheme}://{host}{suffix}"
+
+
+def base_of(url: str, path: str) -> str:
+    """The public base URL (scheme and host, plus any prefix) of a request URL."""
+    without_query = url.split("?", 1)[0]
+    return without_query[: -len(path)] if path and without_query.endswith(path) else without_query
+
+
+class SignatureChecker:
+    """Checks X-Twilio-Signature with the twilio library, over every parameter received."""
+
+    def __init__(self, auth_token: str) -> None:
+        self.validator = RequestValidator(auth_token)
+
+    def is_valid(self, url: str, form: FormData, signature: str) -> bool:
+        if not signature:
+            return False
+        return bool(self.validator.validate(url, form, signature))
+
+
+@dataclass(frozen=True, slots=True)
+class CallParams:
+    """The parameters every voice webhook carries that flowpbx uses."""
+
+    call_sid: str
+    caller: str
+    called: str
+
+
+def _one(form: Mapping[str, str], name: str, pattern: re.Pattern[str], default: str | None) -> str:
+    value = form.get(name)
+    if value is None:
+        if default is None:
+            raise BadWebhook(name, "missing")
+        return default
+    if not pattern.match(value):
+        raise BadWebhook(name, f"malformed value {value[:40]!r}")
+    return value
+
+
+def call_params(form: Mapping[str, str]) -> CallParams:
+    return CallParams(
+        call_sid=_one(form, "CallSid", _CALL_SID, None),
+        caller=_one(form, "From", _PARTY, ""),
+        called=_one(form, "To", _PARTY, ""),
+    )
+
+
+def sequence(query: Mapping[str, str]) -> int:
+    value = query.get("seq", "")
+    if not value.isdigit() or len(value) > 9:
+        raise BadWebhook("seq", f"expected the step number flowpbx put in the URL, got {value!r}")
+    return int(value)
+
+
+def keys_pressed(form: Mapping[str, str]) -> KeysPressed:
+    return KeysPressed(_one(form, "Digits", _DIGITS, ""))
+
+
+def dial_ended(form: Mapping[str, str]) -> DialEnded:
+    return DialEnded(_one(form, "DialCallStatus", re.compile(r"^[a-z-]{1,32}$"), None))
+
+
+def queue_left(form: Mapping[str, str]) -> QueueLeft:
+    return QueueLeft(_one(form, "QueueResult", re.compile(r"^[a-z-]{1,32}$"), None))
+
+
+def queue_time(form: Mapping[str, str]) -> int:
+    return int(_one(form, "QueueTime", re.compile(r"^[0-9]{1,9}$"), "0"))
+
+
+def recording_ended(form: Mapping[str, str]) -> RecordingEnded:
+    url = _one(form, "RecordingUrl", re.compile(r"^(https?://\S{1,2000})?$"), "")
+    duration = _one(form, "RecordingDuration", re.compile(r"^-?[0-9]{1,9}$"), "0")
+    return RecordingEnded(url, max(0, int(duration)))
