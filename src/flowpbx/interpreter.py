@@ -125,6 +125,8 @@ class Context:
     flow: Flow
     now: dt.datetime
     config: Mapping[str, str]
+    hours_override: str = ""
+    """'open' or 'closed' forces every hours node (the operator's day/night switch); '' = clock."""
 
 
 # --- Outcomes of entering a node -----------------------------------------------------------------
@@ -264,7 +266,7 @@ def business_hours(node: HoursNode, now: dt.datetime) -> str:
 
 
 def _enter_hours(node: HoursNode, state: CallState, ctx: Context) -> Outcome:
-    outcome = business_hours(node, ctx.now)
+    outcome = ctx.hours_override or business_hours(node, ctx.now)
     target = {"open": node.open, "closed": node.closed, "holiday": node.holiday}[outcome]
     return _Go(target, state)
 

@@ -46,9 +46,10 @@ class CallService:
     catalog: FlowCatalog
     store: CallStore
     clock: Callable[[], dt.datetime] = utc_now
+    hours_override: str = ""
 
     def _context(self, loaded: LoadedFlow) -> Context:
-        return Context(loaded.flow, self.clock(), loaded.config)
+        return Context(loaded.flow, self.clock(), loaded.config, self.hours_override)
 
     def apology(self, loaded: LoadedFlow | None = None) -> str:
         """The default flow's apology and a hangup: for calls flowpbx cannot continue."""

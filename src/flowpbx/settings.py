@@ -63,6 +63,7 @@ class Settings:
     trusted_proxies: tuple[Network, ...] = ()
     skip_signature: bool = False
     call_ttl: int = DEFAULT_CALL_TTL
+    hours_override: str = ""
     log_level: str = "INFO"
 
     @property
@@ -106,6 +107,7 @@ class Settings:
             trusted_proxies=reader.networks("FLOWPBX_TRUSTED_PROXIES"),
             skip_signature=reader.boolean("FLOWPBX_DEV_SKIP_SIGNATURE", default=False),
             call_ttl=reader.integer("FLOWPBX_CALL_TTL", DEFAULT_CALL_TTL, 60, 7 * 86400),
+            hours_override=reader.hours_override("FLOWPBX_HOURS_OVERRIDE"),
             log_level=reader.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         )
         if not settings.twilio_auth_token and not settings.skip_signature:
@@ -170,6 +172,11 @@ class _Reader:
             self.problems.append(f"{name}={value!r} is not valid: expected one of {choices}")
             return default
         return value
+
+    def hours_override(self, name: str) -> str:
+        """'open' or 'closed' to force business hours; '' (auto) follows the clock."""
+        value = self.choice(name, "AUTO", ("AUTO", "OPEN", "CLOSED"))
+        return "" if value == "AUTO" else value.lower()
 
     def base_url(self, name: str) -> str:
         value = self._raw(name) or ""

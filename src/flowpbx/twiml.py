@@ -46,9 +46,10 @@ class Urls:
 def _prompt(parent: VoiceResponse | GatherVerb, prompt: Prompt) -> None:
     match prompt:
         case Say():
-            parent.say(prompt.text, voice=prompt.voice, language=prompt.language, loop=prompt.loop)
+            loop = prompt.loop if prompt.loop != 1 else None
+            parent.say(prompt.text, voice=prompt.voice, language=prompt.language, loop=loop)
         case Play():
-            parent.play(prompt.url, loop=prompt.loop)
+            parent.play(prompt.url, loop=prompt.loop if prompt.loop != 1 else None)
         case Pause():
             parent.pause(length=prompt.seconds)
         case _:

@@ -122,7 +122,7 @@ def create_app(
     settings: Settings, catalog: FlowCatalog, store: CallStore, service: CallService | None = None
 ) -> Starlette:
     """The flowpbx web application."""
-    service = service or CallService(catalog, store)
+    service = service or CallService(catalog, store, hours_override=settings.hours_override)
     hooks = Webhooks(settings, service)
 
     async def incoming(request: Request, form: FormData, urls: Urls) -> str:
@@ -163,6 +163,13 @@ def create_app(
             log.warning(
                 "!!! FLOWPBX_DEV_SKIP_SIGNATURE is on: webhooks are NOT verified. "
                 "Anyone can drive calls. Never use this outside local development. !!!"
+            )
+        if settings.hours_override:
+            log.warning(
+                "FLOWPBX_HOURS_OVERRIDE=%s: every business-hours node answers '%s' "
+                "whatever the time",
+                settings.hours_override,
+                settings.hours_override,
             )
         yield
         await store.aclose()

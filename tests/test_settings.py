@@ -1,0 +1,115 @@
+"""Settings: the seed's environment names, a .env file, and every bad value at start-up."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from flowpbx.settings import Settings, SettingsError
+
+
+def test_settings_defaults_need_only_a_token() -> None:
+    """With just an auth token, the service listens on 3020 and keeps state in memory."""
+    settings = Settings.from_env({"TWILIO_AUTH_TOKEN": "t"}, env_file=None)
+    assert (settings.port, settings.redis_url, settings.skip_signature) == (3020, None, False)
+    assert settings.flows_dir == Path("flows")
+
+
+def test_settings_reads_seed_names() -> None:
+    """PORT, TWILIO_*, REDIS_* and DB_* are read under the original service's names."""
+    env = {
+        "PORT": "8080",
+        "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
+        "TWILIO_AUTH_TOKEN": "secret",
+        "TWILIO_API_KEY": "SK" + "b" * 32,
+        "TWILIO_API_SECRET": "s",
+        "TWILIO_PHONE_NUMBER": "+34912345678",
+        "TWILIO_TWIML_APP_SID": "AP" + "c" * 32,
+        "REDIS_HOST": "redis.internal",
+        "REDIS_PORT": "6380",
+        "REDIS_PASSWORD": "pw",
+        "DB_HOST": "db",
+        "DB_PORT": "5433",
+        "DB_USER": "u",
+        "DB_PASSWORD": "p",
+        "DB_NAME": "ait_core",
+        "PUBLIC_BASE_URL": "https://pbx.example.com/",
+        "FLOWPBX_NUMBERS": "+34912345678=seguros, +34911111111=otro",
+        "FLOWPBX_TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1",
+    }
+    settings = Settings.from_env(env, env_file=None)
+    assert settings.port == 8080
+    assert settings.redis_url == "redis://:pw@redis.internal:6380/0"
+    assert (settings.db_host, settings.db_port, settings.db_name) == ("db", 5433, "ait_core")
+    assert settings.public_base_url == "https://pbx.example.com"
+    assert dict(settings.numbers) == {"+34912345678": "seguros", "+34911111111": "otro"}
+    assert settings.trusted_proxies == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("127.0.0.1/32"),
+    )
+
+
+def test_settings_env_file_fills_gaps(tmp_path: Path) -> None:
+    """A .env file provides values the environment does not set; the environment wins."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("TWILIO_AUTH_TOKEN=from-file\nPORT=4000\n# comment\n", "utf-8")
+    settings = Settings.from_env({"PORT": "5000"}, env_file=env_file)
+    assert (settings.twilio_auth_token, settings.port) == ("from-file", 5000)
+
+
+def test_settings_reports_every_bad_value() -> None:
+    """Each bad variable is named in one start-up error, not one at a time."""
+    env = {
+        "PORT": "abc",
+        "REDIS_PORT": "70000",
+        "TWILIO_ACCOUNT_SID": "XX123",
+        "PUBLIC_BASE_URL": "pbx.example.com",
+        "FLOWPBX_NUMBERS": "912345678=seguros",
+        "FLOWPBX_TRUSTED_PROXIES": "not-an-ip",
+        "FLOWPBX_DEV_SKIP_SIGNATURE": "maybe",
+    }
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env, env_file=None)
+    text = str(caught.value)
+    for name in (
+        "PORT='abc' is not a whole number",
+        "REDIS_PORT=70000 is out of range",
+        "TWILIO_ACCOUNT_SID='XX123' is not valid",
+        "PUBLIC_BASE_URL='pbx.example.com' is not valid",
+        "FLOWPBX_NUMBERS: '912345678=seguros' is not valid",
+        "FLOWPBX_TRUSTED_PROXIES: 'not-an-ip' is not an IP address",
+        "FLOWPBX_DEV_SKIP_SIGNATURE='maybe' is not valid",
+        "TWILIO_AUTH_TOKEN is not set",
+    ):
+        assert name in text
+
+
+def test_settings_skip_signature_is_explicit() -> None:
+    """Without a token the only way to start is the explicit development setting."""
+    settings = Settings.from_env({"FLOWPBX_DEV_SKIP_SIGNATURE": "true"}, env_file=None)
+    assert settings.skip_signature
+    assert settings.twilio_auth_token == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(None, "", id="default-auto"),
+        pytest.param("auto", "", id="auto"),
+        pytest.param("open", "open", id="open"),
+        pytest.param("CLOSED", "closed", id="closed"),
+    ],
+)
+def test_settings_hours_override(value: str | None, expected: str) -> None:
+    """FLOWPBX_HOURS_OVERRIDE forces business hours open or closed; auto follows the clock."""
+    env = {"TWILIO_AUTH_TOKEN": "t"} | ({"FLOWPBX_HOURS_OVERRIDE": value} if value else {})
+    assert Settings.from_env(env, env_file=None).hours_override == expected
+
+
+def test_settings_hours_override_rejects_other_values() -> None:
+    """A misspelt override is a start-up error, not a silent 'auto'."""
+    env = {"TWILIO_AUTH_TOKEN": "t", "FLOWPBX_HOURS_OVERRIDE": "abierto"}
+    with pytest.raises(SettingsError, match="FLOWPBX_HOURS_OVERRIDE"):
+        Settings.from_env(env, env_file=None)
