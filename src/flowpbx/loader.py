@@ -7,6 +7,7 @@ but FlowError from `load_flow`.
 from __future__ import annotations
 
 import pathlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -74,6 +75,47 @@ def _issue_message(path: tuple[str | int, ...], message: str) -> str:
     return message
 
 
+_SPOKEN_KEYS = frozenset({"text", "prompt", "no_input", "invalid"})
+_HASH_KEY = re.compile(r"^\s+#\s*:")
+
+
+def _comment_traps(file: str, text: str, marks: Marks) -> list[Problem]:
+    """'#' after a space starts a YAML comment: warn where that silently cuts spoken text."""
+    lines = text.splitlines()
+    problems = []
+    for path, end in marks.plain_ends.items():
+        if not path or path[-1] not in _SPOKEN_KEYS or end.line > len(lines):
+            continue
+        rest = lines[end.line - 1][end.column - 1 :]
+        if rest.lstrip().startswith("#"):
+            column = end.column + len(rest) - len(rest.lstrip())
+            problems.append(
+                Problem(
+                    file,
+                    end.line,
+                    column,
+                    Severity.WARNING,
+                    "comment-in-text",
+                    "the text stops before '#': what follows is a YAML comment and is not "
+                    "spoken; put the whole text in quotes to keep it",
+                )
+            )
+    for number, line in enumerate(lines, start=1):
+        if _HASH_KEY.match(line):
+            problems.append(
+                Problem(
+                    file,
+                    number,
+                    line.index("#") + 1,
+                    Severity.WARNING,
+                    "comment-in-text",
+                    "a line starting with '#' is a YAML comment, so this option is ignored; "
+                    'write the # key in quotes: "#": node',
+                )
+            )
+    return problems
+
+
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -131,6 +173,7 @@ def check_text(text: str, file: str) -> Report:
         )
         return Report(file, None, tuple(problems))
     issue_paths = {issue.path for issue in document.issues}
+    problems.extend(_comment_traps(file, text, document.marks))
     return _check_document(file, data, document.marks, problems, issue_paths)
 
 

@@ -60,6 +60,8 @@ class Marks:
 
     values: dict[Path, Mark] = field(default_factory=dict)
     keys: dict[Path, Mark] = field(default_factory=dict)
+    plain_ends: dict[Path, Mark] = field(default_factory=dict)
+    """Where each unquoted text value ends: a '#' after it starts a comment."""
 
     def value(self, path: Path) -> Mark:
         """The position of the value at `path`, or of its closest written parent."""
@@ -100,7 +102,12 @@ def _tab_issues(text: str) -> list[YamlIssue]:
     return issues
 
 
+_BRACE_VALUE = re.compile(r"(:|^\s*-)\s+\{")
+
+
 def _syntax_hint(problem: str, context: str | None, snippet: str, line: str = "") -> str:
+    if _BRACE_VALUE.search(line):
+        return "a value that starts with '{' must be in quotes, e.g. text: \"{caller} ...\""
     if "scanning an alias" in (context or ""):
         return "'*' starts a YAML alias; to use the * key write it in quotes: \"*\""
     if "anchor" in (context or "") and snippet.startswith("&"):
@@ -136,6 +143,9 @@ def _syntax_issue(exc: yaml.YAMLError, lines: list[str]) -> YamlIssue:
         return YamlIssue("yaml-syntax", f"YAML syntax error: {problem}", Mark(1, 1))
     line = lines[mark.line] if mark.line < len(lines) else ""
     snippet = line[mark.column :].lstrip()
+    previous = lines[mark.line - 1] if 0 < mark.line <= len(lines) else ""
+    if _BRACE_VALUE.search(previous) and not _BRACE_VALUE.search(line):
+        line = previous
     if "scanning an alias" in (context or ""):
         # Point at the '*', not after it.
         context_mark = getattr(exc, "context_mark", None) or mark
@@ -189,6 +199,8 @@ class _Builder:
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+        if isinstance(node, yaml.ScalarNode) and not node.style:  # plain: '' (libyaml) or None
+            self.marks.plain_ends[path] = _mark(node.end_mark)
         return self._scalar(node, path, mark)
 
     def _mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> dict[str, Any]:
