@@ -359,6 +359,20 @@ def _hours(node_id: str, raw: dict[str, Any], ctx: BuildContext) -> Node:
         _holiday(value, (*path, "holidays", i), ctx)
         for i, value in enumerate(raw.get("holidays", []))
     )
+    seen: dict[tuple[int | None, int, int], int] = {}
+    for i, holiday in enumerate(holidays):
+        day = (holiday.year, holiday.month, holiday.day)
+        if day in seen:
+            written = f"{holiday.month:02d}-{holiday.day:02d}"
+            written = f"{holiday.year}-{written}" if holiday.year else written
+            ctx.error(
+                (*path, "holidays", i),
+                f"node '{node_id}': holiday {written} is listed twice "
+                f"(also entry {seen[day] + 1}); keep only one",
+                "hours-date",
+            )
+            raise Invalid
+        seen[day] = i
     return HoursNode(
         node_id,
         ctx.mark(path),

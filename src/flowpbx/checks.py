@@ -38,7 +38,7 @@ from flowpbx.voices import SPANISH_VOICES, suggest_voice, voice_language
 from flowpbx.yamlsource import Marks, Path
 
 NODE_ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
-CONFIG_REFERENCE = re.compile(r"^\$\{([A-Z][A-Z0-9_]*)\}$")
+CONFIG_REFERENCE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 TRANSCRIBE_MAX_SECONDS = 120
 
 
@@ -295,12 +295,10 @@ def check_config(outline: Outline) -> Iterator[Problem]:
     used: set[str] = set()
     for node in outline.nodes.values():
         for path, value in _config_uses(node):
-            match = CONFIG_REFERENCE.match(value)
-            if not match:
-                continue
-            name = match.group(1)
-            used.add(name)
-            if name not in outline.config:
+            for name in CONFIG_REFERENCE.findall(value):
+                used.add(name)
+                if name in outline.config:
+                    continue
                 full: Path = ("nodes", node.id, *path)
                 if isinstance(node, DialNode) and len(node.targets) == 1:
                     full = ("nodes", node.id, "to")

@@ -346,10 +346,15 @@ NODE_KINDS: tuple[str, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class OnError:
-    """What a caller hears when a step fails, and where the call goes next (None: hang up)."""
+    """What a caller hears when a step fails, and where the call goes next (None: hang up).
+
+    `goodbye` is said instead when the call cannot go on to `next`: a plain apology that
+    promises nothing.
+    """
 
     apology: Speech
     next: str | None
+    goodbye: Speech
 
 
 @dataclass(frozen=True, slots=True)

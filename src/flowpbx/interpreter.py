@@ -50,7 +50,7 @@ from flowpbx.flow import (
 )
 from flowpbx.state import CallState, Waiting
 
-MAX_STEPS_PER_WEBHOOK = 100
+MAX_STEPS_PER_WEBHOOK = 1000
 MAX_STEPS_PER_CALL = 1000
 _CONFIG_REFERENCE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
@@ -256,12 +256,15 @@ def business_hours(node: HoursNode, now: dt.datetime) -> str:
     """'open', 'closed' or 'holiday' for an aware instant, in the node's time zone."""
     local = now.astimezone(zoneinfo.ZoneInfo(node.timezone))
     minute = local.hour * 60 + local.minute
-    for holiday in node.holidays:
-        if (holiday.month, holiday.day) == (local.month, local.day) and holiday.year in (
-            None,
-            local.year,
-        ):
-            return "open" if any(r.contains(minute) for r in holiday.hours) else "holiday"
+    today = [
+        h
+        for h in node.holidays
+        if (h.month, h.day) == (local.month, local.day) and h.year in (None, local.year)
+    ]
+    if today:
+        # One year's entry for a date is more specific than an every-year one.
+        holiday = max(today, key=lambda h: h.year is not None)
+        return "open" if any(r.contains(minute) for r in holiday.hours) else "holiday"
     return "open" if any(r.contains(minute) for r in node.weekly[local.weekday()]) else "closed"
 
 
@@ -332,7 +335,7 @@ def _on_keys(node: Node, event: KeysPressed, state: CallState, ctx: Context) -> 
     if isinstance(node, InputNode):
         if not digits:
             return _retry(node, state, ctx, node.no_input)
-        if len(digits) < node.min_digits:
+        if len(digits) < node.min_digits or not digits.isdigit():
             return _retry(node, state, ctx, node.invalid)
         variables = {**state.variables, "digits": digits, node.variable: digits}
         return _run(node.next, state.evolve(variables=variables, attempts=0), ctx, ())
@@ -417,15 +420,16 @@ def step(state: CallState, event: Event, ctx: Context) -> tuple[CallState, tuple
 def recover(state: CallState, ctx: Context) -> tuple[CallState, tuple[Action, ...]]:
     """After a failed step: the flow's apology, then its fallback node, or goodbye."""
     on_error = ctx.flow.on_error
-    apology = _prompt(on_error.apology, state, ctx)
     if on_error.next and state.node != on_error.next:
         try:
+            apology = _prompt(on_error.apology, state, ctx)
             result = _run(on_error.next, state.evolve(attempts=0), ctx, apology)
             return result.state.evolve(seq=state.seq + 1), result.actions
         except (StepError, KeyError):
             pass
+    # The apology may promise the fallback ("le pasamos con un agente"): say goodbye instead.
     ended = state.evolve(waiting=Waiting.ENDED, seq=state.seq + 1)
-    return ended, (*apology, Hangup())
+    return ended, (*_prompt(on_error.goodbye, state, ctx), Hangup())
 
 
 def queue_wait(

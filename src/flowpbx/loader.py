@@ -6,9 +6,11 @@ but FlowError from `load_flow`.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import pathlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -144,6 +146,11 @@ def _on_error(data: dict[str, Any], ctx: BuildContext) -> tuple[Speech | None, s
     return apology, _str(raw.get("next"))
 
 
+def _goodbye(ctx: BuildContext) -> Speech:
+    text = _APOLOGIES.get(ctx.language.split("-")[0], _APOLOGIES["en"])
+    return speech(text, ("on_error",), {}, ctx)
+
+
 def _config(data: dict[str, Any]) -> dict[str, str | None]:
     config = data.get("config")
     if not isinstance(config, dict):
@@ -151,8 +158,26 @@ def _config(data: dict[str, Any]) -> dict[str, str | None]:
     return {k: v for k, v in config.items() if isinstance(v, str | None)}
 
 
+@contextlib.contextmanager
+def _no_gc_pauses() -> Iterator[None]:
+    """Checking builds many small objects that all live until the end: the cyclic collector
+    would scan them again and again for nothing (a third of the time for large flows)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def check_text(text: str, file: str) -> Report:
     """Check a flow given as text; `file` names it in problems."""
+    with _no_gc_pauses():
+        return _check_text(text, file)
+
+
+def _check_text(text: str, file: str) -> Report:
     document = parse(text)
     problems = _issue_problems(file, document)
     data = document.data
@@ -236,7 +261,7 @@ def _check_document(
         voice=voice,
         language=language,
         config=MappingProxyType(dict(outline.config)),
-        on_error=OnError(apology, fallback),
+        on_error=OnError(apology, fallback, _goodbye(ctx)),
         nodes=outline.nodes,
     )
     return Report(file, flow, tuple(problems))

@@ -35,8 +35,24 @@ def flow_schema() -> dict[str, Any]:
 
 
 @cache
-def _validator() -> Draft202012Validator:
-    return Draft202012Validator(flow_schema())
+def _document_validator() -> Draft202012Validator:
+    """The flow schema with each node checked for its `type` only; kinds are checked apart.
+
+    The shipped schema picks a node's kind with if/then (what editors understand); trying
+    twelve `if`s per node is most of the validation time, so here the kind is looked up.
+    """
+    schema = flow_schema()
+    node = schema["$defs"]["node"]
+    shallow = {k: v for k, v in node.items() if k != "allOf"}
+    return Draft202012Validator({**schema, "$defs": {**schema["$defs"], "node": shallow}})
+
+
+@cache
+def _kind_validator(kind: str) -> Draft202012Validator | None:
+    defs = flow_schema()["$defs"]
+    if f"{kind}_node" not in defs:
+        return None
+    return Draft202012Validator({"$ref": f"#/$defs/{kind}_node", "$defs": defs})
 
 
 def raw_references(raw: Any) -> Iterator[tuple[Path, str]]:
@@ -231,7 +247,7 @@ def _no_branch(e: _Error) -> Iterator[Message]:
         return
     best = _best(list(e.error.context or []), e.value)
     if best is not None and best.validator not in ("anyOf", "oneOf"):
-        yield from _messages(best)
+        yield from _messages(best, e.path[: len(e.path) - len(e.error.absolute_path)])
         return
     yield e.say(f"must be {_expected(e.schema)}, got {_describe_value(e.value)}")
 
@@ -281,10 +297,10 @@ _HANDLERS: dict[str, Callable[[_Error], Iterator[Message]]] = {
 }
 
 
-def _messages(error: ValidationError) -> Iterator[Message]:
+def _messages(error: ValidationError, prefix: Path = ()) -> Iterator[Message]:
     """(where, whether it points at a key, message) for one schema error."""
     e = _Error(
-        tuple(error.absolute_path),
+        (*prefix, *error.absolute_path),
         error.instance,
         _resolve(_schema_of(error)),
         error.validator_value,
@@ -300,10 +316,23 @@ def _messages(error: ValidationError) -> Iterator[Message]:
     yield from handler(e)
 
 
+def _errors(document: Any) -> Iterator[tuple[ValidationError, Path]]:
+    yield from ((error, ()) for error in _document_validator().iter_errors(document))
+    nodes = document.get("nodes") if isinstance(document, dict) else None
+    if not isinstance(nodes, dict):
+        return
+    for node_id, node in nodes.items():
+        if not isinstance(node, dict) or not isinstance(node.get("type"), str):
+            continue
+        validator = _kind_validator(node["type"])
+        if validator is not None:
+            yield from ((error, ("nodes", node_id)) for error in validator.iter_errors(node))
+
+
 def schema_errors(document: Any, marks: Marks) -> Iterator[tuple[Path, int, int, str]]:
     """Every schema violation in `document` as (path, line, column, message)."""
-    for error in _validator().iter_errors(document):
-        for path, is_key, text in _messages(error):
+    for error, prefix in _errors(document):
+        for path, is_key, text in _messages(error, prefix):
             mark = marks.key(path) if is_key else marks.value(path)
             where = f"node '{path[1]}': " if len(path) >= 2 and path[0] == "nodes" else ""
             yield path, mark.line, mark.column, where + text[0].lower() + text[1:]

@@ -77,19 +77,31 @@ class CallState:
         try:
             data = json.loads(text)
             return cls(
-                call_sid=str(data["call_sid"]),
-                flow=str(data["flow"]),
-                version=str(data["version"]),
-                node=str(data["node"]),
+                call_sid=_text(data["call_sid"]),
+                flow=_text(data["flow"]),
+                version=_text(data["version"]),
+                node=_text(data["node"]),
                 waiting=Waiting(data["waiting"]),
-                seq=int(data["seq"]),
-                variables=_frozen({str(k): str(v) for k, v in data["variables"].items()}),
-                attempts=int(data["attempts"]),
-                visits=_frozen({str(k): int(v) for k, v in data["visits"].items()}),
-                steps=int(data["steps"]),
-                leave_reason=str(data["leave_reason"]),
-                reply_seq=int(data["reply_seq"]),
-                reply=str(data["reply"]),
+                seq=_number(data["seq"]),
+                variables=_frozen({_text(k): _text(v) for k, v in data["variables"].items()}),
+                attempts=_number(data["attempts"]),
+                visits=_frozen({_text(k): _number(v) for k, v in data["visits"].items()}),
+                steps=_number(data["steps"]),
+                leave_reason=_text(data["leave_reason"]),
+                reply_seq=_number(data["reply_seq"]),
+                reply=_text(data["reply"]),
             )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise StateError(f"stored call state is unreadable: {exc}") from exc
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise StateError(f"stored call state is unreadable: {exc!r}"[:300]) from exc
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, got {type(value).__name__}")
+    return value
+
+
+def _number(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected a whole number, got {type(value).__name__}")
+    return value
