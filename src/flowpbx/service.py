@@ -52,9 +52,9 @@ class CallService:
         return Context(loaded.flow, self.clock(), loaded.config, self.hours_override)
 
     def apology(self, loaded: LoadedFlow | None = None) -> str:
-        """The default flow's apology and a hangup: for calls flowpbx cannot continue."""
+        """A plain apology and a hangup, in the flow's voice: for calls flowpbx cannot continue."""
         flow = (loaded or self.catalog.default_flow).flow
-        speech = flow.on_error.apology
+        speech = flow.on_error.goodbye
         assert speech.text is not None
         say = Say(speech.text.render({}), speech.voice, speech.language)
         return render((say, Hangup()), Urls(""), 0)

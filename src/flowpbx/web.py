@@ -32,6 +32,18 @@ MAX_BODY = 64 * 1024
 Handler = Callable[[Request, FormData, Urls], Awaitable[str]]
 
 
+async def _read_body(request: Request) -> bytes | None:
+    """The body, or None once it passes MAX_BODY (counted as it streams, chunked or not)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _error(status: int, error: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status)
 
@@ -45,10 +57,16 @@ class Webhooks:
         self.checker = webhooks.SignatureChecker(settings.twilio_auth_token)
 
     async def _verified_form(self, request: Request) -> tuple[FormData, str] | Response:
-        length = request.headers.get("content-length", "0")
-        if not length.isdigit() or int(length) > MAX_BODY:
+        body = await _read_body(request)
+        if body is None:
             return _error(413, "body_too_large", f"webhook bodies are at most {MAX_BODY} bytes")
-        form = await request.form()
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if body and content_type != "application/x-www-form-urlencoded":
+            detail = f"expected application/x-www-form-urlencoded, got {content_type or 'none'}"
+            return _error(415, "unsupported_media_type", detail)
+        form = webhooks.parse_form(body)
+        if form is None:
+            return _error(400, "bad_parameters", "the body is not UTF-8 form data")
         url = webhooks.public_url(
             request, self.settings.public_base_url, self.settings.trusted_proxies
         )

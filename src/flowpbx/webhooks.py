@@ -6,8 +6,9 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from twilio.request_validator import RequestValidator
 
@@ -19,6 +20,7 @@ SIGNATURE_HEADER = "X-Twilio-Signature"
 _CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 _DIGITS = re.compile(r"^[0-9*#]{0,64}$")
 _PARTY = re.compile(r"^[^\x00-\x1f]{0,256}$")
+_SEQ = re.compile(r"[0-9]{1,9}")
 
 
 class BadWebhook(FlowpbxError):
@@ -80,13 +82,25 @@ class CallParams:
     called: str
 
 
+def parse_form(body: bytes) -> FormData | None:
+    """A form-urlencoded body as Twilio sent it: every value, repeated and blank ones too."""
+    try:
+        text = body.decode("utf-8")
+        items: list[tuple[str, str | UploadFile]] = list(
+            parse_qsl(text, keep_blank_values=True, errors="strict")
+        )
+        return FormData(items)
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
 def _one(form: Mapping[str, str], name: str, pattern: re.Pattern[str], default: str | None) -> str:
     value = form.get(name)
     if value is None:
         if default is None:
             raise BadWebhook(name, "missing")
         return default
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):
         raise BadWebhook(name, f"malformed value {value[:40]!r}")
     return value
 
@@ -101,7 +115,7 @@ def call_params(form: Mapping[str, str]) -> CallParams:
 
 def sequence(query: Mapping[str, str]) -> int:
     value = query.get("seq", "")
-    if not value.isdigit() or len(value) > 9:
+    if not _SEQ.fullmatch(value):
         raise BadWebhook("seq", f"expected the step number flowpbx put in the URL, got {value!r}")
     return int(value)
 
