@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from flowpbx.yamlsource import Marks, Path
@@ -34,6 +35,31 @@ def flow_schema() -> dict[str, Any]:
     return schema
 
 
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    """ECMA-262 `$` ends the text; Python's `$` also matches before a final newline."""
+    if isinstance(instance, str) and not _regex(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@cache
+def _regex(pattern: str) -> re.Pattern[str]:
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _is_integer(checker: Any, instance: Any) -> bool:
+    """Only whole numbers written as such: YAML's 120.0 stays a float, not 120."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_FlowValidator: Any = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator,
+    validators={"pattern": _pattern},
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+
+
 @cache
 def _document_validator() -> Draft202012Validator:
     """The flow schema with each node checked for its `type` only; kinds are checked apart.
@@ -44,7 +70,10 @@ def _document_validator() -> Draft202012Validator:
     schema = flow_schema()
     node = schema["$defs"]["node"]
     shallow = {k: v for k, v in node.items() if k != "allOf"}
-    return Draft202012Validator({**schema, "$defs": {**schema["$defs"], "node": shallow}})
+    validator: Draft202012Validator = _FlowValidator(
+        {**schema, "$defs": {**schema["$defs"], "node": shallow}}
+    )
+    return validator
 
 
 @cache
@@ -52,7 +81,10 @@ def _kind_validator(kind: str) -> Draft202012Validator | None:
     defs = flow_schema()["$defs"]
     if f"{kind}_node" not in defs:
         return None
-    return Draft202012Validator({"$ref": f"#/$defs/{kind}_node", "$defs": defs})
+    validator: Draft202012Validator = _FlowValidator(
+        {"$ref": f"#/$defs/{kind}_node", "$defs": defs}
+    )
+    return validator
 
 
 def raw_references(raw: Any) -> Iterator[tuple[Path, str]]:
@@ -331,8 +363,12 @@ def _errors(document: Any) -> Iterator[tuple[ValidationError, Path]]:
 
 def schema_errors(document: Any, marks: Marks) -> Iterator[tuple[Path, int, int, str]]:
     """Every schema violation in `document` as (path, line, column, message)."""
+    seen: set[tuple[Path, str]] = set()
     for error, prefix in _errors(document):
         for path, is_key, text in _messages(error, prefix):
+            if (path, text) in seen:  # 'required' reports each missing key once per key
+                continue
+            seen.add((path, text))
             mark = marks.key(path) if is_key else marks.value(path)
             where = f"node '{path[1]}': " if len(path) >= 2 and path[0] == "nodes" else ""
             yield path, mark.line, mark.column, where + text[0].lower() + text[1:]

@@ -44,6 +44,10 @@ class _FlowLoader(_CoreResolver, _Loader):  # type: ignore[misc]
     """The fast (libyaml) parser with the core resolver."""
 
 
+class _SafeFlowLoader(_CoreResolver, yaml.SafeLoader):
+    """The pure-Python parser with the core resolver, for pathologically nested text."""
+
+
 @dataclass(frozen=True, slots=True)
 class YamlIssue:
     """Something in the text that stops it from being read as intended."""
@@ -231,6 +235,10 @@ class _Builder:
 
     def _scalar(self, node: yaml.Node, path: Path, mark: Mark) -> Any:
         tag, value = node.tag, str(node.value)
+        if tag == "tag:yaml.org,2002:int" and len(value) > 100:
+            message = f"this number has {len(value)} digits; write it in quotes if it is text"
+            self.issues.append(YamlIssue("yaml-number", message, mark, path))
+            return None
         try:
             if tag == "tag:yaml.org,2002:str":
                 return value
@@ -264,12 +272,39 @@ def decode(raw: bytes) -> tuple[str | None, list[YamlIssue]]:
         return None, [YamlIssue("encoding", message, Mark(line, column))]
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_OPENERS = re.compile(r"[\[{]")
+
+
+def _control_issues(text: str) -> list[YamlIssue]:
+    match = _CONTROL.search(text)
+    if match is None:
+        return []
+    line = text.count("\n", 0, match.start()) + 1
+    column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
+    message = (
+        f"the file contains the invisible character U+{ord(match.group()):04X}; "
+        "remove it (it often comes from copying text from another program)"
+    )
+    return [YamlIssue("control-character", message, Mark(line, column))]
+
+
+def _loader_class(text: str) -> type[Any]:
+    """libyaml recurses on the C stack and crashes on very deep nesting; the Python parser
+    raises RecursionError instead. Such text is never a real flow, so speed does not matter."""
+    if len(_OPENERS.findall(text)) > 500 or any(
+        len(line) - len(line.lstrip(" ")) > 400 for line in text.splitlines()
+    ):
+        return _SafeFlowLoader
+    return _FlowLoader
+
+
 def parse(text: str) -> Document:
     """Parse one YAML document; never raises for bad input."""
-    issues = _tab_issues(text)
+    issues = _tab_issues(text) or _control_issues(text)
     if issues:
         return Document(None, Marks(), issues)
-    loader: Any = _FlowLoader(text)  # type: ignore[call-arg]
+    loader: Any = _loader_class(text)(text)
     try:
         root = loader.get_single_node()
     except yaml.YAMLError as exc:
@@ -283,4 +318,7 @@ def parse(text: str) -> Document:
         return Document(None, Marks(), [YamlIssue("empty", "the file is empty", Mark(1, 1))])
     builder = _Builder()
     data = builder.build(root, ())
+    if data is None and not builder.issues:
+        message = "the file holds no flow, only an empty document ('---' or null)"
+        return Document(None, builder.marks, [YamlIssue("empty", message, _mark(root.start_mark))])
     return Document(data, builder.marks, builder.issues)
