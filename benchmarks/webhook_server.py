@@ -59,14 +59,15 @@ def baseline_app() -> Starlette:
 
 
 async def _flowpbx_app() -> Starlette:
-    from flowpbx.app import build_app
+    from flowpbx.app import build_app, check_store
     from flowpbx.settings import Settings
 
     settings = Settings.from_env(env_file=None)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return await build_app(settings)
+    await check_store(settings)
+    return build_app(settings)
 
 
 def uvicorn_config(app: Starlette, port: int) -> uvicorn.Config:

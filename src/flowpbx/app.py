@@ -41,25 +41,36 @@ def catalog_from(settings: Settings, env_file: Path | None = Path(".env")) -> Fl
     )
 
 
-async def store_from(settings: Settings) -> CallStore:
-    """Redis when REDIS_HOST is set (checked now), else this process's memory."""
+def store_from(settings: Settings) -> CallStore:
+    """Redis when REDIS_HOST is set, else this process's memory. Connects on first use, so
+    that connections belong to the server's event loop."""
     url = settings.redis_url
     if url is None:
         log.warning("REDIS_HOST is not set: call state lives in this process only (one process)")
         return MemoryCallStore(settings.call_ttl)
-    store = RedisCallStore.from_url(url, settings.call_ttl)
-    if not await store.ping():
-        await store.aclose()
-        raise StoreUnavailable(
-            f"Redis at {settings.redis_host}:{settings.redis_port} does not answer; "
-            "check REDIS_HOST, REDIS_PORT and REDIS_PASSWORD"
-        )
-    return store
+    return RedisCallStore.from_url(url, settings.call_ttl)
 
 
-async def build_app(settings: Settings) -> Starlette:
+async def check_store(settings: Settings) -> None:
+    """Fail at start-up, not at the first call, when the configured Redis does not answer."""
+    url = settings.redis_url
+    if url is None:
+        return
+    probe = RedisCallStore.from_url(url, settings.call_ttl)
+    try:
+        if not await probe.ping():
+            raise StoreUnavailable(
+                f"Redis at {settings.redis_host}:{settings.redis_port} does not answer; "
+                "check REDIS_HOST, REDIS_PORT and REDIS_PASSWORD"
+            )
+    finally:
+        await probe.aclose()
+
+
+def build_app(settings: Settings) -> Starlette:
+    """The application for these settings; raises on invalid flows or config."""
     catalog = catalog_from(settings)
-    store = await store_from(settings)
+    store = store_from(settings)
     log.info(
         "flowpbx: %d flow(s) %s, default %s, listening on %s:%d",
         len(catalog.flows),

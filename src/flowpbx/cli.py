@@ -105,7 +105,7 @@ def serve(host: str | None, port: int | None, flows_dir: Path | None) -> None:
 
     import uvicorn
 
-    from flowpbx.app import build_app
+    from flowpbx.app import build_app, check_store
     from flowpbx.settings import Settings, SettingsError
 
     try:
@@ -125,7 +125,8 @@ def serve(host: str | None, port: int | None, flows_dir: Path | None) -> None:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        app = asyncio.run(build_app(settings))
+        asyncio.run(check_store(settings))
+        app = build_app(settings)
     except Exception as exc:
         _fail(f"flowpbx cannot start: {exc}", EXIT_PROBLEMS)
         return
