@@ -852,6 +852,9 @@ class DownStore:
             f"Error 111 connecting to 127.0.0.1:6379 (put {state.call_sid} at {revision})."
         )
 
+    def recent(self, call_sid: str) -> tuple[CallState, int] | None:  # noqa: ARG002
+        return None
+
     async def ping(self) -> bool:
         return False
 

@@ -63,8 +63,9 @@ class CallService:
         """A new call starts the flow for the number dialled; a retry gets the same reply."""
         loaded = self.catalog.for_number(called)
         try:
-            for _ in range(PUT_ATTEMPTS):
-                state, revision = await self.store.get(call_sid)
+            for attempt in range(PUT_ATTEMPTS):
+                # A new call has no state: try to create it at revision 0 straight away.
+                state, revision = (None, 0) if attempt == 0 else await self.store.get(call_sid)
                 if state is not None:
                     log.info("call %s: repeated incoming webhook, same reply", call_sid)
                     return state.reply or EMPTY
@@ -99,12 +100,17 @@ class CallService:
     async def event(self, call_sid: str, seq: int, event: Event, urls: Urls) -> str:
         """A webhook that answers step `seq`: advance the flow once, however often it comes."""
         try:
+            recent = self.store.recent(call_sid)
+            if recent is not None and recent[0].seq == seq:
+                # Usually this process took the previous step: write with one round trip.
+                reply = await self._advance(recent[0], recent[1], seq, event, urls)
+                if reply is not None:
+                    return reply
             for _ in range(PUT_ATTEMPTS):
                 state, revision = await self.store.get(call_sid)
                 if state is None:
-                    log.warning(
-                        "call %s: %s for an unknown or expired call", call_sid, type(event).__name__
-                    )
+                    name = type(event).__name__
+                    log.warning("call %s: %s for an unknown or expired call", call_sid, name)
                     return self.apology()
                 if seq != state.seq:
                     log.info(
@@ -114,35 +120,44 @@ class CallService:
                         state.seq,
                     )
                     return state.reply or EMPTY
-                loaded = self.catalog.get(state.flow)
-                if loaded is None:
-                    log.error("call %s: flow %s is no longer loaded", call_sid, state.flow)
-                    return self.apology()
-                if loaded.version != state.version:
-                    log.warning(
-                        "call %s: flow %s changed during the call (%s -> %s)",
-                        call_sid,
-                        state.flow,
-                        state.version,
-                        loaded.version,
-                    )
-                ctx = self._context(loaded)
-                try:
-                    new_state, actions = step(state, event, ctx)
-                except Exception:
-                    log.exception(
-                        "call %s: step failed at node %s on %s",
-                        call_sid,
-                        state.node,
-                        type(event).__name__,
-                    )
-                    new_state, actions = self._recover(state, ctx)
-                reply = render(actions, urls, new_state.seq)
-                if await self.store.put(new_state.evolve(reply_seq=seq, reply=reply), revision):
+                reply = await self._advance(state, revision, seq, event, urls)
+                if reply is not None:
                     return reply
         except STORE_ERRORS:
             log.exception("call %s: call store unavailable", call_sid)
         return self.apology()
+
+    async def _advance(
+        self, state: CallState, revision: int, seq: int, event: Event, urls: Urls
+    ) -> str | None:
+        """Take the step and store it; None if another webhook stored first."""
+        loaded = self.catalog.get(state.flow)
+        if loaded is None:
+            log.error("call %s: flow %s is no longer loaded", state.call_sid, state.flow)
+            return self.apology()
+        if loaded.version != state.version:
+            log.warning(
+                "call %s: flow %s changed during the call (%s -> %s)",
+                state.call_sid,
+                state.flow,
+                state.version,
+                loaded.version,
+            )
+        ctx = self._context(loaded)
+        try:
+            new_state, actions = step(state, event, ctx)
+        except Exception:
+            log.exception(
+                "call %s: step failed at node %s on %s",
+                state.call_sid,
+                state.node,
+                type(event).__name__,
+            )
+            new_state, actions = self._recover(state, ctx)
+        reply = render(actions, urls, new_state.seq)
+        if await self.store.put(new_state.evolve(reply_seq=seq, reply=reply), revision):
+            return reply
+        return None
 
     async def _queue_document(
         self,

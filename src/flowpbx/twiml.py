@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, assert_never
+from xml.sax.saxutils import escape
 
 from twilio.twiml.voice_response import Dial as DialVerb
 from twilio.twiml.voice_response import Gather as GatherVerb
@@ -35,7 +37,7 @@ class Urls:
 
     base: str
 
-    def route(self, route: Route, seq: int) -> str:
+    def route(self, route: Route, seq: int | str) -> str:
         return f"{self.base}/api/calls/{route}?seq={seq}"
 
     @property
@@ -56,7 +58,7 @@ def _prompt(parent: VoiceResponse | GatherVerb, prompt: Prompt) -> None:
             assert_never(prompt)
 
 
-def _dial(action: Dial, urls: Urls, seq: int) -> DialVerb:
+def _dial(action: Dial, urls: Urls, seq: int | str) -> DialVerb:
     extra: dict[str, Any] = {}
     if action.record:
         extra = {
@@ -81,7 +83,7 @@ def _dial(action: Dial, urls: Urls, seq: int) -> DialVerb:
     return dial
 
 
-def _append(response: VoiceResponse, action: Action, urls: Urls, seq: int) -> None:
+def _append(response: VoiceResponse, action: Action, urls: Urls, seq: int | str) -> None:
     match action:
         case Say() | Play() | Pause():
             _prompt(response, action)
@@ -136,12 +138,24 @@ def _append(response: VoiceResponse, action: Action, urls: Urls, seq: int) -> No
             assert_never(action)
 
 
-def render(actions: Iterable[Action], urls: Urls, seq: int) -> str:
-    """A TwiML document; webhook URLs carry `seq` so that replies match their step."""
+# Rendering is cached per sequence of actions, with these markers where the call's base URL
+# and step go. They hold a NUL, which no flow text or Twilio parameter can contain.
+_BASE = "\x00base\x00"
+_SEQ = "\x00seq\x00"
+
+
+@lru_cache(maxsize=4096)
+def _template(actions: tuple[Action, ...]) -> str:
     response = VoiceResponse()
     for action in actions:
-        _append(response, action, urls, seq)
+        _append(response, action, Urls(_BASE), _SEQ)
     return str(response.to_xml(xml_declaration=True))
+
+
+def render(actions: Iterable[Action], urls: Urls, seq: int) -> str:
+    """A TwiML document; webhook URLs carry `seq` so that replies match their step."""
+    base = escape(urls.base, {'"': "&quot;"})
+    return _template(tuple(actions)).replace(_BASE, base).replace(_SEQ, str(seq))
 
 
 EMPTY = render((), Urls(""), 0)

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -29,7 +28,7 @@ log = logging.getLogger("flowpbx.web")
 
 MAX_BODY = 64 * 1024
 
-Handler = Callable[[Request, FormData, Urls], Awaitable[str]]
+Handler = Callable[[Request, Mapping[str, str], Urls], Awaitable[str]]
 
 
 async def _read_body(request: Request) -> bytes | None:
@@ -56,7 +55,7 @@ class Webhooks:
         self.service = service
         self.checker = webhooks.SignatureChecker(settings.twilio_auth_token)
 
-    async def _verified_form(self, request: Request) -> tuple[FormData, str] | Response:
+    async def _verified_form(self, request: Request) -> tuple[webhooks.Form, str] | Response:
         body = await _read_body(request)
         if body is None:
             return _error(413, "body_too_large", f"webhook bodies are at most {MAX_BODY} bytes")
@@ -79,7 +78,7 @@ class Webhooks:
                     url,
                     "bad" if signature else "missing",
                     request.client.host if request.client else "?",
-                    form.get("CallSid", "?"),
+                    form.get("CallSid", ["?"])[0],
                 )
                 return _error(403, "invalid_signature", "X-Twilio-Signature does not match")
         return form, url
@@ -93,14 +92,15 @@ class Webhooks:
                 return verified
             form, url = verified
             urls = Urls(webhooks.base_of(url, request.url.path))
+            fields = form.first
             try:
-                xml = await handle(request, form, urls)
+                xml = await handle(request, fields, urls)
             except webhooks.BadWebhook as exc:
                 log.warning("bad webhook %s: %s", request.url.path, exc)
                 return _error(400, "bad_parameters", str(exc))
             except Exception:
                 log.exception(
-                    "webhook %s failed (CallSid %s)", request.url.path, form.get("CallSid")
+                    "webhook %s failed (CallSid %s)", request.url.path, fields.get("CallSid")
                 )
                 xml = self.service.apology()
             return Response(xml, media_type=CONTENT_TYPE)
@@ -114,9 +114,9 @@ class Webhooks:
             verified = await self._verified_form(request)
             if isinstance(verified, Response):
                 return verified
-            form, _ = verified
+            first = verified[0].first
             fields = {
-                k: form.get(k)
+                k: first[k]
                 for k in (
                     "CallSid",
                     "CallStatus",
@@ -124,16 +124,12 @@ class Webhooks:
                     "RecordingStatus",
                     "SequenceNumber",
                 )
-                if k in form
+                if k in first
             }
             log.info("%s %s", name, fields)
             return Response(status_code=204)
 
         return endpoint
-
-
-def _form(form: FormData) -> Mapping[str, str]:
-    return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
 def create_app(
@@ -143,26 +139,23 @@ def create_app(
     service = service or CallService(catalog, store, hours_override=settings.hours_override)
     hooks = Webhooks(settings, service)
 
-    async def incoming(request: Request, form: FormData, urls: Urls) -> str:
-        call = webhooks.call_params(_form(form))
+    async def incoming(request: Request, fields: Mapping[str, str], urls: Urls) -> str:
+        call = webhooks.call_params(fields)
         return await service.incoming(call.call_sid, call.caller, call.called, urls)
 
     def step(parse: Callable[[Mapping[str, str]], Any]) -> Handler:
-        async def handle(request: Request, form: FormData, urls: Urls) -> str:
-            fields = _form(form)
+        async def handle(request: Request, fields: Mapping[str, str], urls: Urls) -> str:
             call = webhooks.call_params(fields)
             seq = webhooks.sequence(request.query_params)
             return await service.event(call.call_sid, seq, parse(fields), urls)
 
         return handle
 
-    async def queue_wait(request: Request, form: FormData, urls: Urls) -> str:
-        fields = _form(form)
+    async def queue_wait(request: Request, fields: Mapping[str, str], urls: Urls) -> str:
         call = webhooks.call_params(fields)
         return await service.queue_wait(call.call_sid, webhooks.queue_time(fields), urls)
 
-    async def queue_key(request: Request, form: FormData, urls: Urls) -> str:
-        fields = _form(form)
+    async def queue_key(request: Request, fields: Mapping[str, str], urls: Urls) -> str:
         call = webhooks.call_params(fields)
         return await service.queue_key(call.call_sid, webhooks.keys_pressed(fields).digits, urls)
 

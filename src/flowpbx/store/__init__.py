@@ -18,6 +18,14 @@ class CallStore(Protocol):
         """Store `state` if the stored revision is still `revision`; False if it moved on."""
         ...
 
+    def recent(self, call_sid: str) -> tuple[CallState, int] | None:
+        """The state this process last read or wrote for the call, without asking the store.
+
+        It may be stale (another process may have moved the call on): use it only for a
+        write that `put`'s compare-and-set will refuse if so.
+        """
+        ...
+
     async def ping(self) -> bool:
         """Whether the store answers."""
         ...
