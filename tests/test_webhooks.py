@@ -59,8 +59,9 @@ def test_signature_covers_repeated_and_blank_fields() -> None:
 
 
 def test_parse_form_rejects_bytes_that_are_not_utf8() -> None:
-    """A body that is not UTF-8 is not a Twilio form."""
-    assert parse_form(b"From=%FF") is not None
+    """A body that is not UTF-8, raw or percent-encoded, is not a Twilio form."""
+    assert parse_form(b"From=%C3%B1") == {"From": ["ñ"]}
+    assert parse_form(b"From=%FF") is None
     assert parse_form(b"From=\xff") is None
 
 
