@@ -7,7 +7,7 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from starlette.requests import Request
 from twilio.request_validator import RequestValidator
@@ -102,13 +102,20 @@ class CallParams:
 
 def parse_form(body: bytes) -> Form | None:
     """A form-urlencoded body as Twilio sent it: every value, repeated and blank ones too."""
-    try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
-    except (UnicodeDecodeError, ValueError):
-        return None
     form = Form()
-    for name, value in pairs:
-        form.setdefault(name, []).append(value)
+    try:
+        for pair in body.decode("utf-8").split("&"):
+            if not pair:
+                continue
+            name, _, value = pair.partition("=")
+            # Most fields need no decoding; unquoting all of them is a sixth of a step's time.
+            if "%" in name or "+" in name:
+                name = unquote_plus(name, errors="strict")
+            if "%" in value or "+" in value:
+                value = unquote_plus(value, errors="strict")
+            form.setdefault(name, []).append(value)
+    except UnicodeDecodeError:
+        return None
     return form
 
 
