@@ -73,3 +73,17 @@ def test_parse_reports_traps(text: str, code: str, mark: Mark) -> None:
 def test_decode_strips_byte_order_mark() -> None:
     """A UTF-8 byte order mark is not part of the text."""
     assert decode("\ufeffa: 1".encode()) == ("a: 1", [])
+
+
+def test_parse_many_flat_brackets_stay_on_fast_parser() -> None:
+    """Thousands of [lists] and ${config} at shallow depth are parsed normally."""
+    text = "".join(f"k{i}: [a, b, '${{X}}']\n" for i in range(2000))
+    document = parse(text)
+    assert document.issues == []
+    assert len(document.data) == 2000
+
+
+def test_parse_pathological_nesting_is_reported_not_a_crash() -> None:
+    """Nesting deep enough to overflow libyaml's C stack is an issue, not a segfault."""
+    document = parse("a: " + "[" * 200_000)
+    assert [issue.code for issue in document.issues] == ["yaml-depth"]

@@ -273,7 +273,8 @@ def decode(raw: bytes) -> tuple[str | None, list[YamlIssue]]:
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-_OPENERS = re.compile(r"[\[{]")
+_BRACKETS = re.compile(r"[\[\]{}]")
+FLOW_NESTING_LIMIT = 100
 
 
 def _control_issues(text: str) -> list[YamlIssue]:
@@ -289,12 +290,20 @@ def _control_issues(text: str) -> list[YamlIssue]:
     return [YamlIssue("control-character", message, Mark(line, column))]
 
 
+def _flow_nesting(text: str) -> int:
+    """How deep [ ] and { } nest (quoted brackets count too: an overestimate is harmless)."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(text):
+        depth = depth + 1 if bracket in "[{" else max(0, depth - 1)
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def _loader_class(text: str) -> type[Any]:
     """libyaml recurses on the C stack and crashes on very deep nesting; the Python parser
     raises RecursionError instead. Such text is never a real flow, so speed does not matter."""
-    if len(_OPENERS.findall(text)) > 500 or any(
-        len(line) - len(line.lstrip(" ")) > 400 for line in text.splitlines()
-    ):
+    deep_blocks = any(len(line) - len(line.lstrip(" ")) > 400 for line in text.splitlines())
+    if deep_blocks or _flow_nesting(text) > FLOW_NESTING_LIMIT:
         return _SafeFlowLoader
     return _FlowLoader
 
