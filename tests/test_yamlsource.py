@@ -87,3 +87,17 @@ def test_parse_pathological_nesting_is_reported_not_a_crash() -> None:
     """Nesting deep enough to overflow libyaml's C stack is an issue, not a segfault."""
     document = parse("a: " + "[" * 200_000)
     assert [issue.code for issue in document.issues] == ["yaml-depth"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("\x80" + "[" * 101, id="c1-control-before-deep-nesting"),
+        pytest.param("a: \ufffe\n", id="noncharacter"),
+        pytest.param("a: b\x1bc\n", id="escape"),
+    ],
+)
+def test_parse_reports_characters_yaml_forbids(text: str) -> None:
+    """Characters outside YAML's printable set are a located issue, whichever parser runs."""
+    (issue,) = parse(text).issues
+    assert issue.code == "control-character"

@@ -272,7 +272,8 @@ def decode(raw: bytes) -> tuple[str | None, list[YamlIssue]]:
         return None, [YamlIssue("encoding", message, Mark(line, column))]
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+# Characters YAML does not allow in a document (its "printable" set excludes them).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
 _BRACKETS = re.compile(r"[\[\]{}]")
 FLOW_NESTING_LIMIT = 100
 
@@ -313,8 +314,9 @@ def parse(text: str) -> Document:
     issues = _tab_issues(text) or _control_issues(text)
     if issues:
         return Document(None, Marks(), issues)
-    loader: Any = _loader_class(text)(text)
+    loader: Any = None
     try:
+        loader = _loader_class(text)(text)
         root = loader.get_single_node()
     except yaml.YAMLError as exc:
         return Document(None, Marks(), [_syntax_issue(exc, text.splitlines())])
@@ -322,7 +324,8 @@ def parse(text: str) -> Document:
         message = f"nested more than {MAX_DEPTH} levels deep"
         return Document(None, Marks(), [YamlIssue("yaml-depth", message, Mark(1, 1))])
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if root is None:
         return Document(None, Marks(), [YamlIssue("empty", "the file is empty", Mark(1, 1))])
     builder = _Builder()
