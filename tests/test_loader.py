@@ -253,3 +253,12 @@ def test_loader_rejects_deep_nesting() -> None:
     report = check_text("a: " + "[" * 5000 + "]" * 5000, "t.yaml")
     assert report.flow is None
     assert report.errors
+
+
+def test_loader_accepts_variables_the_engine_sets() -> None:
+    """dial_status and recording_url, set by dial and record nodes, may be used like caller."""
+    text = _menu("      1: otro").replace(
+        "text: Otro.", "text: 'Estado {dial_status} {recording_url}'"
+    )
+    report = check_text(text, "t.yaml")
+    assert [p.code for p in report.errors] == []

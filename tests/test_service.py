@@ -102,3 +102,15 @@ async def test_service_new_call_created_once(
     second = await b.incoming(SID, "+34600111222", "+34910000000", URLS)
     assert first == second
     assert (await store.get(SID))[1] == 1
+
+
+async def test_service_webhook_of_wrong_kind_changes_nothing(
+    two_processes: tuple[CallService, CallService, RedisCallStore],
+) -> None:
+    """A dial result posted while the call waits for keys gets the last reply; no step."""
+    a, _, store = two_processes
+    greeting = await a.incoming(SID, "+34600111222", "+34910000000", URLS)
+    assert await a.event(SID, 1, DialEnded("completed"), URLS) == greeting
+    state, revision = await store.get(SID)
+    assert state is not None
+    assert (state.node, state.seq, revision) == ("menu_principal", 1, 1)

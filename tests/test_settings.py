@@ -113,3 +113,18 @@ def test_settings_hours_override_rejects_other_values() -> None:
     env = {"TWILIO_AUTH_TOKEN": "t", "FLOWPBX_HOURS_OVERRIDE": "abierto"}
     with pytest.raises(SettingsError, match="FLOWPBX_HOURS_OVERRIDE"):
         Settings.from_env(env, env_file=None)
+
+
+def test_settings_redis_password_with_reserved_characters() -> None:
+    """A Redis password with @ / : is quoted, so the host stays the configured one."""
+    env = {"TWILIO_AUTH_TOKEN": "t", "REDIS_HOST": "redis.internal", "REDIS_PASSWORD": "p@ss/w:rd"}
+    settings = Settings.from_env(env, env_file=None)
+    assert settings.redis_url == "redis://:p%40ss%2Fw%3Ard@redis.internal:6379/0"
+
+
+def test_settings_repr_hides_secrets() -> None:
+    """Printing settings (in a log or a traceback) does not show tokens or passwords."""
+    env = {"TWILIO_AUTH_TOKEN": "tok-secret", "REDIS_PASSWORD": "redis-secret"}
+    text = repr(Settings.from_env(env, env_file=None))
+    assert "tok-secret" not in text
+    assert "redis-secret" not in text

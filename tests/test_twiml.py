@@ -41,3 +41,15 @@ def test_render_queue_key_gather_has_no_redirect() -> None:
     xml = render((gather,), Urls("https://pbx.example.com"), 2)
     assert "queue-key?seq=2" in xml
     assert "<Redirect" not in xml
+
+
+def test_render_builds_each_action_list_once() -> None:
+    """The twilio library renders a given list of actions once; later replies reuse it."""
+    from flowpbx.twiml import _template
+
+    actions = (Say("Única.", "Polly.Lucia", "es-ES"), Hangup())
+    render(actions, Urls("https://a.example.com"), 1)
+    before = _template.cache_info()
+    render(actions, Urls("https://b.example.com"), 2)
+    after = _template.cache_info()
+    assert (after.hits - before.hits, after.misses - before.misses) == (1, 0)

@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowpbx.errors import FlowError, FlowpbxError
+from flowpbx.errors import FlowError, FlowpbxError, Problem
 from flowpbx.flow import Flow
-from flowpbx.loader import check_file, flow_files
+from flowpbx.loader import check_bytes, flow_files
 
 
 class CatalogError(FlowpbxError):
@@ -18,7 +18,7 @@ class CatalogError(FlowpbxError):
 
 @dataclass(frozen=True)
 class LoadedFlow:
-    """A flow with the version (content hash) calls are pinned to and its config values."""
+    """A flow with its version (a hash of its text, kept in each call's state) and config."""
 
     flow: Flow
     version: str
@@ -63,18 +63,25 @@ def load_catalog(
     phone_number: str,
     lookup: Callable[[str], str | None],
 ) -> FlowCatalog:
-    """Load and check every flow under `flows_dir`; any problem stops the start."""
+    """Load and check every flow under `flows_dir`; any problem stops the start.
+
+    The default flow is FLOWPBX_DEFAULT_FLOW, else the one FLOWPBX_NUMBERS gives the account's
+    TWILIO_PHONE_NUMBER, else the only flow; with several flows it must be named.
+    """
     if not flows_dir.is_dir():
         raise CatalogError(f"flows folder {flows_dir} does not exist")
     files = flow_files([flows_dir])
     if not files:
         raise CatalogError(f"no flow files (*.yaml, *.yml) in {flows_dir}")
     flows: dict[str, LoadedFlow] = {}
+    invalid: list[Problem] = []
     problems: list[str] = []
     for path in files:
-        report = check_file(path)
+        raw = path.read_bytes()
+        report = check_bytes(raw, str(path))
         if report.flow is None:
-            raise FlowError(report.problems)
+            invalid.extend(report.problems)
+            continue
         flow = report.flow
         if flow.name in flows:
             problems.append(f"{path}: flow name '{flow.name}' is used by two files")
@@ -84,11 +91,20 @@ def load_catalog(
             f"{path}: config {name} has no value; set the environment variable {name}"
             for name in missing
         )
-        version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        # Calls remember the version of the text that was checked, not a later read of it.
+        version = hashlib.sha256(raw).hexdigest()[:12]
         flows[flow.name] = LoadedFlow(flow, version, config)
+    if invalid:
+        raise FlowError(invalid)
+    default = default or numbers.get(phone_number, "")
+    if not default and len(flows) == 1:
+        default = next(iter(flows))
     if not default:
-        default = numbers.get(phone_number) or ("seguros" if "seguros" in flows else min(flows))
-    if default not in flows:
+        problems.append(
+            f"FLOWPBX_DEFAULT_FLOW is not set: with several flows ({', '.join(sorted(flows))}) "
+            "say which one answers numbers not listed in FLOWPBX_NUMBERS"
+        )
+    elif default not in flows:
         problems.append(f"FLOWPBX_DEFAULT_FLOW: no flow is named '{default}'")
     problems.extend(
         f"FLOWPBX_NUMBERS: {number} uses flow '{name}', which does not exist"

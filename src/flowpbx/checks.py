@@ -273,7 +273,8 @@ def check_variables(outline: Outline) -> Iterator[Problem]:
                 Severity.ERROR,
                 "unknown-variable",
                 f"{where}variable '{name}' is never set{_did_you_mean(name, defined)}; "
-                "variables come from an input node, a set node, or are caller, called, digits",
+                "variables come from an input node, a set node, or are one of "
+                + ", ".join(sorted(BUILTIN_VARIABLES)),
             )
 
 

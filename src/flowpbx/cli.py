@@ -1,4 +1,4 @@
-"""The `flowpbx` command: validate flows (serve, simulate and more come later)."""
+"""The `flowpbx` command: validate flows, serve the webhooks, sign test requests."""
 
 from __future__ import annotations
 

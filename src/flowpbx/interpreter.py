@@ -50,7 +50,6 @@ from flowpbx.flow import (
 )
 from flowpbx.state import CallState, Waiting
 
-MAX_STEPS_PER_WEBHOOK = 1000
 MAX_STEPS_PER_CALL = 1000
 _CONFIG_REFERENCE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
@@ -103,14 +102,10 @@ EXPECTED_EVENT: Mapping[Waiting, type[Any]] = {
 class IllegalEvent(FlowpbxError):
     """An event the call cannot take in its current state."""
 
-    def __init__(self, event: Event, state: CallState | None) -> None:
+    def __init__(self, event: Event, state: CallState) -> None:
         self.event = event
         self.state = state
-        where = (
-            f"call {state.call_sid} at node '{state.node}' waiting for {state.waiting}"
-            if state
-            else "a call that has not started"
-        )
+        where = f"call {state.call_sid} at node '{state.node}' waiting for {state.waiting}"
         super().__init__(f"{type(event).__name__} cannot happen to {where}")
 
 
@@ -196,11 +191,7 @@ def _gather(
     return _Wait(state.evolve(node=node.id, waiting=Waiting.KEYS), (*preface, gather))
 
 
-def _enter_menu(node: MenuNode, state: CallState, ctx: Context) -> Outcome:
-    return _gather(node, state.evolve(attempts=0), ctx)
-
-
-def _enter_input(node: InputNode, state: CallState, ctx: Context) -> Outcome:
+def _enter_keys(node: MenuNode | InputNode, state: CallState, ctx: Context) -> Outcome:
     return _gather(node, state.evolve(attempts=0), ctx)
 
 
@@ -212,7 +203,9 @@ def _enter_dial(node: DialNode, state: CallState, ctx: Context) -> Outcome:
 
 
 def _enter_enqueue(node: EnqueueNode, state: CallState, ctx: Context) -> Outcome:
-    waiting = state.evolve(node=node.id, waiting=Waiting.QUEUE, leave_reason="")
+    waiting = state.evolve(
+        node=node.id, waiting=Waiting.QUEUE, leave_reason="", queued_at=int(ctx.now.timestamp())
+    )
     return _Wait(waiting, (Enqueue(node.queue),))
 
 
@@ -277,8 +270,8 @@ def _enter_hours(node: HoursNode, state: CallState, ctx: Context) -> Outcome:
 _ENTER: Mapping[str, Callable[[Any, CallState, Context], Outcome]] = {
     "say": _enter_say,
     "pause": _enter_pause,
-    "menu": _enter_menu,
-    "input": _enter_input,
+    "menu": _enter_keys,
+    "input": _enter_keys,
     "dial": _enter_dial,
     "enqueue": _enter_enqueue,
     "record": _enter_record,
@@ -293,9 +286,12 @@ _ENTER: Mapping[str, Callable[[Any, CallState, Context], Outcome]] = {
 def _run(node_id: str, state: CallState, ctx: Context, actions: tuple[Action, ...]) -> _Wait:
     """Enter nodes from `node_id` until one waits or the call ends."""
     collected = list(actions)
-    for _ in range(MAX_STEPS_PER_WEBHOOK):
+    while True:
+        # The loader rejects loops that never wait; this bounds what gets through anyway.
         if state.steps >= MAX_STEPS_PER_CALL:
-            raise StepError(f"call {state.call_sid} passed {MAX_STEPS_PER_CALL} steps")
+            raise StepError(
+                f"call {state.call_sid} passed {MAX_STEPS_PER_CALL} steps (at '{node_id}')"
+            )
         node: Node = ctx.flow.nodes[node_id]
         state = state.evolve(node=node_id, steps=state.steps + 1)
         outcome = _ENTER[node.kind](node, state, ctx)
@@ -303,10 +299,6 @@ def _run(node_id: str, state: CallState, ctx: Context, actions: tuple[Action, ..
         if isinstance(outcome, _Wait):
             return _Wait(outcome.state, tuple(collected))
         node_id, state = outcome.node, outcome.state
-    raise StepError(
-        f"call {state.call_sid} went through {MAX_STEPS_PER_WEBHOOK} nodes without waiting "
-        f"(last '{node_id}')"
-    )
 
 
 # --- Events at waiting nodes ---------------------------------------------------------------------
@@ -395,15 +387,14 @@ def start(
     flow: Flow, event: CallStarted, ctx: Context, version: str
 ) -> tuple[CallState, tuple[Action, ...]]:
     """A new call enters the flow at its entry node."""
-    state = CallState(
-        call_sid=event.call_sid,
-        flow=flow.name,
-        version=version,
-        node=flow.entry,
-        waiting=Waiting.ENDED,
-    ).evolve(variables={"caller": event.caller, "called": event.called})
-    result = _run(flow.entry, state, ctx, ())
+    result = _run(flow.entry, initial_state(flow, event, version), ctx, ())
     return result.state.evolve(seq=1), result.actions
+
+
+def initial_state(flow: Flow, event: CallStarted, version: str) -> CallState:
+    """A call that has not yet entered its flow."""
+    state = CallState(event.call_sid, flow.name, version, flow.entry, Waiting.ENDED)
+    return state.evolve(variables={"caller": event.caller, "called": event.called})
 
 
 def step(state: CallState, event: Event, ctx: Context) -> tuple[CallState, tuple[Action, ...]]:
@@ -429,16 +420,29 @@ def recover(state: CallState, ctx: Context) -> tuple[CallState, tuple[Action, ..
             pass
     # The apology may promise the fallback ("le pasamos con un agente"): say goodbye instead.
     ended = state.evolve(waiting=Waiting.ENDED, seq=state.seq + 1)
-    return ended, (*_prompt(on_error.goodbye, state, ctx), Hangup())
+    return ended, goodbye(ctx.flow)
+
+
+def goodbye(flow: Flow) -> tuple[Action, ...]:
+    """A plain apology in the flow's voice, then hang up: for a call that cannot go on."""
+    speech = flow.on_error.goodbye
+    assert speech.text is not None
+    return Say(speech.text.render({}), speech.voice, speech.language), Hangup()
 
 
 def queue_wait(
     state: CallState, queue_time: int, ctx: Context
 ) -> tuple[CallState, tuple[Action, ...]]:
-    """What a caller hears while waiting in a queue; leaves it after `max_wait` seconds."""
+    """What a caller hears while waiting in a queue; leaves it after `max_wait` seconds.
+
+    The wait is counted from when the call entered the queue (Twilio's QueueTime is not sent
+    on every request of the wait loop); `max_wait` is checked each time the hold music ends.
+    """
     node = ctx.flow.nodes.get(state.node)
     if state.waiting is not Waiting.QUEUE or not isinstance(node, EnqueueNode):
         return state, (Leave(),)
+    if state.queued_at:
+        queue_time = max(queue_time, int(ctx.now.timestamp()) - state.queued_at)
     if node.max_wait is not None and queue_time >= node.max_wait:
         return state.evolve(leave_reason="timed_out"), (Leave(),)
     music: tuple[Prompt, ...]

@@ -279,6 +279,11 @@ def check_file(path: str | pathlib.Path) -> Report:
             None,
             (Problem(file, 1, 1, Severity.ERROR, "unreadable", f"cannot read the file: {reason}"),),
         )
+    return check_bytes(raw, file)
+
+
+def check_bytes(raw: bytes, file: str) -> Report:
+    """Check a flow file's content; `file` names it in problems."""
     text, issues = decode(raw)
     if text is None:
         problems = tuple(

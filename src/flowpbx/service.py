@@ -13,12 +13,15 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from flowpbx.actions import Action, Hangup, Leave, Say
+from flowpbx.actions import Action, Hangup, Leave, Pause
 from flowpbx.catalog import FlowCatalog, LoadedFlow
 from flowpbx.interpreter import (
     CallStarted,
     Context,
     Event,
+    IllegalEvent,
+    goodbye,
+    initial_state,
     queue_key,
     queue_wait,
     recover,
@@ -33,10 +36,21 @@ log = logging.getLogger("flowpbx.calls")
 
 PUT_ATTEMPTS = 5
 STORE_ERRORS = (RedisError, OSError, StateError)
+# While a queued caller's state cannot be read, keep them waiting: Twilio asks again after it.
+HOLD_ON = (Pause(5),)
 
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """A step computed but not yet stored; `failure` is logged only if it is stored."""
+
+    state: CallState
+    reply: str
+    failure: BaseException | None
 
 
 @dataclass
@@ -53,49 +67,53 @@ class CallService:
 
     def apology(self, loaded: LoadedFlow | None = None) -> str:
         """A plain apology and a hangup, in the flow's voice: for calls flowpbx cannot continue."""
-        flow = (loaded or self.catalog.default_flow).flow
-        speech = flow.on_error.goodbye
-        assert speech.text is not None
-        say = Say(speech.text.render({}), speech.voice, speech.language)
-        return render((say, Hangup()), Urls(""), 0)
-
-    async def incoming(self, call_sid: str, caller: str, called: str, urls: Urls) -> str:
-        """A new call starts the flow for the number dialled; a retry gets the same reply."""
-        loaded = self.catalog.for_number(called)
-        try:
-            for attempt in range(PUT_ATTEMPTS):
-                # A new call has no state: try to create it at revision 0 straight away.
-                state, revision = (None, 0) if attempt == 0 else await self.store.get(call_sid)
-                if state is not None:
-                    log.info("call %s: repeated incoming webhook, same reply", call_sid)
-                    return state.reply or EMPTY
-                event = CallStarted(call_sid, caller, called)
-                ctx = self._context(loaded)
-                try:
-                    state, actions = start(loaded.flow, event, ctx, loaded.version)
-                except Exception:
-                    log.exception("call %s: flow %s failed to start", call_sid, loaded.flow.name)
-                    state = CallState(
-                        call_sid, loaded.flow.name, loaded.version, loaded.flow.entry, Waiting.ENDED
-                    ).evolve(variables={"caller": caller, "called": called})
-                    state, actions = self._recover(state, ctx)
-                reply = render(actions, urls, state.seq)
-                if await self.store.put(state.evolve(reply_seq=0, reply=reply), revision):
-                    log.info(
-                        "call %s: started flow %s at %s", call_sid, loaded.flow.name, state.node
-                    )
-                    return reply
-        except STORE_ERRORS:
-            log.exception("call %s: call store unavailable", call_sid)
-        return self.apology(loaded)
+        return render(goodbye((loaded or self.catalog.default_flow).flow), Urls(""), 0)
 
     def _recover(self, state: CallState, ctx: Context) -> tuple[CallState, tuple[Action, ...]]:
         try:
             return recover(state, ctx)
         except Exception:
             log.exception("call %s: the flow's fallback failed too", state.call_sid)
-            ended = state.evolve(waiting=Waiting.ENDED, seq=state.seq + 1)
-            return ended, (Hangup(),)
+            return state.evolve(waiting=Waiting.ENDED, seq=state.seq + 1), (Hangup(),)
+
+    def _log_failure(self, state: CallState, what: str, failure: BaseException | None) -> None:
+        if failure is not None:
+            log.error(
+                "call %s: %s failed at node %s; answered the flow's apology",
+                state.call_sid,
+                what,
+                state.node,
+                exc_info=failure,
+            )
+
+    async def incoming(self, call_sid: str, caller: str, called: str, urls: Urls) -> str:
+        """A new call starts the flow for the number dialled; a retry gets the same reply."""
+        loaded = self.catalog.for_number(called)
+        event = CallStarted(call_sid, caller, called)
+        try:
+            for attempt in range(PUT_ATTEMPTS):
+                # A new call has no state: try to create it at revision 0 straight away.
+                stored, revision = (None, 0) if attempt == 0 else await self.store.get(call_sid)
+                if stored is not None:
+                    log.info("call %s: repeated incoming webhook, same reply", call_sid)
+                    return stored.reply or EMPTY
+                ctx = self._context(loaded)
+                failure: BaseException | None = None
+                try:
+                    state, actions = start(loaded.flow, event, ctx, loaded.version)
+                except Exception as exc:
+                    failure = exc
+                    state, actions = self._recover(
+                        initial_state(loaded.flow, event, loaded.version), ctx
+                    )
+                reply = render(actions, urls, state.seq)
+                if await self.store.put(state.evolve(reply=reply), revision):
+                    self._log_failure(state, "the start of the flow", failure)
+                    log.info("call %s: flow %s, now at %s", call_sid, loaded.flow.name, state.node)
+                    return reply
+        except STORE_ERRORS:
+            log.exception("call %s: call store unavailable", call_sid)
+        return self.apology(loaded)
 
     async def event(self, call_sid: str, seq: int, event: Event, urls: Urls) -> str:
         """A webhook that answers step `seq`: advance the flow once, however often it comes."""
@@ -137,27 +155,29 @@ class CallService:
             return self.apology()
         if loaded.version != state.version:
             log.warning(
-                "call %s: flow %s changed during the call (%s -> %s)",
+                "call %s: flow %s changed during the call (%s -> %s); going on with the new one",
                 state.call_sid,
                 state.flow,
                 state.version,
                 loaded.version,
             )
+            state = state.evolve(version=loaded.version)
         ctx = self._context(loaded)
+        failure: BaseException | None = None
         try:
             new_state, actions = step(state, event, ctx)
-        except Exception:
-            log.exception(
-                "call %s: step failed at node %s on %s",
-                state.call_sid,
-                state.node,
-                type(event).__name__,
-            )
+        except IllegalEvent as exc:
+            # A webhook of the wrong kind for this step (not one Twilio sends): nothing moves.
+            log.warning("call %s: %s; same reply", state.call_sid, exc)
+            return state.reply or EMPTY
+        except Exception as exc:
+            failure = exc
             new_state, actions = self._recover(state, ctx)
         reply = render(actions, urls, new_state.seq)
-        if await self.store.put(new_state.evolve(reply_seq=seq, reply=reply), revision):
-            return reply
-        return None
+        if not await self.store.put(new_state.evolve(reply=reply), revision):
+            return None
+        self._log_failure(state, f"{type(event).__name__} at step {seq}", failure)
+        return reply
 
     async def _queue_document(
         self,
@@ -170,16 +190,17 @@ class CallService:
                 state, revision = await self.store.get(call_sid)
                 loaded = self.catalog.get(state.flow) if state else None
                 if state is None or loaded is None:
+                    log.warning("call %s: queue wait for an unknown or expired call", call_sid)
                     return render((Leave(),), urls, 0)
                 new_state, actions = decide(state, self._context(loaded))
                 reply = render(actions, urls, state.seq)
-                if new_state == state or await self.store.put(new_state, revision):
+                if new_state is state or await self.store.put(new_state, revision):
                     return reply
         except STORE_ERRORS:
-            log.exception("call %s: call store unavailable", call_sid)
+            log.exception("call %s: call store unavailable during queue wait", call_sid)
         except Exception:
             log.exception("call %s: queue wait failed", call_sid)
-        return render((Leave(),), urls, 0)
+        return render(HOLD_ON, urls, 0)
 
     async def queue_wait(self, call_sid: str, waited: int, urls: Urls) -> str:
         """The document a queued caller hears; leaves the queue after the node's max_wait."""

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from starlette.config import Config
 
@@ -42,19 +42,19 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
     twilio_account_sid: str = ""
-    twilio_auth_token: str = ""
+    twilio_auth_token: str = field(default="", repr=False)
     twilio_api_key: str = ""
-    twilio_api_secret: str = ""
+    twilio_api_secret: str = field(default="", repr=False)
     twilio_phone_number: str = ""
     twilio_twiml_app_sid: str = ""
     redis_host: str = ""
     redis_port: int = 6379
-    redis_password: str = ""
+    redis_password: str = field(default="", repr=False)
     redis_db: int = 0
     db_host: str = ""
     db_port: int = 5432
     db_user: str = ""
-    db_password: str = ""
+    db_password: str = field(default="", repr=False)
     db_name: str = ""
     public_base_url: str = ""
     flows_dir: Path = Path("flows")
@@ -71,7 +71,7 @@ class Settings:
         """The Redis URL, or None to keep call state in this process."""
         if not self.redis_host:
             return None
-        auth = f":{self.redis_password}@" if self.redis_password else ""
+        auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
         return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
     @classmethod

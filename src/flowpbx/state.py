@@ -45,8 +45,10 @@ class CallState:
     visits: Mapping[str, int] = field(default_factory=lambda: _frozen({}))
     steps: int = 0
     leave_reason: str = ""
-    reply_seq: int = -1
+    queued_at: int = 0
+    """When the call entered its queue (Unix seconds); 0 when it is not queued."""
     reply: str = ""
+    """The TwiML answered for step `seq - 1`, sent again if that webhook comes again."""
 
     def evolve(self, **changes: Any) -> Self:
         for name in ("variables", "visits"):
@@ -67,7 +69,7 @@ class CallState:
             "visits": dict(self.visits),
             "steps": self.steps,
             "leave_reason": self.leave_reason,
-            "reply_seq": self.reply_seq,
+            "queued_at": self.queued_at,
             "reply": self.reply,
         }
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
@@ -88,7 +90,7 @@ class CallState:
                 visits=_frozen({_text(k): _number(v) for k, v in data["visits"].items()}),
                 steps=_number(data["steps"]),
                 leave_reason=_text(data["leave_reason"]),
-                reply_seq=_number(data["reply_seq"]),
+                queued_at=_number(data["queued_at"]),
                 reply=_text(data["reply"]),
             )
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from flowpbx.errors import FlowpbxError
 
-BUILTIN_VARIABLES = frozenset({"caller", "called", "digits"})
+BUILTIN_VARIABLES = frozenset({"caller", "called", "digits", "dial_status", "recording_url"})
+"""Set by the engine: the caller's and dialled numbers, the last keys, the last dial's
+DialCallStatus and the last voicemail's recording URL."""
 FORMATS = frozenset({"digits"})
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")

@@ -73,7 +73,7 @@ class Webhooks:
             signature = request.headers.get(webhooks.SIGNATURE_HEADER, "")
             if not self.checker.is_valid(url, form, signature):
                 log.warning(
-                    "rejected %s %s: %s X-Twilio-Signature (from %s, CallSid %s)",
+                    "rejected %s %r: %s X-Twilio-Signature (from %s, CallSid %r)",
                     request.method,
                     url,
                     "bad" if signature else "missing",
@@ -100,7 +100,7 @@ class Webhooks:
                 return _error(400, "bad_parameters", str(exc))
             except Exception:
                 log.exception(
-                    "webhook %s failed (CallSid %s)", request.url.path, fields.get("CallSid")
+                    "webhook %s failed (CallSid %r)", request.url.path, fields.get("CallSid")
                 )
                 xml = self.service.apology()
             return Response(xml, media_type=CONTENT_TYPE)
@@ -126,7 +126,7 @@ class Webhooks:
                 )
                 if k in first
             }
-            log.info("%s %s", name, fields)
+            log.info("%s %r", name, fields)
             return Response(status_code=204)
 
         return endpoint
@@ -145,19 +145,19 @@ def create_app(
 
     def step(parse: Callable[[Mapping[str, str]], Any]) -> Handler:
         async def handle(request: Request, fields: Mapping[str, str], urls: Urls) -> str:
-            call = webhooks.call_params(fields)
+            sid = webhooks.call_sid(fields)
             seq = webhooks.sequence(request.query_params)
-            return await service.event(call.call_sid, seq, parse(fields), urls)
+            return await service.event(sid, seq, parse(fields), urls)
 
         return handle
 
     async def queue_wait(request: Request, fields: Mapping[str, str], urls: Urls) -> str:
-        call = webhooks.call_params(fields)
-        return await service.queue_wait(call.call_sid, webhooks.queue_time(fields), urls)
+        sid = webhooks.call_sid(fields)
+        return await service.queue_wait(sid, webhooks.queue_time(fields), urls)
 
     async def queue_key(request: Request, fields: Mapping[str, str], urls: Urls) -> str:
-        call = webhooks.call_params(fields)
-        return await service.queue_key(call.call_sid, webhooks.keys_pressed(fields).digits, urls)
+        sid = webhooks.call_sid(fields)
+        return await service.queue_key(sid, webhooks.keys_pressed(fields).digits, urls)
 
     async def health(request: Request) -> Response:
         store_ok = await store.ping()

@@ -17,9 +17,13 @@ from flowpbx.interpreter import DialEnded, KeysPressed, QueueLeft, RecordingEnde
 from flowpbx.settings import Network
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
-_CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
-_DIGITS = re.compile(r"^[0-9*#]{0,64}$")
-_PARTY = re.compile(r"^[^\x00-\x1f]{0,256}$")
+_CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
+_DIGITS = re.compile(r"[0-9*#]{0,64}")
+_PARTY = re.compile(r"[^\x00-\x1f\x7f]{0,256}")
+_STATUS = re.compile(r"[a-z-]{1,32}")
+_SECONDS = re.compile(r"[0-9]{1,9}")
+_DURATION = re.compile(r"-?[0-9]{1,9}")
+_RECORDING_URL = re.compile(r"(https?://[^\s\x00-\x1f\x7f]{1,2000})?")
 _SEQ = re.compile(r"[0-9]{1,9}")
 
 
@@ -56,9 +60,8 @@ def public_url(request: Request, base_url: str, trusted_proxies: Sequence[Networ
 
 
 def base_of(url: str, path: str) -> str:
-    """The public base URL (scheme and host, plus any prefix) of a request URL."""
-    without_query = url.split("?", 1)[0]
-    return without_query[: -len(path)] if path and without_query.endswith(path) else without_query
+    """The public base URL (scheme, host and any prefix) of a URL built by `public_url`."""
+    return url.split("?", 1)[0].removesuffix(path)
 
 
 class Form(dict[str, list[str]]):
@@ -130,9 +133,14 @@ def _one(form: Mapping[str, str], name: str, pattern: re.Pattern[str], default: 
     return value
 
 
+def call_sid(form: Mapping[str, str]) -> str:
+    return _one(form, "CallSid", _CALL_SID, None)
+
+
 def call_params(form: Mapping[str, str]) -> CallParams:
+    """What a new call is: its CallSid, who calls (From) and the number dialled (To)."""
     return CallParams(
-        call_sid=_one(form, "CallSid", _CALL_SID, None),
+        call_sid=call_sid(form),
         caller=_one(form, "From", _PARTY, ""),
         called=_one(form, "To", _PARTY, ""),
     )
@@ -150,18 +158,18 @@ def keys_pressed(form: Mapping[str, str]) -> KeysPressed:
 
 
 def dial_ended(form: Mapping[str, str]) -> DialEnded:
-    return DialEnded(_one(form, "DialCallStatus", re.compile(r"^[a-z-]{1,32}$"), None))
+    return DialEnded(_one(form, "DialCallStatus", _STATUS, None))
 
 
 def queue_left(form: Mapping[str, str]) -> QueueLeft:
-    return QueueLeft(_one(form, "QueueResult", re.compile(r"^[a-z-]{1,32}$"), None))
+    return QueueLeft(_one(form, "QueueResult", _STATUS, None))
 
 
 def queue_time(form: Mapping[str, str]) -> int:
-    return int(_one(form, "QueueTime", re.compile(r"^[0-9]{1,9}$"), "0"))
+    return int(_one(form, "QueueTime", _SECONDS, "0"))
 
 
 def recording_ended(form: Mapping[str, str]) -> RecordingEnded:
-    url = _one(form, "RecordingUrl", re.compile(r"^(https?://\S{1,2000})?$"), "")
-    duration = _one(form, "RecordingDuration", re.compile(r"^-?[0-9]{1,9}$"), "0")
+    url = _one(form, "RecordingUrl", _RECORDING_URL, "")
+    duration = _one(form, "RecordingDuration", _DURATION, "0")
     return RecordingEnded(url, max(0, int(duration)))
