@@ -76,3 +76,24 @@ def test_catalog_environment_overrides_config(tmp_path: Path) -> None:
     assert loaded.config["VIDA_NUMBER"] == "+34900000000"
     assert loaded.config["SALUD_NUMBER"] == "+34912345672"
     assert len(loaded.version) == 12
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        pytest.param("VIDA_NUMBER", "912345671", "node 'llamar_vida' use '912345671'", id="phone"),
+        pytest.param("HOLD_MUSIC_URL", "musica.mp3", "node 'agente' use 'musica.mp3'", id="url"),
+    ],
+)
+def test_catalog_checks_config_values_from_environment(
+    tmp_path: Path, name: str, value: str, fragment: str
+) -> None:
+    """A bad value in the environment stops the start, as it would in the flow file."""
+    with pytest.raises(CatalogError, match=fragment):
+        load_catalog(
+            _flows(tmp_path, "uno"),
+            numbers={},
+            default="",
+            phone_number="",
+            lookup=lambda key: value if key == name else None,
+        )

@@ -7,9 +7,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowpbx.checks import CONFIG_REFERENCE, config_uses
 from flowpbx.errors import FlowError, FlowpbxError, Problem
 from flowpbx.flow import Flow
 from flowpbx.loader import check_bytes, flow_files
+from flowpbx.schema import matches
 
 
 class CatalogError(FlowpbxError):
@@ -44,15 +46,38 @@ class FlowCatalog:
 
 
 def _config(flow: Flow, lookup: Callable[[str], str | None]) -> tuple[dict[str, str], list[str]]:
+    """The flow's config values (the environment wins), and what is wrong with them."""
     values: dict[str, str] = {}
-    missing: list[str] = []
+    problems: list[str] = []
     for name, default in flow.config.items():
         value = lookup(name) or default
         if value is None:
-            missing.append(name)
+            problems.append(f"config {name} has no value; set the environment variable {name}")
         else:
             values[name] = value
-    return values, missing
+    # A value from the environment is checked like one written in the flow, before any call.
+    for node in flow.nodes.values():
+        for path, written in config_uses(node):
+            names = CONFIG_REFERENCE.findall(written)
+            if not names or any(name not in values for name in names):
+                continue
+            resolved = CONFIG_REFERENCE.sub(lambda m: values[m.group(1)], written)
+            kind = (
+                "audio_url"
+                if path[0] in ("play", "hold_music", "prompt", "text")
+                else ("phone_target")
+            )
+            if not matches(kind, resolved):
+                expected = (
+                    "an http(s) address"
+                    if kind == "audio_url"
+                    else ("a phone number like +34910000000, client:name or sip:user@host")
+                )
+                problems.append(
+                    f"config {', '.join(names)} makes node '{node.id}' use {resolved!r}; "
+                    f"expected {expected}"
+                )
+    return values, problems
 
 
 def load_catalog(
@@ -86,11 +111,8 @@ def load_catalog(
         if flow.name in flows:
             problems.append(f"{path}: flow name '{flow.name}' is used by two files")
             continue
-        config, missing = _config(flow, lookup)
-        problems.extend(
-            f"{path}: config {name} has no value; set the environment variable {name}"
-            for name in missing
-        )
+        config, config_problems = _config(flow, lookup)
+        problems.extend(f"{path}: {problem}" for problem in config_problems)
         # Calls remember the version of the text that was checked, not a later read of it.
         version = hashlib.sha256(raw).hexdigest()[:12]
         flows[flow.name] = LoadedFlow(flow, version, config)

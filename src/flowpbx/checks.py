@@ -54,7 +54,6 @@ class Outline:
     on_error_next: str | None
     on_error_speech: Speech | None
     config: Mapping[str, str | None]
-    voice: str
     language: str
     is_complete: bool
     broken: Mapping[str, object]
@@ -278,7 +277,8 @@ def check_variables(outline: Outline) -> Iterator[Problem]:
             )
 
 
-def _config_uses(node: Node) -> Iterator[tuple[Path, str]]:
+def config_uses(node: Node) -> Iterator[tuple[Path, str]]:
+    """Where a node may use ${NAME}: (path in the node, value as written)."""
     for path, speech in _speeches(node):
         if speech.play:
             yield (*path, "play") if path != ("play",) else path, speech.play
@@ -295,7 +295,7 @@ def check_config(outline: Outline) -> Iterator[Problem]:
     """Every ${NAME} is declared under config, and every config value is used."""
     used: set[str] = set()
     for node in outline.nodes.values():
-        for path, value in _config_uses(node):
+        for path, value in config_uses(node):
             for name in CONFIG_REFERENCE.findall(value):
                 used.add(name)
                 if name in outline.config:

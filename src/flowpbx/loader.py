@@ -243,7 +243,6 @@ def _check_document(
         on_error_next=fallback,
         on_error_speech=apology,
         config=_config(data),
-        voice=voice,
         language=language,
         is_complete=top_level_ok and len(nodes) == len(raw_nodes) and not ctx.problems,
         broken=MappingProxyType({k: v for k, v in raw_nodes.items() if k not in nodes}),

@@ -87,6 +87,12 @@ def _kind_validator(kind: str) -> Draft202012Validator | None:
     return validator
 
 
+def matches(definition: str, value: str) -> bool:
+    """Whether `value` fits the pattern of the schema's `$defs/<definition>`."""
+    pattern: str = flow_schema()["$defs"][definition]["pattern"]
+    return _regex(pattern).search(value) is not None
+
+
 def raw_references(raw: Any) -> Iterator[tuple[Path, str]]:
     """Node references in a node's raw data, even when the node is otherwise invalid.
 

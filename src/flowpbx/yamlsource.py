@@ -247,7 +247,7 @@ class _Builder:
             if tag == "tag:yaml.org,2002:bool" and _BOOL.match(value):
                 return value.lower() == "true"
             if tag == "tag:yaml.org,2002:int":
-                return int(value.replace("_", ""))
+                return int(value)
             if tag == "tag:yaml.org,2002:float":
                 return float(value)
         except ValueError:
