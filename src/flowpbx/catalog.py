@@ -62,11 +62,7 @@ def _config(flow: Flow, lookup: Callable[[str], str | None]) -> tuple[dict[str, 
             if not names or any(name not in values for name in names):
                 continue
             resolved = CONFIG_REFERENCE.sub(lambda m: values[m.group(1)], written)
-            kind = (
-                "audio_url"
-                if path[0] in ("play", "hold_music", "prompt", "text")
-                else ("phone_target")
-            )
+            kind = "phone_target" if path[0] in ("to", "caller_id") else "audio_url"
             if not matches(kind, resolved):
                 expected = (
                     "an http(s) address"
