@@ -348,67 +348,41 @@ def check_hours(outline: Outline) -> Iterator[Problem]:
             )
 
 
+# Outcomes that only some settings can produce: (node kind, setting, outcome, where a missing
+# outcome is reported (None: at the node), what the outcome is for).
+_PAIRED_OUTCOMES: tuple[tuple[type[Node], str, str, str | None, str], ...] = (
+    (EnqueueNode, "max_wait", "timed_out", None, "after waiting that long"),
+    (EnqueueNode, "leave_key", "left", "leave_key", "when the caller leaves the queue"),
+    (GotoNode, "limit", "exhausted", "limit", "once the jump has been taken that often"),
+)
+
+
 def check_outcomes(outline: Outline) -> Iterator[Problem]:
     """Optional outcomes are given exactly when the node can produce them."""
     for node in outline.nodes.values():
         base: Path = ("nodes", node.id)
-        if isinstance(node, EnqueueNode):
-            if node.max_wait is not None and not node.timed_out:
+        for kind, setting, outcome, where, purpose in _PAIRED_OUTCOMES:
+            if not isinstance(node, kind):
+                continue
+            is_set = getattr(node, setting) is not None
+            has_outcome = bool(getattr(node, outcome))
+            if is_set and not has_outcome:
                 yield _problem(
                     outline,
-                    base,
+                    (*base, where) if where else base,
                     Severity.ERROR,
                     "missing-outcome",
-                    f"node '{node.id}': 'max_wait' is set but 'timed_out' is not; "
-                    "say where the call goes after waiting that long",
+                    f"node '{node.id}': '{setting}' is set but '{outcome}' is not; "
+                    f"say where the call goes {purpose}",
                     key=True,
                 )
-            if node.timed_out and node.max_wait is None:
+            if has_outcome and not is_set:
                 yield _problem(
                     outline,
-                    (*base, "timed_out"),
+                    (*base, outcome),
                     Severity.WARNING,
                     "unused-outcome",
-                    f"node '{node.id}': 'timed_out' is never used without 'max_wait'",
-                    key=True,
-                )
-            if node.leave_key and not node.left:
-                yield _problem(
-                    outline,
-                    (*base, "leave_key"),
-                    Severity.ERROR,
-                    "missing-outcome",
-                    f"node '{node.id}': 'leave_key' is set but 'left' is not; "
-                    "say where the call goes when the caller leaves the queue",
-                    key=True,
-                )
-            if node.left and not node.leave_key:
-                yield _problem(
-                    outline,
-                    (*base, "left"),
-                    Severity.WARNING,
-                    "unused-outcome",
-                    f"node '{node.id}': 'left' is never used without 'leave_key'",
-                    key=True,
-                )
-        if isinstance(node, GotoNode):
-            if node.limit is not None and not node.exhausted:
-                yield _problem(
-                    outline,
-                    (*base, "limit"),
-                    Severity.ERROR,
-                    "missing-outcome",
-                    f"node '{node.id}': 'limit' is set but 'exhausted' is not; "
-                    "say where the call goes once the jump has been taken that often",
-                    key=True,
-                )
-            if node.exhausted and node.limit is None:
-                yield _problem(
-                    outline,
-                    (*base, "exhausted"),
-                    Severity.WARNING,
-                    "unused-outcome",
-                    f"node '{node.id}': 'exhausted' is never used without 'limit'",
+                    f"node '{node.id}': '{outcome}' is never used without '{setting}'",
                     key=True,
                 )
 
