@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowpbx.checks import CONFIG_REFERENCE, config_uses
+from flowpbx.checks import config_uses
 from flowpbx.errors import FlowError, FlowpbxError, Problem
-from flowpbx.flow import Flow
+from flowpbx.flow import CONFIG_REFERENCE, Flow, resolve_config
 from flowpbx.loader import check_bytes, flow_files
 from flowpbx.schema import matches
 
@@ -61,7 +61,7 @@ def _config(flow: Flow, lookup: Callable[[str], str | None]) -> tuple[dict[str, 
             names = CONFIG_REFERENCE.findall(written)
             if not names or any(name not in values for name in names):
                 continue
-            resolved = CONFIG_REFERENCE.sub(lambda m: values[m.group(1)], written)
+            resolved = resolve_config(written, values)
             kind = "phone_target" if path[0] in ("to", "caller_id") else "audio_url"
             if not matches(kind, resolved):
                 expected = (

@@ -15,6 +15,7 @@ from functools import cache
 
 from flowpbx.errors import Problem, Severity
 from flowpbx.flow import (
+    CONFIG_REFERENCE,
     DialNode,
     Edge,
     EdgeKind,
@@ -38,7 +39,6 @@ from flowpbx.voices import SPANISH_VOICES, suggest_voice, voice_language
 from flowpbx.yamlsource import Marks, Path
 
 NODE_ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
-CONFIG_REFERENCE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 TRANSCRIBE_MAX_SECONDS = 120
 
 

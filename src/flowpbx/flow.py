@@ -6,6 +6,7 @@ read transitions from one place.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -13,6 +14,15 @@ from typing import ClassVar
 
 from flowpbx.errors import Mark
 from flowpbx.templates import Template
+
+CONFIG_REFERENCE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+"""A config value used in a phone number or audio URL: ${NAME}."""
+
+
+def resolve_config(value: str, config: Mapping[str, str]) -> str:
+    """`value` with each ${NAME} replaced from `config`; KeyError names a missing one."""
+    return CONFIG_REFERENCE.sub(lambda match: config[match.group(1)], value)
+
 
 NodeKey = str | int
 EdgePath = tuple[NodeKey, ...]

@@ -9,7 +9,6 @@ says what entering it does; one per waiting kind says what its webhook's event d
 from __future__ import annotations
 
 import datetime as dt
-import re
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -47,11 +46,11 @@ from flowpbx.flow import (
     SetNode,
     Speech,
     SwitchNode,
+    resolve_config,
 )
 from flowpbx.state import CallState, Waiting
 
 MAX_STEPS_PER_CALL = 1000
-_CONFIG_REFERENCE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
 
 # --- Events: what a webhook tells the interpreter ----------------------------------------------
@@ -148,13 +147,13 @@ Outcome = _Go | _Wait
 
 
 def _resolve(value: str, ctx: Context) -> str:
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in ctx.config:
-            raise StepError(f"config '{name}' has no value; set the environment variable {name}")
-        return ctx.config[name]
-
-    return _CONFIG_REFERENCE.sub(replace, value)
+    try:
+        return resolve_config(value, ctx.config)
+    except KeyError as exc:
+        name = exc.args[0]
+        raise StepError(
+            f"config '{name}' has no value; set the environment variable {name}"
+        ) from exc
 
 
 def _prompt(speech: Speech, state: CallState, ctx: Context, loop: int = 1) -> tuple[Prompt, ...]:
