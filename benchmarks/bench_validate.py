@@ -3,9 +3,10 @@
 A generator writes realistic, valid flows of an exact size: a business-hours check, nested
 menus of 3-9 options with retries and an 'exhausted' path, policy-number inputs, switches,
 dials to config numbers, queues, voicemail, bounded "back to the menu" gotos, and comments.
-For each size the benchmark times `flowpbx.loader.check_text` and, interleaved with it, a bare
-`yaml.load(text, Loader=yaml.CSafeLoader)` of the same text as a baseline. The machines that run
-this are noisy, so the validate/parse ratio within one run matters more than absolute times.
+For each size the benchmark times `flowpbx.language.loader.check_text` and, interleaved with
+it, a bare `yaml.load(text, Loader=yaml.CSafeLoader)` of the same text as a baseline. The
+machines that run this are noisy, so the validate/parse ratio within one run matters more than
+absolute times.
 It then fits the growth (log time against log nodes) and times the whole `flowpbx validate`
 command, interpreter start included.
 
@@ -40,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from flowpbx.loader import check_text
+from flowpbx.language.loader import check_text
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "validate.json"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from flowpbx.catalog import CatalogError, load_catalog
 from flowpbx.errors import FlowError
+from flowpbx.language.catalog import CatalogError, load_catalog
 
 SEGUROS = Path(__file__).resolve().parents[1] / "flows" / "seguros.yaml"
 

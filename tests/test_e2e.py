@@ -26,13 +26,13 @@ from starlette.applications import Starlette
 
 from conftest import FLOWS
 from flowpbx.app import catalog_from
-from flowpbx.catalog import FlowCatalog, LoadedFlow
-from flowpbx.loader import load_flow
-from flowpbx.service import CallService
+from flowpbx.engine.service import CallService
+from flowpbx.engine.state import CallState, Waiting
+from flowpbx.language.catalog import FlowCatalog, LoadedFlow
+from flowpbx.language.loader import load_flow
 from flowpbx.settings import Settings
-from flowpbx.state import CallState, Waiting
 from flowpbx.store.redis import KEY_PREFIX, RedisCallStore
-from flowpbx.web import create_app
+from flowpbx.web.app import create_app
 from servers import RedisServer, redis_server
 from twilio_fake import (
     BASE_URL,

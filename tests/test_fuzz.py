@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flowpbx.loader import Report, check_text
+from flowpbx.language.loader import Report, check_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SEGUROS = (ROOT / "flows" / "seguros.yaml").read_text("utf-8")
@@ -410,7 +410,7 @@ def test_check_text_reports_renamed_target_missing(
 def test_check_text_deep_nesting_reports_instead_of_crashing() -> None:
     """200 000 unclosed '[' (200 kB, under the 5 MB limit) give an error, not a crashed process."""
     code = (
-        "from flowpbx.loader import check_text\n"
+        "from flowpbx.language.loader import check_text\n"
         "report = check_text('[' * 200_000, 'deep.yaml')\n"
         "assert report.flow is None and report.errors\n"
     )

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from flowpbx.actions import (
+from flowpbx.engine.actions import (
     Action,
     Dial,
     Enqueue,
@@ -26,8 +26,7 @@ from flowpbx.actions import (
     Route,
     Say,
 )
-from flowpbx.flow import Flow, HoursNode
-from flowpbx.interpreter import (
+from flowpbx.engine.interpreter import (
     MAX_STEPS_PER_CALL,
     CallStarted,
     Context,
@@ -45,8 +44,9 @@ from flowpbx.interpreter import (
     start,
     step,
 )
-from flowpbx.loader import check_file, load_flow
-from flowpbx.state import CallState, StateError, Waiting
+from flowpbx.engine.state import CallState, StateError, Waiting
+from flowpbx.language.flow import Flow, HoursNode
+from flowpbx.language.loader import check_file, load_flow
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "flows"

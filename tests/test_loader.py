@@ -8,9 +8,17 @@ from pathlib import Path
 import pytest
 
 from flowpbx.errors import FlowError, Severity
-from flowpbx.flow import NODE_KINDS, DialNode, EnqueueNode, HoursNode, InputNode, MenuNode, SayNode
-from flowpbx.loader import check_file, check_text, load_flow
-from flowpbx.yamlsource import MAX_BYTES
+from flowpbx.language.flow import (
+    NODE_KINDS,
+    DialNode,
+    EnqueueNode,
+    HoursNode,
+    InputNode,
+    MenuNode,
+    SayNode,
+)
+from flowpbx.language.loader import check_file, check_text, load_flow
+from flowpbx.language.yamlsource import MAX_BYTES
 
 FIXTURES = Path(__file__).resolve().parent / "flows"
 ROOT = Path(__file__).resolve().parents[1]

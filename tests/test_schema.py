@@ -14,8 +14,8 @@ import yaml
 from jschon import JSON, JSONSchema, create_catalog
 from jsonschema import Draft202012Validator
 
-from flowpbx.loader import check_file
-from flowpbx.schema import flow_schema
+from flowpbx.language.loader import check_file
+from flowpbx.language.schema import flow_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_FILE = ROOT / "schema" / "flow.schema.json"

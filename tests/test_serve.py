@@ -22,10 +22,10 @@ import pytest
 import redis
 
 from conftest import FLOWS
-from flowpbx.flow import HoursNode
-from flowpbx.interpreter import business_hours
-from flowpbx.loader import load_flow
-from flowpbx.state import CallState
+from flowpbx.engine.interpreter import business_hours
+from flowpbx.engine.state import CallState
+from flowpbx.language.flow import HoursNode
+from flowpbx.language.loader import load_flow
 from flowpbx.store.redis import KEY_PREFIX
 from servers import RedisServer, redis_server
 from twilio_fake import call_sid, check_reply, inbound_params, signed_headers

@@ -10,12 +10,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from flowpbx.app import catalog_from
-from flowpbx.catalog import FlowCatalog
-from flowpbx.interpreter import DialEnded, KeysPressed
-from flowpbx.service import CallService
+from flowpbx.engine.interpreter import DialEnded, KeysPressed
+from flowpbx.engine.service import CallService
+from flowpbx.language.catalog import FlowCatalog
 from flowpbx.settings import Settings
 from flowpbx.store.redis import RedisCallStore
-from flowpbx.twiml import Urls
+from flowpbx.twilio.twiml import Urls
 from servers import RedisServer, redis_server
 
 pytestmark = pytest.mark.anyio

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from flowpbx.state import CallState, Waiting
+from flowpbx.engine.state import CallState, Waiting
 from flowpbx.store import CallStore
 from flowpbx.store.memory import MemoryCallStore
 from flowpbx.store.redis import KEY_PREFIX, RedisCallStore

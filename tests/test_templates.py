@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowpbx.templates import TemplateError, Variable, parse_template
+from flowpbx.language.templates import TemplateError, Variable, parse_template
 
 
 def test_template_renders_variables_and_spells_digits() -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from flowpbx.actions import Dial, Gather, Hangup, Route, Say
-from flowpbx.twiml import Urls, render
+from flowpbx.engine.actions import Dial, Gather, Hangup, Route, Say
+from flowpbx.twilio.twiml import Urls, render
 
 GATHER = Gather((Say("Pulse 1.", "Polly.Lucia", "es-ES"),), 5, 1, "")
 
@@ -45,7 +45,7 @@ def test_render_queue_key_gather_has_no_redirect() -> None:
 
 def test_render_builds_each_action_list_once() -> None:
     """The twilio library renders a given list of actions once; later replies reuse it."""
-    from flowpbx.twiml import _template
+    from flowpbx.twilio.twiml import _template
 
     actions = (Say("Única.", "Polly.Lucia", "es-ES"), Hangup())
     render(actions, Urls("https://a.example.com"), 1)

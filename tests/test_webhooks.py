@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from twilio.request_validator import RequestValidator
 
-from flowpbx.webhooks import BadWebhook, Form, SignatureChecker, call_params, parse_form, sequence
+from flowpbx.twilio.webhooks import (
+    BadWebhook,
+    Form,
+    SignatureChecker,
+    call_params,
+    parse_form,
+    sequence,
+)
 
 TOKEN = "12345"
 URL = "https://mycompany.com/myapp.php?foo=1&bar=2"

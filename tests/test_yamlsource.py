@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flowpbx.errors import Mark
-from flowpbx.yamlsource import decode, parse
+from flowpbx.language.yamlsource import decode, parse
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,13 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.config import Config
 
-from flowpbx.catalog import FlowCatalog, load_catalog
 from flowpbx.errors import FlowpbxError
+from flowpbx.language.catalog import FlowCatalog, load_catalog
 from flowpbx.settings import Settings
 from flowpbx.store import CallStore
 from flowpbx.store.memory import MemoryCallStore
 from flowpbx.store.redis import RedisCallStore
-from flowpbx.web import create_app
+from flowpbx.web.app import create_app
 
 log = logging.getLogger("flowpbx")
 

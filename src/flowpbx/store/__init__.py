@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from flowpbx.state import CallState
+from flowpbx.engine.state import CallState
 
 
 class CallStore(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from flowpbx.state import CallState
+from flowpbx.engine.state import CallState
 
 
 class MemoryCallStore:

@@ -8,7 +8,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from flowpbx.state import CallState
+from flowpbx.engine.state import CallState
 
 KEY_PREFIX = "flowpbx:call:"
 

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from flowpbx.errors import Mark, Problem, Severity
-from flowpbx.flow import (
+from flowpbx.language.flow import (
     Case,
     CaseTest,
     DialNode,
@@ -34,8 +34,8 @@ from flowpbx.flow import (
     SwitchNode,
     TimeRange,
 )
-from flowpbx.templates import Template, TemplateError, parse_template
-from flowpbx.yamlsource import Marks, Path
+from flowpbx.language.templates import Template, TemplateError, parse_template
+from flowpbx.language.yamlsource import Marks, Path
 
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from flowpbx import __version__
-from flowpbx.loader import Report, check_file, flow_files
+from flowpbx.language.loader import Report, check_file, flow_files
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1

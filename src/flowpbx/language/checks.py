@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from flowpbx.errors import Problem, Severity
-from flowpbx.flow import (
+from flowpbx.language.flow import (
     CONFIG_REFERENCE,
     DialNode,
     Edge,
@@ -33,10 +33,10 @@ from flowpbx.flow import (
     Speech,
     SwitchNode,
 )
-from flowpbx.schema import raw_references
-from flowpbx.templates import BUILTIN_VARIABLES, Template
-from flowpbx.voices import SPANISH_VOICES, suggest_voice, voice_language
-from flowpbx.yamlsource import Marks, Path
+from flowpbx.language.schema import raw_references
+from flowpbx.language.templates import BUILTIN_VARIABLES, Template
+from flowpbx.language.voices import SPANISH_VOICES, suggest_voice, voice_language
+from flowpbx.language.yamlsource import Marks, Path
 
 NODE_ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
 TRANSCRIBE_MAX_SECONDS = 120

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flowpbx.actions import (
+from flowpbx.engine.actions import (
     Action,
     Dial,
     Enqueue,
@@ -29,8 +29,9 @@ from flowpbx.actions import (
     Route,
     Say,
 )
+from flowpbx.engine.state import CallState, Waiting
 from flowpbx.errors import FlowpbxError
-from flowpbx.flow import (
+from flowpbx.language.flow import (
     DialNode,
     EnqueueNode,
     Flow,
@@ -48,7 +49,6 @@ from flowpbx.flow import (
     SwitchNode,
     resolve_config,
 )
-from flowpbx.state import CallState, Waiting
 
 MAX_STEPS_PER_CALL = 1000
 

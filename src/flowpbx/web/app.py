@@ -16,15 +16,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from flowpbx import webhooks
-from flowpbx.actions import Route as CallRoute
-from flowpbx.catalog import FlowCatalog
-from flowpbx.service import CallService
+from flowpbx.engine.actions import Route as CallRoute
+from flowpbx.engine.service import CallService
+from flowpbx.language.catalog import FlowCatalog
 from flowpbx.settings import Settings
 from flowpbx.store import CallStore
-from flowpbx.twiml import CONTENT_TYPE, Urls
+from flowpbx.twilio import webhooks
+from flowpbx.twilio.twiml import CONTENT_TYPE, Urls
 
-log = logging.getLogger("flowpbx.web")
+log = logging.getLogger("flowpbx.web.app")
 
 MAX_BODY = 64 * 1024
 

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from flowpbx.build import BuildContext, Invalid, build_node, speech
-from flowpbx.checks import Outline, run_checks
 from flowpbx.errors import FlowError, Problem, Severity
-from flowpbx.flow import Flow, Node, OnError, Speech
-from flowpbx.schema import schema_errors
-from flowpbx.yamlsource import Document, Marks, Path, decode, parse
+from flowpbx.language.build import BuildContext, Invalid, build_node, speech
+from flowpbx.language.checks import Outline, run_checks
+from flowpbx.language.flow import Flow, Node, OnError, Speech
+from flowpbx.language.schema import schema_errors
+from flowpbx.language.yamlsource import Document, Marks, Path, decode, parse
 
 DEFAULT_VOICE = "Polly.Lucia"
 DEFAULT_LANGUAGE = "es-ES"

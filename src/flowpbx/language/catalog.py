@@ -7,11 +7,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowpbx.checks import config_uses
 from flowpbx.errors import FlowError, FlowpbxError, Problem
-from flowpbx.flow import CONFIG_REFERENCE, Flow, resolve_config
-from flowpbx.loader import check_bytes, flow_files
-from flowpbx.schema import matches
+from flowpbx.language.checks import config_uses
+from flowpbx.language.flow import CONFIG_REFERENCE, Flow, resolve_config
+from flowpbx.language.loader import check_bytes, flow_files
+from flowpbx.language.schema import matches
 
 
 class CatalogError(FlowpbxError):

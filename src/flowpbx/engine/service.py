@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from flowpbx.actions import Action, Hangup, Leave, Pause
-from flowpbx.catalog import FlowCatalog, LoadedFlow
-from flowpbx.interpreter import (
+from flowpbx.engine.actions import Action, Hangup, Leave, Pause
+from flowpbx.engine.interpreter import (
     CallStarted,
     Context,
     Event,
@@ -28,9 +27,10 @@ from flowpbx.interpreter import (
     start,
     step,
 )
-from flowpbx.state import CallState, StateError, Waiting
+from flowpbx.engine.state import CallState, StateError, Waiting
+from flowpbx.language.catalog import FlowCatalog, LoadedFlow
 from flowpbx.store import CallStore
-from flowpbx.twiml import EMPTY, Urls, render
+from flowpbx.twilio.twiml import EMPTY, Urls, render
 
 log = logging.getLogger("flowpbx.calls")
 

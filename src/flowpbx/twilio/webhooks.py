@@ -12,8 +12,8 @@ from urllib.parse import unquote_plus
 from starlette.requests import Request
 from twilio.request_validator import RequestValidator
 
+from flowpbx.engine.interpreter import DialEnded, KeysPressed, QueueLeft, RecordingEnded
 from flowpbx.errors import FlowpbxError
-from flowpbx.interpreter import DialEnded, KeysPressed, QueueLeft, RecordingEnded
 from flowpbx.settings import Network
 
 SIGNATURE_HEADER = "X-Twilio-Signature"

@@ -14,7 +14,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
-from flowpbx.yamlsource import Marks, Path
+from flowpbx.language.yamlsource import Marks, Path
 
 _TYPE_WORDS = {
     "integer": "a whole number",

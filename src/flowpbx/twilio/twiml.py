@@ -12,7 +12,7 @@ from twilio.twiml.voice_response import Dial as DialVerb
 from twilio.twiml.voice_response import Gather as GatherVerb
 from twilio.twiml.voice_response import VoiceResponse
 
-from flowpbx.actions import (
+from flowpbx.engine.actions import (
     Action,
     Dial,
     Enqueue,

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from flowpbx.errors import Mark
-from flowpbx.templates import Template
+from flowpbx.language.templates import Template
 
 CONFIG_REFERENCE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 """A config value used in a phone number or audio URL: ${NAME}."""

@@ -1,0 +1,1 @@
+"""Twilio's edge: webhook parameters and signatures in, TwiML out. Nothing else speaks Twilio."""
