@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, get_args
 
 from flowpbx.errors import Mark
 from flowpbx.language.templates import Template
@@ -105,7 +105,7 @@ class Case:
         return any(value.startswith(prefix) for prefix in self.values)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SayNode:
     kind: ClassVar[str] = "say"
     id: str
@@ -119,7 +119,7 @@ class SayNode:
         return (Edge(("next",), self.next),)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PauseNode:
     kind: ClassVar[str] = "pause"
     id: str
@@ -132,7 +132,7 @@ class PauseNode:
         return (Edge(("next",), self.next),)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MenuNode:
     kind: ClassVar[str] = "menu"
     id: str
@@ -153,7 +153,7 @@ class MenuNode:
         return (*choices, Edge(("exhausted",), self.exhausted))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InputNode:
     kind: ClassVar[str] = "input"
     id: str
@@ -164,6 +164,8 @@ class InputNode:
     min_digits: int
     max_digits: int | None
     finish_on_key: str
+    is_sensitive: bool
+    """The digits are private (a PIN): call events record them masked."""
     timeout: int
     retries: int
     no_input: Speech | None
@@ -175,7 +177,7 @@ class InputNode:
         return (Edge(("next",), self.next, EdgeKind.CHOICE), Edge(("exhausted",), self.exhausted))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DialNode:
     kind: ClassVar[str] = "dial"
     id: str
@@ -200,7 +202,7 @@ class DialNode:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EnqueueNode:
     kind: ClassVar[str] = "enqueue"
     id: str
@@ -226,7 +228,7 @@ class EnqueueNode:
         return tuple(edges)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecordNode:
     kind: ClassVar[str] = "record"
     id: str
@@ -244,7 +246,7 @@ class RecordNode:
         return (Edge(("next",), self.next),)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HangupNode:
     kind: ClassVar[str] = "hangup"
     id: str
@@ -256,7 +258,7 @@ class HangupNode:
         return ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GotoNode:
     kind: ClassVar[str] = "goto"
     id: str
@@ -273,7 +275,7 @@ class GotoNode:
         return (Edge(("target",), self.target, EdgeKind.BOUNDED), *exhausted)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SetNode:
     kind: ClassVar[str] = "set"
     id: str
@@ -286,7 +288,7 @@ class SetNode:
         return (Edge(("next",), self.next),)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SwitchNode:
     kind: ClassVar[str] = "switch"
     id: str
@@ -301,7 +303,7 @@ class SwitchNode:
         return (*cases, Edge(("default",), self.default))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HoursNode:
     kind: ClassVar[str] = "hours"
     id: str
@@ -338,20 +340,8 @@ Node = (
     | HoursNode
 )
 
-NODE_KINDS: tuple[str, ...] = (
-    "say",
-    "pause",
-    "menu",
-    "input",
-    "dial",
-    "enqueue",
-    "record",
-    "hangup",
-    "goto",
-    "set",
-    "switch",
-    "hours",
-)
+NODE_KINDS: tuple[str, ...] = tuple(kind.kind for kind in get_args(Node))
+"""Every node kind, in the order of the `Node` union."""
 
 
 @dataclass(frozen=True, slots=True)
