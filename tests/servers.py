@@ -22,13 +22,14 @@ import pwd
 import re
 import secrets
 import shutil
+import signal
 import socket
 import stat
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
@@ -56,18 +57,52 @@ class _PortTakenError(Exception):
     """The server could not bind the port chosen for it."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class RedisServer:
-    """A running redis-server reachable over TCP."""
+    """A running redis-server reachable over TCP, which a test may stop, restart or pause.
+
+    With ``persistent`` the server keeps an append-only file in its directory, so that a
+    restart finds the data again (a restart of a production Redis with AOF on); without it,
+    a restart comes back empty (a Redis that lost its data).
+    """
 
     host: str
     port: int
     workdir: Path
+    persistent: bool = False
+    binary: str = "redis-server"
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         """The server's ``redis://`` URL, database 0."""
         return f"redis://{self.host}:{self.port}/0"
+
+    def stop(self) -> None:
+        """Stop the server (clients now get connection refused)."""
+        if self.process is not None:
+            _stop_process(self.process)
+            self.process = None
+
+    def start(self) -> None:
+        """Start the server again on the same port and directory; waits until it answers."""
+        assert self.process is None, "redis-server is already running"
+        self.process = _launch_redis(self.binary, self.workdir, self.port, self.persistent)
+
+    def restart(self) -> None:
+        """Stop, then start on the same port (empty unless ``persistent``)."""
+        self.stop()
+        self.start()
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open but nothing answers."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server go on (SIGCONT)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
 
 @dataclass(frozen=True)
@@ -175,15 +210,16 @@ def _redis_ping(port: int) -> bool:
         return False
 
 
-def _start_redis(binary: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
+def _launch_redis(binary: str, tmp: Path, port: int, persistent: bool) -> subprocess.Popen[bytes]:
+    """Start redis-server on `port` and wait until it answers PING."""
     log_path = tmp / "redis.log"
     cmd = [
         binary,
         "--port", str(port),
         "--bind", HOST,
         "--save", "",
-        "--appendonly", "no",
+        "--appendonly", "yes" if persistent else "no",
+        "--appendfsync", "always",
         "--dir", str(tmp),
         "--daemonize", "no",
     ]  # fmt: skip
@@ -198,7 +234,7 @@ def _start_redis(binary: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     deadline = time.monotonic() + REDIS_START_TIMEOUT
     while True:
         if _redis_ping(port):
-            return proc, port
+            return proc
         code = proc.poll()
         if code is not None:
             log_text = _read_log(log_path)
@@ -218,27 +254,36 @@ def _start_redis(binary: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[RedisServer]:
-    """Run a private ``redis-server`` (no persistence) for the duration of the block."""
+def redis_server(*, persistent: bool = False) -> Iterator[RedisServer]:
+    """Run a private ``redis-server`` for the duration of the block.
+
+    Without ``persistent`` nothing is written to disk; with it, an append-only file (fsync
+    on every write) keeps the data across `RedisServer.restart`.
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         raise _missing("redis-server")
     tmp = _make_tempdir("flowpbx-redis-", shared=False)
-    proc: subprocess.Popen[bytes] | None = None
+    server: RedisServer | None = None
     try:
         for attempt in range(PORT_ATTEMPTS):
+            port = _free_port()
             try:
-                proc, port = _start_redis(binary, tmp)
+                proc = _launch_redis(binary, tmp, port, persistent)
                 break
             except _PortTakenError as exc:
                 if attempt == PORT_ATTEMPTS - 1:
                     raise RuntimeError(f"redis-server could not bind a free port:\n{exc}") from exc
         else:  # pragma: no cover - the loop either breaks or raises
             raise AssertionError("unreachable")
-        yield RedisServer(host=HOST, port=port, workdir=tmp)
+        server = RedisServer(HOST, port, tmp, persistent, binary, proc)
+        yield server
     finally:
-        if proc is not None:
-            _stop_process(proc)
+        if server is not None:
+            if server.process is not None:
+                with contextlib.suppress(OSError):
+                    server.process.send_signal(signal.SIGCONT)
+            server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import get_args
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,27 +28,58 @@ from flowpbx.engine.actions import (
     Route,
     Say,
 )
+from flowpbx.engine.call_events import (
+    EVENT_TYPES,
+    BadCallEvent,
+    CallEnded,
+    CallEvent,
+    CallRecovered,
+    CallStarted,
+    DialFinished,
+    DialStarted,
+    EndReason,
+    FallbackTaken,
+    InputCollected,
+    InvalidInput,
+    NodeEntered,
+    NoInput,
+    OptionChosen,
+    QueueExit,
+    QueueExited,
+    QueueJoined,
+    RecordingMade,
+    StepRecord,
+    from_dict,
+    to_dict,
+)
+from flowpbx.engine.core import HOLD_ON, CallEngine, goodbye
+from flowpbx.engine.events import (
+    DialEnded,
+    DialResult,
+    Direction,
+    Event,
+    KeysPressed,
+    NewCall,
+    QueueKeysPressed,
+    QueueLeft,
+    QueueResult,
+    QueueWaitTick,
+    RecordingEnded,
+)
+from flowpbx.engine.hours import HoursStatus, business_hours
 from flowpbx.engine.interpreter import (
     MAX_STEPS_PER_CALL,
-    CallStarted,
     Context,
-    DialEnded,
-    Event,
     IllegalEvent,
-    KeysPressed,
-    QueueLeft,
-    RecordingEnded,
+    Step,
     StepError,
-    business_hours,
-    queue_key,
-    queue_wait,
-    recover,
     start,
     step,
 )
 from flowpbx.engine.state import CallState, StateError, Waiting
 from flowpbx.language.flow import Flow, HoursNode
 from flowpbx.language.loader import check_file, load_flow
+from flowpbx.twilio.params import DIAL_RESULTS, QUEUE_RESULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "flows"
@@ -60,11 +93,13 @@ VERSION = "v1"
 MUSICA_URL = "https://example.com/musica.mp3"
 FILLED = {"MUSICA": MUSICA_URL}
 """Values for config names a flow leaves empty (~), as an operator's environment would."""
+RECORDING_URL = "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1"
 
 Actions = tuple[Action, ...]
-Result = tuple[CallState, Actions]
 Input = str | Event
 """A step of a walk: a string is the keys pressed, anything else is the event itself."""
+
+ENGINE = CallEngine()
 
 
 # --- Flows, contexts and walks -------------------------------------------------------------------
@@ -99,30 +134,61 @@ def context(
     now: dt.datetime = OPEN,
     *,
     values: Mapping[str, str] | None = None,
-    override: str = "",
+    override: HoursStatus | None = None,
+    of: Flow | None = None,
 ) -> Context:
-    """A context for the named flow at `now`, with its config (or `values`)."""
-    return Context(flow(name), now, config(name) if values is None else values, override)
+    """A context for the named flow (or `of`, a variant of it) at `now`, with its config (or
+    `values`)."""
+    return Context(
+        flow=flow(name) if of is None else of,
+        version=VERSION,
+        config=config(name) if values is None else values,
+        now=now,
+        hours_override=override,
+    )
 
 
-def begin(name: str = "seguros", now: dt.datetime = OPEN, caller: str = CALLER) -> Result:
+def new_call(caller: str = CALLER, direction: Direction = Direction.INBOUND) -> NewCall:
+    return NewCall(call_sid=SID, caller=caller, called=CALLED, direction=direction)
+
+
+def begin(name: str = "seguros", now: dt.datetime = OPEN, caller: str = CALLER) -> Step:
     """A new call to the named flow."""
-    return start(flow(name), CallStarted(SID, caller, CALLED), context(name, now), VERSION)
+    return start(new_call(caller), context(name, now))
 
 
 def event_of(item: Input) -> Event:
-    return KeysPressed(item) if isinstance(item, str) else item
+    return KeysPressed(digits=item) if isinstance(item, str) else item
 
 
-def walk(
+def steps_of(
     name: str, inputs: Sequence[Input], now: dt.datetime = OPEN, caller: str = CALLER
-) -> Result:
-    """A new call, then one step per input; the last state and actions."""
-    state, actions = begin(name, now, caller)
+) -> list[Step]:
+    """A new call, then one step per input; every step, the start first."""
+    taken = [begin(name, now, caller)]
     ctx = context(name, now)
     for item in inputs:
-        state, actions = step(state, event_of(item), ctx)
-    return state, actions
+        taken.append(step(taken[-1].state, event_of(item), ctx))
+    return taken
+
+
+def walk(name: str, inputs: Sequence[Input], now: dt.datetime = OPEN, caller: str = CALLER) -> Step:
+    """A new call, then one step per input; the last step."""
+    return steps_of(name, inputs, now, caller)[-1]
+
+
+def keys(digits: str) -> KeysPressed:
+    return KeysPressed(digits=digits)
+
+
+def dialled(status: str) -> DialEnded:
+    """The dial's end as Twilio reports it (its DialCallStatus)."""
+    return DialEnded(result=DIAL_RESULTS[status])
+
+
+def queue_left(result: str, waited: int = 0) -> QueueLeft:
+    """The queue's end as Twilio reports it (its QueueResult); unknown results are errors."""
+    return QueueLeft(result=QUEUE_RESULTS.get(result, QueueResult.ERROR), waited=waited)
 
 
 def lucia(text: str) -> Say:
@@ -135,6 +201,14 @@ def conchita(text: str) -> Say:
 
 def enrique(text: str) -> Say:
     return Say(text, "Polly.Enrique", "es-ES")
+
+
+DIAL_ANSWERED = DialEnded(result=DialResult.ANSWERED)
+DIAL_BUSY = DialEnded(result=DialResult.BUSY)
+DIAL_NO_ANSWER = DialEnded(result=DialResult.NO_ANSWER)
+QUEUE_BRIDGED = QueueLeft(result=QueueResult.BRIDGED)
+QUEUE_LEAVE = QueueLeft(result=QueueResult.LEAVE)
+NO_RECORDING = RecordingEnded(url="")
 
 
 # --- What seguros says ---------------------------------------------------------------------------
@@ -170,7 +244,8 @@ NO_OPTION = lucia("No hemos recibido ninguna opción.")
 INVALID = lucia("Opción no válida.")
 NO_NUMBER = lucia("No hemos recibido ningún número.")
 SHORT_NUMBER = lucia("El número de póliza tiene ocho cifras.")
-AGENT: Actions = (lucia("Le pasamos con un agente. Por favor, espere."), Enqueue("general-queue"))
+GENERAL_QUEUE = Enqueue("general-queue", "seguros", "agente")
+AGENT: Actions = (lucia("Le pasamos con un agente. Por favor, espere."), GENERAL_QUEUE)
 GOODBYE: Actions = (lucia("Gracias por llamar a Seguros. Adiós."), Hangup())
 VOICEMAIL = Record(120, 5, True, "#", False)
 CLOSED: Actions = (
@@ -281,7 +356,13 @@ EK_VOICEMAIL: Actions = (conchita("Deje su mensaje."), Record(60, 3, False, "#*"
 EK_DIAL = Dial(
     ("+34911111111", "client:agente_ana", "sip:soporte@example.com"), "+34912345678", 20, True
 )
+EK_QUEUE = Enqueue("soporte", "every-kind", "cola")
 EK_HOLD = Gather((Play("https://example.com/espera.mp3"),), 1, 1, "", Route.QUEUE_KEY)
+
+# --- What sensitive says -------------------------------------------------------------------------
+
+PIN = Gather((lucia("Marque su PIN de cuatro cifras."),), 5, 4, "#")
+REFERENCIA = Gather((lucia("Marque su referencia y pulse almohadilla."),), 5, None, "#")
 
 
 # --- start ---------------------------------------------------------------------------------------
@@ -289,18 +370,21 @@ EK_HOLD = Gather((Play("https://example.com/espera.mp3"),), 1, 1, "", Route.QUEU
 
 def test_start_seguros_open_welcomes_and_asks_menu() -> None:
     """On a Tuesday at 10:00 in Madrid the caller is welcomed and asked to pick an option."""
-    state, actions = begin()
-    assert actions == (WELCOME, MENU)
-    gather = actions[1]
+    result = begin()
+    assert result.actions == (WELCOME, MENU)
+    assert result.failure is None
+    gather = result.actions[1]
     assert isinstance(gather, Gather)
     assert (gather.num_digits, gather.finish_on_key, gather.timeout) == (1, "", 5)
     assert gather.route is Route.GATHER
+    state = result.state
     assert state.node == "menu_principal"
     assert state.waiting is Waiting.KEYS
     assert state.seq == 1
     assert state.attempts == 0
     assert state.steps == 3  # horario, bienvenida, menu_principal
     assert (state.call_sid, state.flow, state.version) == (SID, "seguros", VERSION)
+    assert state.direction is Direction.INBOUND
     assert dict(state.variables) == {"caller": CALLER, "called": CALLED}
     assert dict(state.visits) == {}
     assert state.leave_reason == ""
@@ -317,40 +401,61 @@ def test_start_seguros_open_welcomes_and_asks_menu() -> None:
 )
 def test_start_seguros_closed_offers_general_voicemail(now: dt.datetime) -> None:
     """Outside opening hours (holidays too) the caller hears the hours, then may leave a message."""
-    state, actions = begin(now=now)
-    assert actions == CLOSED
+    result = begin(now=now)
+    assert result.actions == CLOSED
+    state = result.state
     assert (state.node, state.waiting, state.seq) == ("buzon_general", Waiting.RECORDING, 1)
 
 
 @pytest.mark.parametrize(
     ("override", "now", "expected"),
     [
-        pytest.param("closed", OPEN, CLOSED, id="closed-during-hours"),
-        pytest.param("open", SATURDAY, (WELCOME, MENU), id="open-on-saturday"),
-        pytest.param("open", madrid(2026, 12, 25, 10), (WELCOME, MENU), id="open-on-holiday"),
+        pytest.param(HoursStatus.CLOSED, OPEN, CLOSED, id="closed-during-hours"),
+        pytest.param(HoursStatus.HOLIDAY, OPEN, CLOSED, id="holiday-during-hours"),
+        pytest.param(HoursStatus.OPEN, SATURDAY, (WELCOME, MENU), id="open-on-saturday"),
+        pytest.param(
+            HoursStatus.OPEN, madrid(2026, 12, 25, 10), (WELCOME, MENU), id="open-on-holiday"
+        ),
     ],
 )
 def test_start_hours_override_beats_the_clock(
-    override: str, now: dt.datetime, expected: Actions
+    override: HoursStatus, now: dt.datetime, expected: Actions
 ) -> None:
     """The operator's day/night switch decides every hours node, whatever the time."""
     ctx = context("seguros", now, override=override)
-    _, actions = start(flow("seguros"), CallStarted(SID, CALLER, CALLED), ctx, VERSION)
-    assert actions == expected
+    assert start(new_call(), ctx).actions == expected
 
 
 def test_start_every_kind_holiday_goes_to_holiday_node() -> None:
     """every_kind's holiday outcome is its own node (pausa: a pause, then goodbye)."""
-    state, actions = begin("every_kind", madrid(2026, 12, 31, 10))
-    assert actions == (Pause(2), *EK_GOODBYE)
+    result = begin("every_kind", madrid(2026, 12, 31, 10))
+    assert result.actions == (Pause(2), *EK_GOODBYE)
+    state = result.state
     assert (state.node, state.waiting, state.steps) == ("adios", Waiting.ENDED, 3)
 
 
 def test_start_every_kind_closed_says_goodbye() -> None:
     """every_kind outside hours goes straight to its goodbye and ends the call."""
-    state, actions = begin("every_kind", SATURDAY)
-    assert actions == EK_GOODBYE
-    assert (state.node, state.waiting, state.seq) == ("adios", Waiting.ENDED, 1)
+    result = begin("every_kind", SATURDAY)
+    assert result.actions == EK_GOODBYE
+    assert (result.state.node, result.state.waiting, result.state.seq) == (
+        "adios",
+        Waiting.ENDED,
+        1,
+    )
+
+
+def test_start_keeps_the_calls_direction() -> None:
+    """A call flowpbx placed is marked outbound in its state and its CallStarted event."""
+    result = start(new_call(direction=Direction.OUTBOUND), context("seguros"))
+    assert result.state.direction is Direction.OUTBOUND
+    assert result.events[0] == CallStarted(
+        flow="seguros",
+        version=VERSION,
+        caller=CALLER,
+        called=CALLED,
+        direction=Direction.OUTBOUND,
+    )
 
 
 # --- seguros: main menu --------------------------------------------------------------------------
@@ -359,11 +464,12 @@ def test_start_every_kind_closed_says_goodbye() -> None:
 @pytest.mark.parametrize("department", DEPARTMENTS)
 def test_menu_department_confirms_and_dials_config_number(department: Department) -> None:
     """Each department's keys lead to its confirmation and a recorded 25 s dial to its number."""
-    state, actions = walk("seguros", department.keys)
-    assert actions == (
+    result = walk("seguros", department.keys)
+    assert result.actions == (
         lucia(department.confirmation),
         Dial((department.number,), None, 25, True),
     )
+    state = result.state
     assert (state.node, state.waiting) == (department.dial, Waiting.DIAL)
     assert state.variables["digits"] == department.keys[-1]
     assert state.attempts == 0
@@ -371,24 +477,27 @@ def test_menu_department_confirms_and_dials_config_number(department: Department
 
 def test_menu_key_4_opens_automovil_submenu() -> None:
     """Key 4 asks the car-insurance submenu, with no welcome before it."""
-    state, actions = walk("seguros", ["4"])
-    assert actions == (AUTOMOVIL,)
+    result = walk("seguros", ["4"])
+    assert result.actions == (AUTOMOVIL,)
+    state = result.state
     assert (state.node, state.waiting, state.seq) == ("automovil", Waiting.KEYS, 2)
     assert state.variables["digits"] == "4"
 
 
 def test_menu_key_9_puts_caller_in_agent_queue() -> None:
-    """Key 9 warns the caller and enqueues them in general-queue."""
-    state, actions = walk("seguros", ["9"])
-    assert actions == AGENT
+    """Key 9 warns the caller and enqueues them in general-queue, naming the enqueue node."""
+    result = walk("seguros", ["9"])
+    assert result.actions == AGENT
+    state = result.state
     assert (state.node, state.waiting, state.leave_reason) == ("agente", Waiting.QUEUE, "")
 
 
 @pytest.mark.parametrize("key", ["0", "5", "6", "7", "8", "*", "#"])
 def test_menu_invalid_key_says_so_and_asks_again(key: str) -> None:
     """A key that is not an option is answered with 'Opción no válida.' and the menu again."""
-    state, actions = walk("seguros", [key])
-    assert actions == (INVALID, MENU)
+    result = walk("seguros", [key])
+    assert result.actions == (INVALID, MENU)
+    state = result.state
     assert (state.node, state.waiting, state.attempts, state.seq) == (
         "menu_principal",
         Waiting.KEYS,
@@ -399,58 +508,60 @@ def test_menu_invalid_key_says_so_and_asks_again(key: str) -> None:
 
 def test_menu_no_input_says_so_and_asks_again() -> None:
     """Silence is answered with 'No hemos recibido ninguna opción.' and the menu again."""
-    state, actions = walk("seguros", [""])
-    assert actions == (NO_OPTION, MENU)
-    assert (state.node, state.attempts) == ("menu_principal", 1)
+    result = walk("seguros", [""])
+    assert result.actions == (NO_OPTION, MENU)
+    assert (result.state.node, result.state.attempts) == ("menu_principal", 1)
 
 
 def test_menu_only_first_key_counts() -> None:
     """Of several keys only the first chooses the option."""
-    state, actions = walk("seguros", ["92"])
-    assert actions == AGENT
-    assert state.variables["digits"] == "9"
+    result = walk("seguros", ["92"])
+    assert result.actions == AGENT
+    assert result.state.variables["digits"] == "9"
 
 
 def test_menu_fourth_silence_goes_to_queue_and_not_before() -> None:
     """With retries 3, the first three silences repeat the menu; the fourth goes to the agent."""
-    state, _ = begin()
+    state = begin().state
     ctx = context("seguros")
     for attempt in (1, 2, 3):
-        state, actions = step(state, KeysPressed(""), ctx)
-        assert actions == (NO_OPTION, MENU), f"silence {attempt}"
+        result = step(state, keys(""), ctx)
+        assert result.actions == (NO_OPTION, MENU), f"silence {attempt}"
+        state = result.state
         assert (state.node, state.attempts) == ("menu_principal", attempt)
-    state, actions = step(state, KeysPressed(""), ctx)
-    assert actions == AGENT
+    result = step(state, keys(""), ctx)
+    assert result.actions == AGENT
+    state = result.state
     assert (state.node, state.waiting, state.attempts) == ("agente", Waiting.QUEUE, 0)
 
 
 @pytest.mark.parametrize(
-    "keys",
+    "inputs",
     [
         pytest.param(["7", "", "#", ""], id="invalid-first"),
         pytest.param(["", "", "", "0"], id="invalid-last"),
         pytest.param(["5", "6", "7", "8"], id="all-invalid"),
     ],
 )
-def test_menu_invalid_and_silence_share_retries(keys: list[str]) -> None:
+def test_menu_invalid_and_silence_share_retries(inputs: list[str]) -> None:
     """Wrong keys and silences count together: the fourth failure of any kind goes to the agent."""
-    state, actions = walk("seguros", keys[:3])
+    state = walk("seguros", inputs[:3]).state
     assert (state.node, state.attempts) == ("menu_principal", 3)
-    state, actions = step(state, KeysPressed(keys[3]), context("seguros"))
-    assert actions == AGENT
-    assert state.node == "agente"
+    result = step(state, keys(inputs[3]), context("seguros"))
+    assert result.actions == AGENT
+    assert result.state.node == "agente"
 
 
 def test_menu_valid_key_after_failures_resets_attempts() -> None:
     """A valid key after failures clears the count; the submenu has its own retries (2)."""
-    state, actions = walk("seguros", ["", "5", "4"])
-    assert actions == (AUTOMOVIL,)
-    assert (state.node, state.attempts) == ("automovil", 0)
-    state, actions = walk("seguros", ["", "5", "4", "", "0"])
-    assert actions == (INVALID, AUTOMOVIL)
-    assert state.attempts == 2
-    state, actions = step(state, KeysPressed(""), context("seguros"))
-    assert actions == AGENT
+    result = walk("seguros", ["", "5", "4"])
+    assert result.actions == (AUTOMOVIL,)
+    assert (result.state.node, result.state.attempts) == ("automovil", 0)
+    result = walk("seguros", ["", "5", "4", "", "0"])
+    assert result.actions == (INVALID, AUTOMOVIL)
+    assert result.state.attempts == 2
+    result = step(result.state, keys(""), context("seguros"))
+    assert result.actions == AGENT
 
 
 # --- seguros: automóvil submenu and policy number ------------------------------------------------
@@ -458,16 +569,17 @@ def test_menu_valid_key_after_failures_resets_attempts() -> None:
 
 def test_automovil_star_goes_back_to_main_menu() -> None:
     """'*' in the submenu asks the main menu again, without the welcome."""
-    state, actions = walk("seguros", ["4", "*"])
-    assert actions == (MENU,)
+    result = walk("seguros", ["4", "*"])
+    assert result.actions == (MENU,)
+    state = result.state
     assert (state.node, state.waiting, state.attempts) == ("menu_principal", Waiting.KEYS, 0)
 
 
 def test_automovil_back_and_forth_counts_each_step() -> None:
     """Going 4, *, 4 reaches the submenu again with seq 4."""
-    state, actions = walk("seguros", ["4", "*", "4"])
-    assert actions == (AUTOMOVIL,)
-    assert (state.node, state.seq) == ("automovil", 4)
+    result = walk("seguros", ["4", "*", "4"])
+    assert result.actions == (AUTOMOVIL,)
+    assert (result.state.node, result.state.seq) == ("automovil", 4)
 
 
 @pytest.mark.parametrize(
@@ -476,25 +588,26 @@ def test_automovil_back_and_forth_counts_each_step() -> None:
 )
 def test_automovil_failure_repeats_submenu(key: str, message: Say) -> None:
     """A failure in the submenu repeats the submenu, not the main menu."""
-    state, actions = walk("seguros", ["4", key])
-    assert actions == (message, AUTOMOVIL)
-    assert (state.node, state.attempts) == ("automovil", 1)
+    result = walk("seguros", ["4", key])
+    assert result.actions == (message, AUTOMOVIL)
+    assert (result.state.node, result.state.attempts) == ("automovil", 1)
 
 
 def test_automovil_key_1_asks_policy_number() -> None:
     """'1' asks for an 8-digit policy number ended by '#'."""
-    state, actions = walk("seguros", ["4", "1"])
-    assert actions == (POLIZA,)
-    assert (state.node, state.waiting) == ("pedir_poliza", Waiting.KEYS)
+    result = walk("seguros", ["4", "1"])
+    assert result.actions == (POLIZA,)
+    assert (result.state.node, result.state.waiting) == ("pedir_poliza", Waiting.KEYS)
 
 
 def test_poliza_eight_digits_are_kept_and_dial_partes() -> None:
     """Eight digits are kept as numero_poliza and digits, then the claims line is dialled."""
-    state, actions = walk("seguros", ["4", "1", POLICY])
-    assert actions == (
+    result = walk("seguros", ["4", "1", POLICY])
+    assert result.actions == (
         lucia("Gracias. Le pasamos con el departamento de partes."),
         Dial(("+34912345674",), None, 25, True),
     )
+    state = result.state
     assert state.variables["numero_poliza"] == POLICY
     assert state.variables["digits"] == POLICY
     assert (state.node, state.waiting) == ("llamar_partes", Waiting.DIAL)
@@ -510,29 +623,47 @@ def test_poliza_eight_digits_are_kept_and_dial_partes() -> None:
 )
 def test_poliza_short_or_missing_number_asks_again(digits: str, message: Say) -> None:
     """Too few digits or none are answered with the matching message and the question again."""
-    state, actions = walk("seguros", ["4", "1", digits])
-    assert actions == (message, POLIZA)
-    assert (state.node, state.attempts) == ("pedir_poliza", 1)
-    assert "numero_poliza" not in state.variables
+    result = walk("seguros", ["4", "1", digits])
+    assert result.actions == (message, POLIZA)
+    assert (result.state.node, result.state.attempts) == ("pedir_poliza", 1)
+    assert "numero_poliza" not in result.state.variables
+
+
+@pytest.mark.parametrize("digits", ["123456789", "1234567812345678"])
+def test_poliza_longer_than_max_digits_is_invalid(digits: str) -> None:
+    """More digits than the input's max_digits (8) is a wrong answer, not a policy number."""
+    result = walk("seguros", ["4", "1", digits])
+    assert result.actions == (SHORT_NUMBER, POLIZA)
+    assert (result.state.node, result.state.attempts) == ("pedir_poliza", 1)
+    assert "numero_poliza" not in result.state.variables
+    assert result.events == (InvalidInput(node="pedir_poliza", attempt=1, digits=digits),)
+
+
+def test_input_rejects_keys_that_are_not_digits() -> None:
+    """A policy number typed as stars is a wrong answer, not a number."""
+    result = walk("seguros", ["4", "1", "********"])
+    assert result.state.node == "pedir_poliza"
+    assert result.state.attempts == 1
+    assert result.actions[0] == SHORT_NUMBER
 
 
 def test_poliza_retries_exhausted_goes_to_parte_without_number() -> None:
     """After retries (2) the third failure still passes the call to the claims line."""
-    state, actions = walk("seguros", ["4", "1", "123", ""])
-    assert actions == (NO_NUMBER, POLIZA)
-    assert state.attempts == 2
-    state, actions = step(state, KeysPressed("1"), context("seguros"))
-    assert actions == (
+    result = walk("seguros", ["4", "1", "123", ""])
+    assert result.actions == (NO_NUMBER, POLIZA)
+    assert result.state.attempts == 2
+    result = step(result.state, keys("1"), context("seguros"))
+    assert result.actions == (
         lucia("Gracias. Le pasamos con el departamento de partes."),
         Dial(("+34912345674",), None, 25, True),
     )
-    assert state.node == "llamar_partes"
-    assert "numero_poliza" not in state.variables
+    assert result.state.node == "llamar_partes"
+    assert "numero_poliza" not in result.state.variables
 
 
 def test_poliza_valid_after_failure_is_accepted() -> None:
     """A good number after a short one is accepted and resets the attempts."""
-    state, _ = walk("seguros", ["4", "1", "123", POLICY])
+    state = walk("seguros", ["4", "1", "123", POLICY]).state
     assert (state.node, state.attempts) == ("llamar_partes", 0)
     assert state.variables["numero_poliza"] == POLICY
 
@@ -544,41 +675,55 @@ def test_poliza_valid_after_failure_is_accepted() -> None:
 @pytest.mark.parametrize("department", DEPARTMENTS)
 def test_dial_answered_hangs_up(department: Department, status: str) -> None:
     """An answered call ends the flow with a hangup: seguros has no 'answered' node."""
-    state, actions = walk("seguros", [*department.keys, DialEnded(status)])
-    assert actions == (Hangup(),)
-    assert (state.node, state.waiting) == (department.dial, Waiting.ENDED)
-    assert state.variables["dial_status"] == status
+    result = walk("seguros", [*department.keys, dialled(status)])
+    assert result.actions == (Hangup(),)
+    assert (result.state.node, result.state.waiting) == (department.dial, Waiting.ENDED)
+    assert result.state.variables["dial_status"] == "completed"
 
 
 @pytest.mark.parametrize("status", ["no-answer", "busy", "failed", "canceled"])
 @pytest.mark.parametrize("department", DEPARTMENTS)
 def test_dial_unanswered_goes_to_department_voicemail(department: Department, status: str) -> None:
     """Unanswered, busy, failed or canceled dials go to the department's voicemail."""
-    state, actions = walk("seguros", [*department.keys, DialEnded(status)])
-    assert actions == (lucia(department.voicemail_prompt), VOICEMAIL)
+    result = walk("seguros", [*department.keys, dialled(status)])
+    assert result.actions == (lucia(department.voicemail_prompt), VOICEMAIL)
+    state = result.state
     assert (state.node, state.waiting) == (department.voicemail, Waiting.RECORDING)
     assert state.variables["dial_status"] == status
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("status", "word"),
     [
-        pytest.param("https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1", id="url"),
-        pytest.param("", id="no-url"),
+        ("completed", "completed"),
+        ("answered", "completed"),
+        ("no-answer", "no-answer"),
+        ("busy", "busy"),
+        ("failed", "failed"),
+        ("canceled", "canceled"),
     ],
+)
+def test_dial_status_variable_uses_the_documented_words(status: str, word: str) -> None:
+    """{dial_status} holds the words docs/flows.md documents; a joined conference is completed."""
+    state = walk("seguros", ["1", dialled(status)]).state
+    assert state.variables["dial_status"] == word
+
+
+@pytest.mark.parametrize(
+    "url", [pytest.param(RECORDING_URL, id="url"), pytest.param("", id="no-url")]
 )
 @pytest.mark.parametrize("department", DEPARTMENTS)
 def test_record_ended_says_goodbye(department: Department, url: str) -> None:
     """After a voicemail, recorded or not, the caller hears goodbye and the call ends."""
     inputs: list[Input] = [
         *department.keys,
-        DialEnded("no-answer"),
-        RecordingEnded(url, 12 if url else 0),
+        DIAL_NO_ANSWER,
+        RecordingEnded(url=url, duration=12 if url else 0),
     ]
-    state, actions = walk("seguros", inputs)
-    assert actions == GOODBYE
-    assert (state.node, state.waiting) == ("despedida", Waiting.ENDED)
-    assert state.variables["recording_url"] == url
+    result = walk("seguros", inputs)
+    assert result.actions == GOODBYE
+    assert (result.state.node, result.state.waiting) == ("despedida", Waiting.ENDED)
+    assert result.state.variables["recording_url"] == url
 
 
 @pytest.mark.parametrize(
@@ -586,7 +731,7 @@ def test_record_ended_says_goodbye(department: Department, url: str) -> None:
     [
         pytest.param("completed", EK_GOODBYE, "adios", Waiting.ENDED, id="completed"),
         pytest.param("answered", EK_GOODBYE, "adios", Waiting.ENDED, id="answered"),
-        pytest.param("busy", (Enqueue("soporte"),), "cola", Waiting.QUEUE, id="busy"),
+        pytest.param("busy", (EK_QUEUE,), "cola", Waiting.QUEUE, id="busy"),
         pytest.param("no-answer", EK_VOICEMAIL, "buzon", Waiting.RECORDING, id="no-answer"),
         pytest.param("failed", EK_VOICEMAIL, "buzon", Waiting.RECORDING, id="failed"),
         pytest.param("canceled", EK_VOICEMAIL, "buzon", Waiting.RECORDING, id="canceled"),
@@ -596,11 +741,11 @@ def test_dial_every_kind_outcomes(
     status: str, expected: Actions, node: str, waiting: Waiting
 ) -> None:
     """every_kind's dial has its own answered and busy nodes; failed defaults to no_answer."""
-    state, actions = walk("every_kind", ["2"])
-    assert actions == (EK_DIAL,)
-    state, actions = step(state, DialEnded(status), context("every_kind"))
-    assert actions == expected
-    assert (state.node, state.waiting) == (node, waiting)
+    result = walk("every_kind", ["2"])
+    assert result.actions == (EK_DIAL,)
+    result = step(result.state, dialled(status), context("every_kind"))
+    assert result.actions == expected
+    assert (result.state.node, result.state.waiting) == (node, waiting)
 
 
 # --- Queues --------------------------------------------------------------------------------------
@@ -608,99 +753,142 @@ def test_dial_every_kind_outcomes(
 
 def test_enqueue_full_goes_to_full_node() -> None:
     """A full queue sends the caller to its 'full' node (the general voicemail)."""
-    state, actions = walk("seguros", ["9", QueueLeft("queue-full")])
-    assert actions == GENERAL_VOICEMAIL
-    assert (state.node, state.waiting) == ("buzon_general", Waiting.RECORDING)
+    result = walk("seguros", ["9", QueueLeft(result=QueueResult.FULL)])
+    assert result.actions == GENERAL_VOICEMAIL
+    assert (result.state.node, result.state.waiting) == ("buzon_general", Waiting.RECORDING)
 
 
 @pytest.mark.parametrize("queue_time", [0, 1, 300, 599])
 def test_queue_wait_before_max_wait_plays_hold_music(queue_time: int) -> None:
     """Before max_wait (600 s) the caller hears the config's hold music; the state is unchanged."""
-    state, _ = walk("seguros", ["9"])
-    new_state, actions = queue_wait(state, queue_time, context("seguros"))
-    assert actions == (Play(HOLD_MUSIC),)
-    assert new_state == state
+    state = walk("seguros", ["9"]).state
+    result = step(state, QueueWaitTick(waited=queue_time), context("seguros"))
+    assert result.actions == (Play(HOLD_MUSIC),)
+    assert result.state == state
+    assert result.events == ()
 
 
 @pytest.mark.parametrize("queue_time", [600, 601, 86400])
 def test_queue_wait_at_max_wait_leaves_as_timed_out(queue_time: int) -> None:
     """At max_wait the caller leaves the queue, marked timed_out, and then goes to voicemail."""
-    state, _ = walk("seguros", ["9"])
+    state = walk("seguros", ["9"]).state
     ctx = context("seguros")
-    waited, actions = queue_wait(state, queue_time, ctx)
-    assert actions == (Leave(),)
+    result = step(state, QueueWaitTick(waited=queue_time), ctx)
+    assert result.actions == (Leave(),)
+    waited = result.state
     assert waited == state.evolve(leave_reason="timed_out")
     assert waited.seq == state.seq
-    state, actions = step(waited, QueueLeft("leave"), ctx)
-    assert actions == GENERAL_VOICEMAIL
-    assert (state.node, state.waiting, state.seq) == ("buzon_general", Waiting.RECORDING, 3)
+    result = step(waited, QUEUE_LEAVE, ctx)
+    assert result.actions == GENERAL_VOICEMAIL
+    assert (result.state.node, result.state.waiting, result.state.seq) == (
+        "buzon_general",
+        Waiting.RECORDING,
+        3,
+    )
 
 
-def test_queue_wait_outside_a_queue_leaves() -> None:
-    """A queue wait request for a call not in a queue only says Leave."""
-    state, _ = begin()
-    new_state, actions = queue_wait(state, 0, context("seguros"))
-    assert (new_state, actions) == (state, (Leave(),))
+def test_queue_wait_counts_from_entering_the_queue() -> None:
+    """Without QueueTime (a redirected wait request sends none) the wait is counted from when
+    the call entered the queue, so max_wait still ends it."""
+    state = walk("seguros", ["9"]).state
+    assert state.queued_at == int(OPEN.timestamp())
+    later = context("seguros", OPEN + dt.timedelta(seconds=599))
+    assert step(state, QueueWaitTick(waited=0), later).actions == (Play(HOLD_MUSIC),)
+    timed_out = context("seguros", OPEN + dt.timedelta(seconds=600))
+    result = step(state, QueueWaitTick(waited=0), timed_out)
+    assert (result.actions, result.state.leave_reason) == ((Leave(),), "timed_out")
 
 
-def test_queue_leave_without_reason_is_a_step_error() -> None:
-    """'leave' when the flow never asked to leave (no leave key in seguros) cannot be placed."""
-    state, _ = walk("seguros", ["9"])
-    with pytest.raises(StepError, match="general-queue"):
-        step(state, QueueLeft("leave"), context("seguros"))
+@pytest.mark.parametrize(
+    ("name", "inputs", "event", "node", "waiting"),
+    [
+        pytest.param("seguros", [], QueueWaitTick(waited=0), "menu_principal", "keys", id="tick"),
+        pytest.param("every_kind", [], QueueKeysPressed(digits="*"), "menu", "keys", id="keys"),
+        pytest.param(
+            "seguros", ["1"], QueueWaitTick(waited=700), "llamar_vida", "dial", id="tick-at-dial"
+        ),
+        pytest.param(
+            "seguros",
+            ["9", QUEUE_BRIDGED],
+            QueueWaitTick(waited=0),
+            "agente",
+            "ended",
+            id="tick-after-queue",
+        ),
+    ],
+)
+def test_queue_wait_events_outside_a_queue_are_illegal(
+    name: str, inputs: list[Input], event: Event, node: str, waiting: str
+) -> None:
+    """A queue's wait tick or keys for a call not waiting in a queue raise IllegalEvent."""
+    state = walk(name, inputs).state
+    with pytest.raises(IllegalEvent) as caught:
+        step(state, event, context(name))
+    assert str(caught.value) == (
+        f"{type(event).__name__} cannot happen to call {SID} at node '{node}' waiting for {waiting}"
+    )
+
+
+def test_queue_leave_without_reason_goes_to_timed_out() -> None:
+    """'leave' when the flow never asked to leave (no leave key in seguros) counts as timed out."""
+    result = walk("seguros", ["9", QUEUE_LEAVE])
+    assert result.actions == GENERAL_VOICEMAIL
+    assert (result.state.node, result.state.waiting) == ("buzon_general", Waiting.RECORDING)
+    assert result.events[0] == QueueExited(
+        node="agente", queue="general-queue", reason=QueueExit.TIMED_OUT, waited=0
+    )
+
+
+def test_queue_leave_without_reason_or_timed_out_node_goes_to_full() -> None:
+    """An unexplained 'leave' from a queue with no timed_out node goes to its full node."""
+    result = walk("plain_queue", ["2", QUEUE_LEAVE])
+    assert result.actions == (Hangup(),)
+    assert (result.state.node, result.state.waiting) == ("fin", Waiting.ENDED)
 
 
 def test_queue_key_leave_key_gathers_during_hold() -> None:
     """With a leave key the hold music plays inside a one-key gather answered on QUEUE_KEY."""
-    state, actions = walk("every_kind", ["#"])
-    assert actions == (Enqueue("soporte"),)
-    new_state, actions = queue_wait(state, 10, context("every_kind"))
-    assert actions == (EK_HOLD,)
-    assert new_state == state
+    result = walk("every_kind", ["#"])
+    assert result.actions == (EK_QUEUE,)
+    waiting = step(result.state, QueueWaitTick(waited=10), context("every_kind"))
+    assert waiting.actions == (EK_HOLD,)
+    assert waiting.state == result.state
 
 
 def test_queue_key_leave_key_leaves_and_goes_to_left() -> None:
     """The leave key marks the caller 'left'; the following leave goes to the 'left' node."""
-    state, _ = walk("every_kind", ["#"])
+    state = walk("every_kind", ["#"]).state
     ctx = context("every_kind")
-    left, actions = queue_key(state, "*", ctx)
-    assert actions == (Leave(),)
-    assert left == state.evolve(leave_reason="left")
-    state, actions = step(left, QueueLeft("leave"), ctx)
-    assert actions == EK_VOICEMAIL
-    assert (state.node, state.waiting) == ("buzon", Waiting.RECORDING)
+    result = step(state, QueueKeysPressed(digits="*"), ctx)
+    assert result.actions == (Leave(),)
+    assert result.state == state.evolve(leave_reason="left")
+    result = step(result.state, QUEUE_LEAVE, ctx)
+    assert result.actions == EK_VOICEMAIL
+    assert (result.state.node, result.state.waiting) == ("buzon", Waiting.RECORDING)
 
 
 @pytest.mark.parametrize("digits", ["1", "#", "0", "", "9*"])
 def test_queue_key_other_key_returns_to_hold(digits: str) -> None:
     """Any other key sends the caller back to the hold music without changing the state."""
-    state, _ = walk("every_kind", ["#"])
-    new_state, actions = queue_key(state, digits, context("every_kind"))
-    assert actions == (Redirect(Route.QUEUE_WAIT),)
-    assert new_state == state
-
-
-def test_queue_key_outside_a_queue_returns_to_hold() -> None:
-    """A queue key for a call not in a queue changes nothing."""
-    state, _ = begin("every_kind")
-    new_state, actions = queue_key(state, "*", context("every_kind"))
-    assert (new_state, actions) == (state, (Redirect(Route.QUEUE_WAIT),))
+    state = walk("every_kind", ["#"]).state
+    result = step(state, QueueKeysPressed(digits=digits), context("every_kind"))
+    assert result.actions == (Redirect(Route.QUEUE_WAIT),)
+    assert result.state == state
 
 
 def test_queue_every_kind_timed_out_goes_to_voicemail() -> None:
     """every_kind's queue times out after 120 s and goes to its timed_out node."""
-    state, _ = walk("every_kind", ["#"])
+    state = walk("every_kind", ["#"]).state
     ctx = context("every_kind")
-    state, actions = queue_wait(state, 120, ctx)
-    assert (actions, state.leave_reason) == ((Leave(),), "timed_out")
-    state, actions = step(state, QueueLeft("leave"), ctx)
-    assert actions == EK_VOICEMAIL
+    result = step(state, QueueWaitTick(waited=120), ctx)
+    assert (result.actions, result.state.leave_reason) == ((Leave(),), "timed_out")
+    assert step(result.state, QUEUE_LEAVE, ctx).actions == EK_VOICEMAIL
 
 
 def test_enqueue_clears_an_old_leave_reason() -> None:
     """Entering a queue forgets why the caller left an earlier one."""
-    state, _ = begin()
-    state, _ = step(state.evolve(leave_reason="left"), KeysPressed("9"), context("seguros"))
+    state = begin().state
+    state = step(state.evolve(leave_reason="left"), keys("9"), context("seguros")).state
     assert (state.node, state.leave_reason) == ("agente", "")
 
 
@@ -715,43 +903,58 @@ def test_enqueue_clears_an_old_leave_reason() -> None:
 )
 def test_queue_wait_without_music_pauses_until_max_wait(queue_time: int, pause: int) -> None:
     """Without hold music the caller waits in pauses of at most 20 s, none past max_wait."""
-    state, _ = walk("plain_queue", ["1"])
-    new_state, actions = queue_wait(state, queue_time, context("plain_queue"))
-    assert (new_state, actions) == (state, (Pause(pause),))
+    state = walk("plain_queue", ["1"]).state
+    result = step(state, QueueWaitTick(waited=queue_time), context("plain_queue"))
+    assert (result.state, result.actions) == (state, (Pause(pause),))
 
 
 @pytest.mark.parametrize("queue_time", [0, 30, 100_000])
 def test_queue_wait_without_max_wait_never_times_out(queue_time: int) -> None:
     """Without max_wait the caller waits in 20 s pauses, inside a gather for the leave key."""
-    state, _ = walk("plain_queue", ["2"])
-    new_state, actions = queue_wait(state, queue_time, context("plain_queue"))
-    assert actions == (Gather((Pause(20),), 1, 1, "", Route.QUEUE_KEY),)
-    assert new_state == state
+    state = walk("plain_queue", ["2"]).state
+    result = step(state, QueueWaitTick(waited=queue_time), context("plain_queue"))
+    assert result.actions == (Gather((Pause(20),), 1, 1, "", Route.QUEUE_KEY),)
+    assert result.state == state
 
 
 def test_queue_bridged_hangs_up() -> None:
     """After talking with an agent the call ends with a hangup."""
-    state, actions = walk("seguros", ["9", QueueLeft("bridged")])
-    assert actions == (Hangup(),)
-    assert (state.node, state.waiting, state.seq) == ("agente", Waiting.ENDED, 3)
+    result = walk("seguros", ["9", QUEUE_BRIDGED])
+    assert result.actions == (Hangup(),)
+    assert (result.state.node, result.state.waiting, result.state.seq) == (
+        "agente",
+        Waiting.ENDED,
+        3,
+    )
 
 
 @pytest.mark.parametrize(
-    "result", ["hangup", "bridging-in-process", "redirected", "redirected-from-bridged"]
+    "result",
+    [
+        "hangup",
+        "bridging-in-process",
+        "redirected",
+        "redirected-from-bridged",
+    ],
 )
 def test_queue_hangup_or_redirect_ends_silently(result: str) -> None:
     """A caller who hung up or was moved elsewhere ends the flow with no actions."""
-    state, actions = walk("seguros", ["9", QueueLeft(result)])
-    assert actions == ()
-    assert state.waiting is Waiting.ENDED
+    done = walk("seguros", ["9", queue_left(result)])
+    assert done.actions == ()
+    assert done.state.waiting is Waiting.ENDED
 
 
-@pytest.mark.parametrize("result", ["system-error", "error", "", "bridgd"])
-def test_queue_unknown_result_is_a_step_error(result: str) -> None:
-    """A queue result the flow has no outcome for raises StepError naming the queue."""
-    state, _ = walk("seguros", ["9"])
-    with pytest.raises(StepError, match=r"queue 'general-queue' answered"):
-        step(state, QueueLeft(result), context("seguros"))
+@pytest.mark.parametrize("result", ["system-error", "error", "bridgd"])
+def test_queue_error_result_goes_to_full_node(result: str) -> None:
+    """A queue error (Twilio's error, system-error, or a result flowpbx does not know) sends the
+    caller on as a full queue does, with no apology."""
+    done = walk("seguros", ["9", queue_left(result)])
+    assert done.actions == GENERAL_VOICEMAIL
+    assert (done.state.node, done.state.waiting) == ("buzon_general", Waiting.RECORDING)
+    assert done.events[0] == QueueExited(
+        node="agente", queue="general-queue", reason=QueueExit.ERROR, waited=0
+    )
+    assert done.failure is None
 
 
 # --- Business hours ------------------------------------------------------------------------------
@@ -814,7 +1017,7 @@ def at(year: int, month: int, day: int, hour: int, minute: int = 0) -> dt.dateti
 )
 def test_business_hours_seguros(now: dt.datetime, expected: str) -> None:
     """Seguros opens Monday to Friday 09:00-19:00 Madrid time, with summer time and holidays."""
-    assert business_hours(hours("seguros"), now) == expected
+    assert business_hours(hours("seguros"), now) is HoursStatus(expected)
 
 
 @pytest.mark.parametrize(
@@ -835,7 +1038,7 @@ def test_business_hours_seguros(now: dt.datetime, expected: str) -> None:
 )
 def test_business_hours_every_kind(now: dt.datetime, expected: str) -> None:
     """every_kind's split hours, its year-specific 2026-12-31 and its short Nochebuena."""
-    assert business_hours(hours("every_kind"), now) == expected
+    assert business_hours(hours("every_kind"), now) is HoursStatus(expected)
 
 
 def test_business_hours_holiday_defaults_to_closed_node() -> None:
@@ -860,42 +1063,41 @@ def test_business_hours_year_specific_holiday_beats_every_year_one() -> None:
 
 def test_goto_limit_counts_jumps_then_goes_to_exhausted() -> None:
     """every_kind's 'volver' jumps back to the menu twice; the third time it says goodbye."""
-    state, _ = begin("every_kind")
+    state = begin("every_kind").state
     ctx = context("every_kind")
     for visit in (1, 2):
-        state, actions = step(state, KeysPressed("0"), ctx)
-        assert actions == (EK_MENU,)
+        result = step(state, keys("0"), ctx)
+        assert result.actions == (EK_MENU,)
+        state = result.state
         assert state.node == "menu"
         assert dict(state.visits) == {"volver": visit}
-    state, actions = step(state, KeysPressed("0"), ctx)
-    assert actions == EK_GOODBYE
-    assert (state.node, state.waiting) == ("adios", Waiting.ENDED)
-    assert dict(state.visits) == {"volver": 3}
+    result = step(state, keys("0"), ctx)
+    assert result.actions == EK_GOODBYE
+    assert (result.state.node, result.state.waiting) == ("adios", Waiting.ENDED)
+    assert dict(result.state.visits) == {"volver": 3}
 
 
 def test_goto_visits_are_per_call() -> None:
     """A new call starts with no visits, whatever an earlier call did."""
     walk("every_kind", ["0", "0"])
-    state, _ = walk("every_kind", ["0"])
-    assert dict(state.visits) == {"volver": 1}
+    assert dict(walk("every_kind", ["0"]).state.visits) == {"volver": 1}
 
 
 def test_goto_loop_within_one_step_repeats_then_exhausts() -> None:
     """A bounded loop without waiting runs limit + 1 times, then takes 'exhausted'."""
-    state, actions = begin("short_loop")
-    assert actions == (
+    result = begin("short_loop")
+    assert result.actions == (
         *[Say("Hola.", "Polly.Lucia", "es-ES")] * 4,
         Say("Adiós.", "Polly.Lucia", "es-ES"),
         Hangup(),
     )
-    assert dict(state.visits) == {"otra_vez": 4}
-    assert state.steps == 9
+    assert dict(result.state.visits) == {"otra_vez": 4}
+    assert result.state.steps == 9
 
 
 def test_set_renders_variables() -> None:
     """every_kind's set copies the caller and turns numbers and booleans into text."""
-    state, _ = begin("every_kind")
-    assert dict(state.variables) == {
+    assert dict(begin("every_kind").state.variables) == {
         "caller": CALLER,
         "called": CALLED,
         "origen": CALLER,
@@ -920,31 +1122,46 @@ def test_set_renders_variables() -> None:
 )
 def test_switch_matches_cases_in_order(caller: str, expected: Actions) -> None:
     """The switch on origen: starts_with, equals and one_of cases, else the default."""
-    state, actions = begin("every_kind", caller=caller)
-    assert actions == expected
-    assert (state.node, state.waiting) == ("menu", Waiting.KEYS)
+    result = begin("every_kind", caller=caller)
+    assert result.actions == expected
+    assert (result.state.node, result.state.waiting) == ("menu", Waiting.KEYS)
 
 
 def test_input_digits_saved_and_spelled() -> None:
     """Typed digits go into the input's variable and 'digits', and ':digits' spells them."""
-    state, actions = walk("every_kind", ["1"])
-    assert actions == (EK_POLIZA,)
-    state, actions = step(state, KeysPressed("123456"), context("every_kind"))
-    assert actions == (
+    result = walk("every_kind", ["1"])
+    assert result.actions == (EK_POLIZA,)
+    result = step(result.state, keys("123456"), context("every_kind"))
+    assert result.actions == (
         conchita(f"Ha marcado 1 2 3 4 5 6; llamamos desde {CALLED}. {{no es una variable}}"),
         EK_DIAL,
     )
+    state = result.state
     assert state.variables["numero"] == "123456"
     assert state.variables["digits"] == "123456"
     assert (state.node, state.waiting) == ("soporte", Waiting.DIAL)
 
 
-@pytest.mark.parametrize("digits", ["", "12345"])
+@pytest.mark.parametrize("digits", ["", "12345", "12345678901"])
 def test_input_retry_without_message_only_asks_again(digits: str) -> None:
-    """An input with no no_input/invalid message just asks again."""
-    state, actions = walk("every_kind", ["1", digits])
-    assert actions == (EK_POLIZA,)
-    assert (state.node, state.attempts) == ("poliza", 1)
+    """An input with no no_input/invalid message just asks again (too few digits, too many, or
+    none)."""
+    result = walk("every_kind", ["1", digits])
+    assert result.actions == (EK_POLIZA,)
+    assert (result.state.node, result.state.attempts) == ("poliza", 1)
+
+
+def test_input_without_max_digits_accepts_any_length() -> None:
+    """An input with no max_digits asks with no digit limit and keeps a long answer whole."""
+    result = walk("sensitive", ["1234"])
+    assert result.actions == (REFERENCIA,)
+    reference = "1234567890" * 7
+    result = step(result.state, keys(reference), context("sensitive"))
+    assert result.actions == (lucia("Gracias."), lucia("Adiós."), Hangup())
+    assert result.state.variables["referencia"] == reference
+    assert result.events[0] == InputCollected(
+        node="referencia", variable="referencia", digits=reference
+    )
 
 
 @pytest.mark.parametrize(
@@ -956,10 +1173,10 @@ def test_input_retry_without_message_only_asks_again(digits: str) -> None:
 )
 def test_menu_messages_use_the_menu_voice(key: str, message: Say) -> None:
     """every_kind's menu speaks its retry messages in its own voice (Polly.Enrique)."""
-    state, actions = walk("every_kind", [key])
-    assert actions == (message, EK_MENU)
-    state, actions = step(state, KeysPressed(key), context("every_kind"))
-    assert actions == EK_GOODBYE  # retries: 1
+    result = walk("every_kind", [key])
+    assert result.actions == (message, EK_MENU)
+    result = step(result.state, keys(key), context("every_kind"))
+    assert result.actions == EK_GOODBYE  # retries: 1
 
 
 # --- Illegal events ------------------------------------------------------------------------------
@@ -968,23 +1185,29 @@ def test_menu_messages_use_the_menu_voice(key: str, message: Say) -> None:
 @pytest.mark.parametrize(
     ("inputs", "event", "node", "waiting"),
     [
-        pytest.param(["1"], KeysPressed("1"), "llamar_vida", "dial", id="keys-at-dial"),
-        pytest.param([], DialEnded("completed"), "menu_principal", "keys", id="dial-at-menu"),
-        pytest.param([], QueueLeft("bridged"), "menu_principal", "keys", id="queue-at-menu"),
-        pytest.param([], RecordingEnded("", 0), "menu_principal", "keys", id="record-at-menu"),
-        pytest.param(["9"], KeysPressed("1"), "agente", "queue", id="keys-at-queue"),
-        pytest.param(["9"], DialEnded("busy"), "agente", "queue", id="dial-at-queue"),
+        pytest.param(["1"], keys("1"), "llamar_vida", "dial", id="keys-at-dial"),
+        pytest.param([], DIAL_ANSWERED, "menu_principal", "keys", id="dial-at-menu"),
+        pytest.param([], QUEUE_BRIDGED, "menu_principal", "keys", id="queue-at-menu"),
+        pytest.param([], NO_RECORDING, "menu_principal", "keys", id="record-at-menu"),
+        pytest.param(["9"], keys("1"), "agente", "queue", id="keys-at-queue"),
+        pytest.param(["9"], DIAL_BUSY, "agente", "queue", id="dial-at-queue"),
+        pytest.param(["1", DIAL_BUSY], QUEUE_LEAVE, "buzon_vida", "recording", id="q-at-rec"),
+        pytest.param(["1"], NO_RECORDING, "llamar_vida", "dial", id="record-at-dial"),
+        pytest.param([], QueueWaitTick(waited=0), "menu_principal", "keys", id="tick-at-menu"),
         pytest.param(
-            ["1", DialEnded("busy")], QueueLeft("leave"), "buzon_vida", "recording", id="q-at-rec"
+            ["1", DIAL_BUSY],
+            QueueKeysPressed(digits="1"),
+            "buzon_vida",
+            "recording",
+            id="queue-keys-at-rec",
         ),
-        pytest.param(["1"], RecordingEnded("", 0), "llamar_vida", "dial", id="record-at-dial"),
     ],
 )
 def test_step_wrong_event_is_illegal(
     inputs: list[Input], event: Event, node: str, waiting: str
 ) -> None:
     """An event the waiting node does not expect raises IllegalEvent naming event, node and wait."""
-    state, _ = walk("seguros", inputs)
+    state = walk("seguros", inputs).state
     with pytest.raises(IllegalEvent) as caught:
         step(state, event, context("seguros"))
     assert str(caught.value) == (
@@ -997,108 +1220,32 @@ def test_step_wrong_event_is_illegal(
 @pytest.mark.parametrize(
     "event",
     [
-        pytest.param(KeysPressed("1"), id="keys"),
-        pytest.param(DialEnded("completed"), id="dial"),
-        pytest.param(QueueLeft("bridged"), id="queue"),
-        pytest.param(RecordingEnded("", 0), id="recording"),
-        pytest.param(CallStarted(SID, CALLER, CALLED), id="call-started"),
+        pytest.param(keys("1"), id="keys"),
+        pytest.param(DIAL_ANSWERED, id="dial"),
+        pytest.param(QUEUE_BRIDGED, id="queue"),
+        pytest.param(NO_RECORDING, id="recording"),
+        pytest.param(QueueWaitTick(waited=0), id="queue-wait"),
+        pytest.param(QueueKeysPressed(digits="*"), id="queue-keys"),
     ],
 )
 def test_step_any_event_after_end_is_illegal(event: Event) -> None:
     """Once the call has ended no event is accepted."""
-    state, _ = walk("seguros", ["1", DialEnded("completed")])
+    state = walk("seguros", ["1", DIAL_ANSWERED]).state
     assert state.waiting is Waiting.ENDED
     with pytest.raises(IllegalEvent, match=r"at node 'llamar_vida' waiting for ended$"):
         step(state, event, context("seguros"))
 
 
-@pytest.mark.parametrize(
-    "inputs",
-    [
-        pytest.param([], id="at-menu"),
-        pytest.param(["1"], id="at-dial"),
-        pytest.param(["9"], id="at-queue"),
-        pytest.param(["1", DialEnded("busy")], id="at-record"),
-    ],
-)
-def test_step_call_started_is_illegal(inputs: list[Input]) -> None:
-    """CallStarted only starts a call: step refuses it wherever the call waits."""
-    state, _ = walk("seguros", inputs)
-    with pytest.raises(IllegalEvent, match=r"^CallStarted cannot happen to call "):
-        step(state, CallStarted(SID, CALLER, CALLED), context("seguros"))
+def test_step_new_call_is_not_an_event() -> None:
+    """A new call only starts a call: NewCall is not an event that step can be given."""
+    assert NewCall not in get_args(Event)
 
 
 def test_step_unknown_node_is_a_step_error() -> None:
     """A stored node the flow no longer has raises StepError naming node and flow."""
-    state, _ = begin()
+    state = begin().state
     with pytest.raises(StepError, match=r"node 'gone' is not in flow 'seguros'"):
-        step(state.evolve(node="gone"), KeysPressed("1"), context("seguros"))
-
-
-# --- recover -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "inputs",
-    [
-        pytest.param([], id="at-menu"),
-        pytest.param(["1"], id="at-dial"),
-        pytest.param(["4", "1"], id="at-input"),
-        pytest.param(["1", DialEnded("busy")], id="at-record"),
-    ],
-)
-def test_recover_apologises_and_goes_to_agent(inputs: list[Input]) -> None:
-    """After a failure the caller hears the flow's apology, then goes to on_error.next (agente)."""
-    before, _ = walk("seguros", inputs)
-    state, actions = recover(before.evolve(attempts=2), context("seguros"))
-    assert actions == (APOLOGY, Enqueue("general-queue"))
-    assert (state.node, state.waiting, state.attempts) == ("agente", Waiting.QUEUE, 0)
-    assert state.seq == before.seq + 1
-
-
-def test_recover_at_fallback_node_hangs_up() -> None:
-    """A failure at the fallback node itself gets a plain apology and a hangup, no promise."""
-    before, _ = walk("seguros", ["9"])
-    state, actions = recover(before, context("seguros"))
-    assert actions == (PLAIN_APOLOGY, Hangup())
-    assert (state.node, state.waiting, state.seq) == ("agente", Waiting.ENDED, before.seq + 1)
-
-
-def test_recover_after_unknown_queue_result() -> None:
-    """The queue's StepError then recover: apology and hangup, since the queue is the fallback."""
-    before, _ = walk("seguros", ["9"])
-    ctx = context("seguros")
-    with pytest.raises(StepError):
-        step(before, QueueLeft("system-error"), ctx)
-    _, actions = recover(before, ctx)
-    assert actions == (PLAIN_APOLOGY, Hangup())
-
-
-def test_recover_when_fallback_fails_too_hangs_up() -> None:
-    """If going to the fallback fails (here: out of steps) the apology and a hangup remain."""
-    before, _ = begin()
-    state, actions = recover(before.evolve(steps=MAX_STEPS_PER_CALL), context("seguros"))
-    assert actions == (PLAIN_APOLOGY, Hangup())
-    assert state.waiting is Waiting.ENDED
-
-
-def test_recover_every_kind_goes_to_goodbye_node() -> None:
-    """every_kind's on_error.next is its hangup node: its own apology, then its goodbye."""
-    before, _ = begin("every_kind")
-    state, actions = recover(before, context("every_kind"))
-    assert actions == (conchita("Perdone, ha habido un error."), *EK_GOODBYE)
-    assert (state.node, state.waiting) == ("adios", Waiting.ENDED)
-
-
-def test_recover_without_fallback_node_hangs_up() -> None:
-    """A flow with no on_error: the default Spanish apology, then a hangup."""
-    before, _ = begin("no_fallback")
-    state, actions = recover(before, context("no_fallback"))
-    assert actions == (
-        lucia("Lo sentimos, se ha producido un error. Disculpe las molestias."),
-        Hangup(),
-    )
-    assert (state.node, state.waiting, state.seq) == ("menu", Waiting.ENDED, 2)
+        step(state.evolve(node="gone"), keys("1"), context("seguros"))
 
 
 # --- config --------------------------------------------------------------------------------------
@@ -1109,30 +1256,31 @@ def test_config_missing_number_is_a_step_error(department: Department) -> None:
     """A dial whose config value is missing raises StepError naming the value."""
     values = {k: v for k, v in config("seguros").items() if k != department.setting}
     ctx = context("seguros", values=values)
-    state, _ = start(flow("seguros"), CallStarted(SID, CALLER, CALLED), ctx, VERSION)
-    for keys in department.keys[:-1]:
-        state, _ = step(state, KeysPressed(keys), ctx)
+    state = start(new_call(), ctx).state
+    for digits in department.keys[:-1]:
+        state = step(state, keys(digits), ctx).state
     with pytest.raises(StepError, match=department.setting):
-        step(state, KeysPressed(department.keys[-1]), ctx)
+        step(state, keys(department.keys[-1]), ctx)
 
 
 def test_config_missing_number_then_recover_reaches_agent() -> None:
     """The failed step's stored state recovers to the agent queue."""
     values = {k: v for k, v in config("seguros").items() if k != "VIDA_NUMBER"}
     ctx = context("seguros", values=values)
-    state, _ = start(flow("seguros"), CallStarted(SID, CALLER, CALLED), ctx, VERSION)
-    with pytest.raises(StepError, match="VIDA_NUMBER"):
-        step(state, KeysPressed("1"), ctx)
-    state, actions = recover(state, ctx)
-    assert actions == (APOLOGY, Enqueue("general-queue"))
+    state = start(new_call(), ctx).state
+    with pytest.raises(StepError, match="VIDA_NUMBER") as caught:
+        step(state, keys("1"), ctx)
+    result = ENGINE.recover(state, ctx, caught.value)
+    assert result.actions == (APOLOGY, GENERAL_QUEUE)
+    assert result.failure is caught.value
 
 
 def test_config_missing_hold_music_is_a_step_error() -> None:
     """Hold music from a missing config value raises StepError naming it."""
-    state, _ = walk("seguros", ["9"])
+    state = walk("seguros", ["9"]).state
     values = {k: v for k, v in config("seguros").items() if k != "HOLD_MUSIC_URL"}
     with pytest.raises(StepError, match="HOLD_MUSIC_URL"):
-        queue_wait(state, 0, context("seguros", values=values))
+        step(state, QueueWaitTick(waited=0), context("seguros", values=values))
 
 
 def test_config_empty_value_left_unfilled_is_a_step_error() -> None:
@@ -1140,16 +1288,15 @@ def test_config_empty_value_left_unfilled_is_a_step_error() -> None:
     values = {k: v for k, v in flow("every_kind").config.items() if v is not None}
     ctx = context("every_kind", values=values)
     with pytest.raises(StepError, match="MUSICA"):
-        start(flow("every_kind"), CallStarted(SID, "+34910000000", CALLED), ctx, VERSION)
+        start(new_call("+34910000000"), ctx)
 
 
 def test_config_values_come_from_context_not_flow() -> None:
     """The context's config (the operator's environment) replaces the flow's default."""
     values = {**config("seguros"), "VIDA_NUMBER": "+34999999999"}
     ctx = context("seguros", values=values)
-    state, _ = start(flow("seguros"), CallStarted(SID, CALLER, CALLED), ctx, VERSION)
-    _, actions = step(state, KeysPressed("1"), ctx)
-    assert actions[-1] == Dial(("+34999999999",), None, 25, True)
+    state = start(new_call(), ctx).state
+    assert step(state, keys("1"), ctx).actions[-1] == Dial(("+34999999999",), None, 25, True)
 
 
 def test_config_reference_inside_url_is_checked_before_calls() -> None:
@@ -1163,51 +1310,61 @@ def test_config_reference_inside_url_is_checked_before_calls() -> None:
 
 def test_seq_and_steps_advance_through_a_call() -> None:
     """seq moves on by exactly one per step; steps counts every node entered."""
-    state, _ = begin()
+    state = begin().state
     ctx = context("seguros")
     assert (state.seq, state.steps) == (1, 3)
     walk_steps: list[tuple[Input, int]] = [
         ("4", 4),  # automovil
         ("1", 5),  # pedir_poliza
         (POLICY, 7),  # parte, llamar_partes
-        (DialEnded("no-answer"), 8),  # buzon_partes
-        (RecordingEnded("", 0), 9),  # despedida
+        (DIAL_NO_ANSWER, 8),  # buzon_partes
+        (NO_RECORDING, 9),  # despedida
     ]
     for seq, (item, steps) in enumerate(walk_steps, start=2):
-        state, _ = step(state, event_of(item), ctx)
+        state = step(state, event_of(item), ctx).state
         assert (state.seq, state.steps) == (seq, steps)
     assert state.waiting is Waiting.ENDED
+
+
+def test_seq_does_not_move_on_queue_wait_events() -> None:
+    """Queue wait ticks and keys happen within a step: seq stays; leaving the queue moves it."""
+    ctx = context("every_kind")
+    state = walk("every_kind", ["#"]).state
+    assert state.seq == 2
+    for event in (QueueWaitTick(waited=5), QueueKeysPressed(digits="1"), QueueWaitTick(waited=9)):
+        assert step(state, event, ctx).state.seq == 2
+    state = step(state, QueueKeysPressed(digits="*"), ctx).state
+    assert state.seq == 2
+    assert step(state, QUEUE_LEAVE, ctx).state.seq == 3
 
 
 @pytest.mark.parametrize("seq", [1, 7, 41])
 def test_seq_continues_from_stored_state(seq: int) -> None:
     """step adds one to whatever seq the stored state carries."""
-    state, _ = begin()
-    new_state, _ = step(state.evolve(seq=seq), KeysPressed(""), context("seguros"))
-    assert new_state.seq == seq + 1
+    state = begin().state
+    assert step(state.evolve(seq=seq), keys(""), context("seguros")).state.seq == seq + 1
 
 
 def test_steps_just_under_limit_still_run() -> None:
     """A call two nodes short of the limit can still enter vida and llamar_vida."""
-    state, _ = begin()
-    state = state.evolve(steps=MAX_STEPS_PER_CALL - 2)
-    new_state, actions = step(state, KeysPressed("1"), context("seguros"))
-    assert new_state.steps == MAX_STEPS_PER_CALL
-    assert isinstance(actions[-1], Dial)
+    state = begin().state.evolve(steps=MAX_STEPS_PER_CALL - 2)
+    result = step(state, keys("1"), context("seguros"))
+    assert result.state.steps == MAX_STEPS_PER_CALL
+    assert isinstance(result.actions[-1], Dial)
 
 
 def test_steps_over_limit_is_a_step_error() -> None:
     """A call that would pass MAX_STEPS_PER_CALL nodes raises StepError."""
-    state, _ = begin()
-    state = state.evolve(steps=MAX_STEPS_PER_CALL - 1)
+    state = begin().state.evolve(steps=MAX_STEPS_PER_CALL - 1)
     with pytest.raises(StepError, match=f"passed {MAX_STEPS_PER_CALL} steps"):
-        step(state, KeysPressed("1"), context("seguros"))
+        step(state, keys("1"), context("seguros"))
 
 
 def test_long_bounded_loop_runs_in_one_webhook() -> None:
     """A valid loop of 123 nodes that never waits (a goto with limit 60) completes."""
-    state, actions = begin("long_loop")
-    assert actions == (*(Say("Hola.", "Polly.Lucia", "es-ES"),) * 61, Hangup())
+    result = begin("long_loop")
+    assert result.actions == (*(Say("Hola.", "Polly.Lucia", "es-ES"),) * 61, Hangup())
+    state = result.state
     assert (state.node, state.waiting, dict(state.visits)) == (
         "fin",
         Waiting.ENDED,
@@ -1221,23 +1378,27 @@ def test_long_bounded_loop_runs_in_one_webhook() -> None:
 
 def rich_state() -> CallState:
     """A state with every field away from its default, non-ASCII text included."""
-    state, _ = walk("every_kind", ["0", "1", "123456", DialEnded("busy")])
+    state = walk("every_kind", ["0", "1", "123456", DIAL_BUSY]).state
     return state.evolve(
         variables={**state.variables, "nota": 'Nochebuena: ñandú €, "comillas" y \\'},
         attempts=1,
         leave_reason="left",
         queued_at=1_790_000_000,
-        reply='<?xml version="1.0"?><Response><Say>Adiós</Say></Response>',
+        direction=Direction.OUTBOUND,
     )
+
+
+def plain_state() -> CallState:
+    return CallState(call_sid="CA1", flow="f", version="v", node="n", waiting=Waiting.KEYS)
 
 
 @pytest.mark.parametrize(
     "make",
     [
-        pytest.param(lambda: CallState("CA1", "f", "v", "n", Waiting.KEYS), id="defaults"),
-        pytest.param(lambda: begin()[0], id="seguros-start"),
-        pytest.param(lambda: walk("seguros", ["4", "1", POLICY])[0], id="seguros-dial"),
-        pytest.param(lambda: walk("seguros", ["9", QueueLeft("bridged")])[0], id="ended"),
+        pytest.param(plain_state, id="defaults"),
+        pytest.param(lambda: begin().state, id="seguros-start"),
+        pytest.param(lambda: walk("seguros", ["4", "1", POLICY]).state, id="seguros-dial"),
+        pytest.param(lambda: walk("seguros", ["9", QUEUE_BRIDGED]).state, id="ended"),
         pytest.param(rich_state, id="rich"),
     ],
 )
@@ -1249,28 +1410,76 @@ def test_state_json_round_trip_preserves_everything(make: Callable[[], CallState
     assert CallState.from_json(text.encode("utf-8")) == state
     again = CallState.from_json(text)
     assert isinstance(again.waiting, Waiting)
+    assert isinstance(again.direction, Direction)
     assert again.to_json() == text
 
 
 def test_state_json_is_compact_utf8() -> None:
-    """The JSON keeps non-ASCII text as is and stores waiting by value."""
+    """The JSON keeps non-ASCII text as is and stores waiting and direction by value."""
     text = rich_state().to_json()
     assert "ñandú" in text
+    assert ": " not in text.replace("Nochebuena: ", "")
     data = json.loads(text)
     assert data["waiting"] == "queue"
+    assert data["direction"] == "outbound"
     assert data["visits"] == {"volver": 1}
+
+
+def test_state_json_carries_format_2() -> None:
+    """The JSON names its format (2: call engine v2) and has no reply field any more."""
+    data = json.loads(begin().state.to_json())
+    assert data["format"] == 2
+    assert "reply" not in data
 
 
 def test_state_json_round_trip_state_still_steps() -> None:
     """A state read back from JSON takes the next event like the original."""
-    state, _ = walk("seguros", ["4"])
+    state = walk("seguros", ["4"]).state
     again = CallState.from_json(state.to_json())
     ctx = context("seguros")
-    assert step(again, KeysPressed("2"), ctx) == step(state, KeysPressed("2"), ctx)
+    assert step(again, keys("2"), ctx) == step(state, keys("2"), ctx)
+
+
+V1_STATE = {
+    "call_sid": SID,
+    "flow": "seguros",
+    "version": VERSION,
+    "node": "menu_principal",
+    "waiting": "keys",
+    "seq": 1,
+    "variables": {"caller": CALLER, "called": CALLED},
+    "attempts": 0,
+    "visits": {},
+    "steps": 3,
+    "leave_reason": "",
+    "queued_at": 0,
+    "reply": '<?xml version="1.0"?><Response><Say>Bienvenido</Say></Response>',
+}
+"""A state as call engine v1 stored it: no format, no direction, and the last reply."""
+
+
+def test_state_from_json_reads_call_engine_v1_state() -> None:
+    """A state stored before format 2 reads as inbound, ignores its reply, and still steps."""
+    state = CallState.from_json(json.dumps(V1_STATE))
+    assert state == begin().state
+    assert state.direction is Direction.INBOUND
+    assert step(state, keys("9"), context("seguros")).actions == AGENT
+
+
+def test_state_from_json_defaults_missing_optional_fields() -> None:
+    """Only call_sid, flow, version, node, waiting and seq are needed; the rest default."""
+    required = ("call_sid", "flow", "version", "node", "waiting", "seq")
+    data = {name: json.loads(plain_state().to_json())[name] for name in required}
+    assert CallState.from_json(json.dumps(data)) == plain_state()
+
+
+def test_state_from_json_ignores_unknown_fields() -> None:
+    """Fields a newer release may add are ignored."""
+    assert CallState.from_json(_with(format=3, mood="cheerful")) == plain_state()
 
 
 def _good() -> dict[str, object]:
-    data = json.loads(CallState("CA1", "f", "v", "n", Waiting.KEYS).to_json())
+    data = json.loads(plain_state().to_json())
     assert isinstance(data, dict)
     return data
 
@@ -1297,8 +1506,12 @@ def _without(key: str) -> str:
         pytest.param('"CA1"', id="string"),
         pytest.param("{}", id="empty-object"),
         pytest.param(b"\xff\xfe\x00", id="bad-bytes"),
+        pytest.param(_without("call_sid"), id="no-call-sid"),
+        pytest.param(_without("flow"), id="no-flow"),
+        pytest.param(_without("version"), id="no-version"),
         pytest.param(_without("node"), id="no-node"),
-        pytest.param(_without("reply"), id="no-reply"),
+        pytest.param(_without("waiting"), id="no-waiting"),
+        pytest.param(_without("seq"), id="no-seq"),
         pytest.param(_with(waiting="sleeping"), id="bad-waiting"),
         pytest.param(_with(waiting=None), id="null-waiting"),
         pytest.param(_with(seq="abc"), id="text-seq"),
@@ -1308,6 +1521,9 @@ def _without(key: str) -> str:
         pytest.param(_with(variables="x"), id="text-variables"),
         pytest.param(_with(visits={"volver": "dos"}), id="text-visit"),
         pytest.param(_with(visits=None), id="null-visits"),
+        pytest.param(_with(direction="sideways"), id="bad-direction"),
+        pytest.param(_with(direction=None), id="null-direction"),
+        pytest.param(_with(attempts=True), id="bool-attempts"),
         pytest.param('{"seq": NaN}', id="nan"),
     ],
 )
@@ -1332,21 +1548,758 @@ def test_state_from_json_deep_nesting_is_state_error() -> None:
         CallState.from_json("[" * 100_000)
 
 
-def test_input_rejects_keys_that_are_not_digits() -> None:
-    """A policy number typed as stars is a wrong answer, not a number."""
-    state, actions = walk("seguros", ["4", "1", "********"])
-    assert state.node == "pedir_poliza"
-    assert state.attempts == 1
-    assert actions[0] == lucia("El número de póliza tiene ocho cifras.")
+# --- Call events ---------------------------------------------------------------------------------
 
 
-def test_queue_wait_counts_from_entering_the_queue() -> None:
-    """Without QueueTime (a redirected wait request sends none) the wait is counted from when
-    the call entered the queue, so max_wait still ends it."""
-    state, _ = walk("seguros", ["9"])
-    assert state.queued_at == int(OPEN.timestamp())
-    later = context("seguros", OPEN + dt.timedelta(seconds=599))
-    assert queue_wait(state, 0, later)[1] == (Play(HOLD_MUSIC),)
-    timed_out = context("seguros", OPEN + dt.timedelta(seconds=600))
-    waited, actions = queue_wait(state, 0, timed_out)
-    assert (actions, waited.leave_reason) == ((Leave(),), "timed_out")
+def test_call_events_seguros_walk_in_order() -> None:
+    """A walk through the Spanish menu to a voicemail emits exactly these call events, step by
+    step."""
+    inputs: list[Input] = [
+        "",
+        "4",
+        "1",
+        "123",
+        POLICY,
+        DialEnded(result=DialResult.NO_ANSWER, duration=0),
+        RecordingEnded(url=RECORDING_URL, duration=12),
+    ]
+    expected: list[tuple[CallEvent, ...]] = [
+        (
+            CallStarted(
+                flow="seguros",
+                version=VERSION,
+                caller=CALLER,
+                called=CALLED,
+                direction=Direction.INBOUND,
+            ),
+            NodeEntered(node="horario", kind="hours"),
+            NodeEntered(node="bienvenida", kind="say"),
+            NodeEntered(node="menu_principal", kind="menu"),
+        ),
+        (NoInput(node="menu_principal", attempt=1),),
+        (
+            OptionChosen(node="menu_principal", key="4", target="automovil"),
+            NodeEntered(node="automovil", kind="menu"),
+        ),
+        (
+            OptionChosen(node="automovil", key="1", target="pedir_poliza"),
+            NodeEntered(node="pedir_poliza", kind="input"),
+        ),
+        (InvalidInput(node="pedir_poliza", attempt=1, digits="123"),),
+        (
+            InputCollected(node="pedir_poliza", variable="numero_poliza", digits=POLICY),
+            NodeEntered(node="parte", kind="say"),
+            NodeEntered(node="llamar_partes", kind="dial"),
+            DialStarted(node="llamar_partes", targets=("+34912345674",), record=True),
+        ),
+        (
+            DialFinished(node="llamar_partes", result=DialResult.NO_ANSWER, duration=0),
+            NodeEntered(node="buzon_partes", kind="record"),
+        ),
+        (
+            RecordingMade(node="buzon_partes", url=RECORDING_URL, duration=12),
+            NodeEntered(node="despedida", kind="hangup"),
+            CallEnded(node="despedida", how=EndReason.HANGUP),
+        ),
+    ]
+    assert [taken.events for taken in steps_of("seguros", inputs)] == expected
+
+
+def test_call_events_seguros_agent_queue_in_order() -> None:
+    """Key 9 to the agent queue and an agent's answer: joined, waited quietly, exited, ended."""
+    inputs: list[Input] = [
+        "9",
+        QueueWaitTick(waited=30),
+        QueueLeft(result=QueueResult.BRIDGED, waited=42),
+    ]
+    assert [taken.events for taken in steps_of("seguros", inputs)][1:] == [
+        (
+            OptionChosen(node="menu_principal", key="9", target="agente_aviso"),
+            NodeEntered(node="agente_aviso", kind="say"),
+            NodeEntered(node="agente", kind="enqueue"),
+            QueueJoined(node="agente", queue="general-queue"),
+        ),
+        (),
+        (
+            QueueExited(node="agente", queue="general-queue", reason=QueueExit.AGENT, waited=42),
+            CallEnded(node="agente", how=EndReason.AGENT),
+        ),
+    ]
+
+
+def test_call_events_node_entered_for_every_node() -> None:
+    """Every node entered is one NodeEntered, however many a single step runs through."""
+    result = begin("long_loop")
+    entered = [e for e in result.events if isinstance(e, NodeEntered)]
+    assert len(entered) == result.state.steps == 123
+    assert [e.kind for e in entered[:3]] == ["say", "goto", "say"]
+    assert entered[-1] == NodeEntered(node="fin", kind="hangup")
+
+
+def test_call_events_sensitive_input_masks_digits() -> None:
+    """A sensitive input records one '*' per digit typed, right or wrong; the call keeps the
+    digits."""
+    ctx = context("sensitive")
+    result = begin("sensitive")
+    assert result.actions == (PIN,)
+    wrong = step(result.state, keys("12"), ctx)
+    assert wrong.actions == (lucia("PIN no válido."), PIN)
+    assert wrong.events == (InvalidInput(node="pin", attempt=1, digits="**"),)
+    stars = step(result.state, keys("12*#"), ctx)
+    assert stars.events == (InvalidInput(node="pin", attempt=1, digits="****"),)
+    too_long = step(result.state, keys("123456"), ctx)
+    assert too_long.events == (InvalidInput(node="pin", attempt=1, digits="******"),)
+    right = step(wrong.state, keys("4321"), ctx)
+    assert right.events == (
+        InputCollected(node="pin", variable="pin", digits="****"),
+        NodeEntered(node="referencia", kind="input"),
+    )
+    assert right.state.variables["pin"] == "4321"
+    assert "4321" not in json.dumps([to_dict(e) for e in (*wrong.events, *right.events)])
+
+
+def test_call_events_no_input_and_invalid_input_count_attempts() -> None:
+    """Silences and wrong keys are numbered together; the one past retries still is, then the
+    call goes on to exhausted."""
+    taken = steps_of("seguros", ["", "5", "", "#"])
+    assert [t.events[0] for t in taken[1:]] == [
+        NoInput(node="menu_principal", attempt=1),
+        InvalidInput(node="menu_principal", attempt=2, digits="5"),
+        NoInput(node="menu_principal", attempt=3),
+        InvalidInput(node="menu_principal", attempt=4, digits="#"),
+    ]
+    assert taken[-1].events[1:] == (
+        NodeEntered(node="agente_aviso", kind="say"),
+        NodeEntered(node="agente", kind="enqueue"),
+        QueueJoined(node="agente", queue="general-queue"),
+    )
+    again = step(taken[1].state, keys("4"), context("seguros"))
+    assert again.events[0] == OptionChosen(node="menu_principal", key="4", target="automovil")
+    assert steps_of("seguros", ["4", ""])[-1].events == (NoInput(node="automovil", attempt=1),)
+
+
+@pytest.mark.parametrize(
+    ("result", "duration", "then"),
+    [
+        pytest.param(
+            DialResult.ANSWERED,
+            95,
+            (CallEnded(node="llamar_vida", how=EndReason.CONNECTED),),
+            id="answered",
+        ),
+        pytest.param(
+            DialResult.BUSY, 0, (NodeEntered(node="buzon_vida", kind="record"),), id="busy"
+        ),
+        pytest.param(
+            DialResult.NO_ANSWER,
+            0,
+            (NodeEntered(node="buzon_vida", kind="record"),),
+            id="no-answer",
+        ),
+        pytest.param(
+            DialResult.FAILED, 0, (NodeEntered(node="buzon_vida", kind="record"),), id="failed"
+        ),
+        pytest.param(
+            DialResult.CANCELED,
+            0,
+            (NodeEntered(node="buzon_vida", kind="record"),),
+            id="canceled",
+        ),
+    ],
+)
+def test_call_events_dial_finished(
+    result: DialResult, duration: int, then: tuple[CallEvent, ...]
+) -> None:
+    """A dial's end is one DialFinished with its result and talk time, then where the call went."""
+    started = walk("seguros", ["1"])
+    assert started.events[-1] == DialStarted(
+        node="llamar_vida", targets=("+34912345671",), record=True
+    )
+    done = step(started.state, DialEnded(result=result, duration=duration), context("seguros"))
+    assert done.events == (
+        DialFinished(node="llamar_vida", result=result, duration=duration),
+        *then,
+    )
+
+
+def test_call_events_dial_answered_goes_on_at_answered_node() -> None:
+    """every_kind's answered dial goes on to its own node, and the call ends there by hangup."""
+    done = walk("every_kind", ["2", DialEnded(result=DialResult.ANSWERED, duration=7)])
+    assert done.events == (
+        DialFinished(node="soporte", result=DialResult.ANSWERED, duration=7),
+        NodeEntered(node="adios", kind="hangup"),
+        CallEnded(node="adios", how=EndReason.HANGUP),
+    )
+
+
+def test_call_events_recording_made_only_when_recorded() -> None:
+    """A voicemail with a recording is one RecordingMade; one with nothing recorded is none."""
+    made = walk("seguros", ["1", DIAL_BUSY, RecordingEnded(url=RECORDING_URL, duration=30)])
+    assert made.events[0] == RecordingMade(node="buzon_vida", url=RECORDING_URL, duration=30)
+    empty = walk("seguros", ["1", DIAL_BUSY, NO_RECORDING])
+    assert not any(isinstance(e, RecordingMade) for e in empty.events)
+    assert empty.events[0] == NodeEntered(node="despedida", kind="hangup")
+
+
+@pytest.mark.parametrize(
+    ("name", "inputs", "last", "reason", "then"),
+    [
+        pytest.param(
+            "seguros",
+            ["9"],
+            QueueLeft(result=QueueResult.BRIDGED, waited=42),
+            QueueExit.AGENT,
+            (CallEnded(node="agente", how=EndReason.AGENT),),
+            id="agent",
+        ),
+        pytest.param(
+            "seguros",
+            ["9"],
+            QueueLeft(result=QueueResult.HANGUP, waited=42),
+            QueueExit.HUNG_UP,
+            (CallEnded(node="agente", how=EndReason.CALLER_HUNG_UP),),
+            id="hung-up",
+        ),
+        pytest.param(
+            "seguros",
+            ["9"],
+            QueueLeft(result=QueueResult.REDIRECTED, waited=42),
+            QueueExit.REDIRECTED,
+            (CallEnded(node="agente", how=EndReason.REDIRECTED),),
+            id="redirected",
+        ),
+        pytest.param(
+            "seguros",
+            ["9"],
+            QueueLeft(result=QueueResult.FULL, waited=42),
+            QueueExit.FULL,
+            (NodeEntered(node="buzon_general", kind="record"),),
+            id="full",
+        ),
+        pytest.param(
+            "seguros",
+            ["9"],
+            QueueLeft(result=QueueResult.ERROR, waited=42),
+            QueueExit.ERROR,
+            (NodeEntered(node="buzon_general", kind="record"),),
+            id="error",
+        ),
+        pytest.param(
+            "seguros",
+            ["9", QueueWaitTick(waited=600)],
+            QueueLeft(result=QueueResult.LEAVE, waited=42),
+            QueueExit.TIMED_OUT,
+            (NodeEntered(node="buzon_general", kind="record"),),
+            id="timed-out",
+        ),
+        pytest.param(
+            "every_kind",
+            ["#", QueueKeysPressed(digits="*")],
+            QueueLeft(result=QueueResult.LEAVE, waited=42),
+            QueueExit.LEFT,
+            (NodeEntered(node="buzon", kind="record"),),
+            id="left",
+        ),
+    ],
+)
+def test_call_events_queue_exited_with_reason(
+    name: str,
+    inputs: list[Input],
+    last: QueueLeft,
+    reason: QueueExit,
+    then: tuple[CallEvent, ...],
+) -> None:
+    """Leaving a queue is one QueueExited with its reason and wait, then where the call went."""
+    queue, node = ("general-queue", "agente") if name == "seguros" else ("soporte", "cola")
+    joined = walk(name, inputs[:1])
+    assert joined.events[-1] == QueueJoined(node=node, queue=queue)
+    done = walk(name, [*inputs, last])
+    assert done.events == (
+        QueueExited(node=node, queue=queue, reason=reason, waited=42),
+        *then,
+    )
+    assert done.state.queued_at == 0
+
+
+def test_call_events_queue_wait_counts_from_joining() -> None:
+    """The wait QueueExited reports is the longer of the queue's count and the time since the
+    call joined."""
+    state = walk("seguros", ["9"]).state
+    later = context("seguros", OPEN + dt.timedelta(seconds=75))
+    done = step(state, QueueLeft(result=QueueResult.BRIDGED, waited=3), later)
+    assert done.events[0] == QueueExited(
+        node="agente", queue="general-queue", reason=QueueExit.AGENT, waited=75
+    )
+    done = step(state, QueueLeft(result=QueueResult.BRIDGED, waited=90), later)
+    assert done.events[0] == QueueExited(
+        node="agente", queue="general-queue", reason=QueueExit.AGENT, waited=90
+    )
+
+
+@pytest.mark.parametrize(
+    ("inputs", "how", "node"),
+    [
+        pytest.param(["1", DIAL_BUSY, NO_RECORDING], EndReason.HANGUP, "despedida", id="hangup"),
+        pytest.param(["1", DIAL_ANSWERED], EndReason.CONNECTED, "llamar_vida", id="connected"),
+        pytest.param(["9", QUEUE_BRIDGED], EndReason.AGENT, "agente", id="agent"),
+        pytest.param(
+            ["9", QueueLeft(result=QueueResult.HANGUP)],
+            EndReason.CALLER_HUNG_UP,
+            "agente",
+            id="caller-hung-up",
+        ),
+        pytest.param(
+            ["9", QueueLeft(result=QueueResult.REDIRECTED)],
+            EndReason.REDIRECTED,
+            "agente",
+            id="redirected",
+        ),
+    ],
+)
+def test_call_events_call_ended_says_how(inputs: list[Input], how: EndReason, node: str) -> None:
+    """The step that ends a call ends its events with one CallEnded saying how and where."""
+    taken = steps_of("seguros", inputs)
+    assert taken[-1].state.waiting is Waiting.ENDED
+    assert taken[-1].events[-1] == CallEnded(node=node, how=how)
+    ended = [e for t in taken for e in t.events if isinstance(e, CallEnded)]
+    assert len(ended) == 1
+
+
+def test_call_events_call_ended_by_error() -> None:
+    """A call that cannot go on ends with a CallEnded saying error."""
+    before = walk("seguros", ["9"]).state
+    result = ENGINE.recover(before, context("seguros"), StepError("boom"))
+    assert result.events[-1] == CallEnded(node="agente", how=EndReason.ERROR)
+
+
+SAMPLE_EVENTS: list[CallEvent] = [
+    CallStarted(
+        flow="seguros", version="v1", caller=CALLER, called=CALLED, direction=Direction.OUTBOUND
+    ),
+    NodeEntered(node="menu_principal", kind="menu"),
+    OptionChosen(node="menu_principal", key="9", target="agente_aviso"),
+    InputCollected(node="pedir_poliza", variable="numero_poliza", digits=POLICY),
+    NoInput(node="menu_principal", attempt=2),
+    InvalidInput(node="pin", attempt=1, digits="**"),
+    DialStarted(node="soporte", targets=("+34911111111", "client:agente_ana"), record=False),
+    DialFinished(node="soporte", result=DialResult.NO_ANSWER, duration=0),
+    RecordingMade(node="buzon", url=RECORDING_URL, duration=12),
+    QueueJoined(node="agente", queue="general-queue"),
+    QueueExited(node="agente", queue="general-queue", reason=QueueExit.TIMED_OUT, waited=600),
+    FallbackTaken(node="llamar_vida", error="StepError: ñandú", target="agente"),
+    FallbackTaken(node="agente", error="StepError: boom", target=None),
+    CallRecovered(node="agente", reason="state_lost"),
+    CallEnded(node="agente", how=EndReason.CALLER_HUNG_UP),
+]
+
+
+def test_call_events_samples_cover_every_type() -> None:
+    """The round-trip samples have one event of every call event type."""
+    assert {type(e) for e in SAMPLE_EVENTS} == set(EVENT_TYPES.values())
+    assert set(EVENT_TYPES) == {kind.type for kind in get_args(CallEvent)}
+
+
+@pytest.mark.parametrize("event", SAMPLE_EVENTS, ids=lambda e: f"{e.type}")
+def test_call_events_dict_round_trip(event: CallEvent) -> None:
+    """to_dict gives plain JSON (enums as text, tuples as lists) that from_dict reads back."""
+    data = to_dict(event)
+    assert data["type"] == event.type
+    text = json.dumps(data, ensure_ascii=False)
+    again = from_dict(json.loads(text))
+    assert again == event
+    assert type(again) is type(event)
+    for field in dataclasses.fields(event):
+        value = getattr(again, field.name)
+        assert type(value) is type(getattr(event, field.name)), field.name
+
+
+def test_call_events_dict_form() -> None:
+    """The JSON form of a dial's start and a queue's exit, field by field."""
+    assert to_dict(SAMPLE_EVENTS[6]) == {
+        "type": "dial_started",
+        "node": "soporte",
+        "targets": ["+34911111111", "client:agente_ana"],
+        "record": False,
+    }
+    assert json.loads(json.dumps(to_dict(SAMPLE_EVENTS[10]))) == {
+        "type": "queue_exited",
+        "node": "agente",
+        "queue": "general-queue",
+        "reason": "timed_out",
+        "waited": 600,
+    }
+
+
+def test_call_events_from_dict_ignores_unknown_fields() -> None:
+    """A field from a newer release is ignored."""
+    data = {**to_dict(SAMPLE_EVENTS[1]), "mood": "cheerful"}
+    assert from_dict(data) == SAMPLE_EVENTS[1]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param({"type": "party_started"}, id="unknown-type"),
+        pytest.param({"node": "menu"}, id="no-type"),
+        pytest.param({"type": "node_entered", "node": "menu"}, id="missing-field"),
+        pytest.param({"type": "no_input", "node": "menu", "attempt": "1"}, id="text-number"),
+        pytest.param({"type": "no_input", "node": "menu", "attempt": True}, id="bool-number"),
+        pytest.param(
+            {"type": "dial_finished", "node": "d", "result": "ringing", "duration": 0},
+            id="bad-enum",
+        ),
+        pytest.param(
+            {"type": "dial_started", "node": "d", "targets": "+34911111111", "record": True},
+            id="text-targets",
+        ),
+    ],
+)
+def test_call_events_from_dict_bad_data_is_bad_call_event(data: dict[str, object]) -> None:
+    """A stored call event that does not match its type raises BadCallEvent."""
+    with pytest.raises(BadCallEvent):
+        from_dict(data)
+
+
+def test_call_events_step_record_round_trip() -> None:
+    """A step's record, with its events, reads back equal from its JSON."""
+    record = StepRecord(
+        id="0f1e2d3c",
+        call_sid=SID,
+        revision=3,
+        seq=2,
+        at=1_790_000_000.125,
+        flow="seguros",
+        version=VERSION,
+        events=tuple(SAMPLE_EVENTS),
+    )
+    assert StepRecord.from_json(record.to_json()) == record
+
+
+# --- CallEngine (flowpbx.engine.core) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        pytest.param([], id="at-menu"),
+        pytest.param(["1"], id="at-dial"),
+        pytest.param(["4", "1"], id="at-input"),
+        pytest.param(["1", DIAL_BUSY], id="at-record"),
+    ],
+)
+def test_recover_apologises_and_goes_to_agent(inputs: list[Input]) -> None:
+    """After a failure the caller hears the flow's apology, then goes to on_error.next (agente)."""
+    before = walk("seguros", inputs).state
+    error = StepError("boom")
+    result = ENGINE.recover(before.evolve(attempts=2), context("seguros"), error)
+    assert result.actions == (APOLOGY, GENERAL_QUEUE)
+    state = result.state
+    assert (state.node, state.waiting, state.attempts) == ("agente", Waiting.QUEUE, 0)
+    assert state.seq == before.seq + 1
+    assert result.failure is error
+    assert result.events == (
+        FallbackTaken(node=before.node, error="StepError: boom", target="agente"),
+        NodeEntered(node="agente", kind="enqueue"),
+        QueueJoined(node="agente", queue="general-queue"),
+    )
+
+
+def test_recover_at_fallback_node_hangs_up() -> None:
+    """A failure at the fallback node itself gets a plain apology and a hangup, no promise."""
+    before = walk("seguros", ["9"]).state
+    result = ENGINE.recover(before, context("seguros"), StepError("boom"))
+    assert result.actions == (PLAIN_APOLOGY, Hangup())
+    assert (result.state.node, result.state.waiting, result.state.seq) == (
+        "agente",
+        Waiting.ENDED,
+        before.seq + 1,
+    )
+    assert result.events == (
+        FallbackTaken(node="agente", error="StepError: boom", target=None),
+        CallEnded(node="agente", how=EndReason.ERROR),
+    )
+
+
+def test_recover_when_fallback_fails_too_hangs_up() -> None:
+    """If going to the fallback fails (here: out of steps) the apology and a hangup remain."""
+    before = begin().state
+    result = ENGINE.recover(
+        before.evolve(steps=MAX_STEPS_PER_CALL), context("seguros"), StepError("boom")
+    )
+    assert result.actions == (PLAIN_APOLOGY, Hangup())
+    assert result.state.waiting is Waiting.ENDED
+    assert result.events == (
+        FallbackTaken(node="menu_principal", error="StepError: boom", target=None),
+        CallEnded(node="menu_principal", how=EndReason.ERROR),
+    )
+
+
+def test_recover_every_kind_goes_to_goodbye_node() -> None:
+    """every_kind's on_error.next is its hangup node: its own apology, then its goodbye."""
+    before = begin("every_kind").state
+    result = ENGINE.recover(before, context("every_kind"), StepError("boom"))
+    assert result.actions == (conchita("Perdone, ha habido un error."), *EK_GOODBYE)
+    assert (result.state.node, result.state.waiting) == ("adios", Waiting.ENDED)
+    assert result.events[-1] == CallEnded(node="adios", how=EndReason.HANGUP)
+
+
+def test_recover_without_fallback_node_hangs_up() -> None:
+    """A flow with no on_error: the default Spanish apology, then a hangup."""
+    before = begin("no_fallback").state
+    result = ENGINE.recover(before, context("no_fallback"), StepError("boom"))
+    assert result.actions == (PLAIN_APOLOGY, Hangup())
+    assert (result.state.node, result.state.waiting, result.state.seq) == (
+        "menu",
+        Waiting.ENDED,
+        2,
+    )
+
+
+def test_goodbye_is_the_flows_plain_apology_and_a_hangup() -> None:
+    """goodbye promises nothing (not the on_error text): a plain apology in the flow's voice."""
+    assert goodbye(flow("seguros")) == (PLAIN_APOLOGY, Hangup())
+    plain = PLAIN_APOLOGY.text
+    assert goodbye(flow("every_kind")) == (conchita(plain), Hangup())
+
+
+def test_engine_start_is_the_interpreters_start() -> None:
+    """A flow that starts well starts the same through the engine."""
+    ctx = context("seguros")
+    assert ENGINE.start(new_call(), ctx) == start(new_call(), ctx)
+
+
+def test_engine_start_recovers_a_failing_start() -> None:
+    """A flow that fails at once still answers its apology and goes on at its fallback."""
+    values = {k: v for k, v in flow("every_kind").config.items() if v is not None}
+    ctx = context("every_kind", values=values)
+    result = ENGINE.start(new_call("+34910000000"), ctx)
+    assert result.actions == (conchita("Perdone, ha habido un error."), *EK_GOODBYE)
+    assert (result.state.node, result.state.waiting, result.state.seq) == (
+        "adios",
+        Waiting.ENDED,
+        1,
+    )
+    assert isinstance(result.failure, StepError)
+    assert "MUSICA" in str(result.failure)
+    taken = [e for e in result.events if isinstance(e, FallbackTaken)]
+    assert [e.target for e in taken] == ["adios"]
+    assert result.events[-1] == CallEnded(node="adios", how=EndReason.HANGUP)
+    # History still learns who called, and where the flow failed.
+    assert isinstance(result.events[0], CallStarted)
+    assert result.events[0].caller == "+34910000000"
+    assert taken[0].node == "musica"
+
+
+@pytest.mark.parametrize(
+    ("inputs", "event"),
+    [
+        pytest.param(["1"], keys("1"), id="keys-at-dial"),
+        pytest.param([], DIAL_BUSY, id="dial-at-menu"),
+        pytest.param([], QueueWaitTick(waited=0), id="tick-at-menu"),
+        pytest.param([], QueueKeysPressed(digits="*"), id="queue-keys-at-menu"),
+        pytest.param(["1", DIAL_ANSWERED], keys("1"), id="keys-after-end"),
+        pytest.param(["9", QUEUE_BRIDGED], QueueWaitTick(waited=0), id="tick-after-end"),
+    ],
+)
+def test_engine_step_illegal_event_returns_none(inputs: list[Input], event: Event) -> None:
+    """An event the call cannot take moves nothing: the engine answers None."""
+    state = walk("seguros", inputs).state
+    assert ENGINE.step(state, event, context("seguros")) is None
+
+
+def test_engine_step_is_the_interpreters_step() -> None:
+    """A step that goes well is the same through the engine."""
+    state = begin().state
+    ctx = context("seguros")
+    assert ENGINE.step(state, keys("4"), ctx) == step(state, keys("4"), ctx)
+
+
+def test_engine_step_recovers_a_failing_step() -> None:
+    """A step that fails answers the apology and the fallback, and carries the failure."""
+    values = {k: v for k, v in config("seguros").items() if k != "VIDA_NUMBER"}
+    ctx = context("seguros", values=values)
+    state = start(new_call(), ctx).state
+    result = ENGINE.step(state, keys("1"), ctx)
+    assert result is not None
+    assert result.actions == (APOLOGY, GENERAL_QUEUE)
+    assert (result.state.node, result.state.waiting, result.state.seq) == (
+        "agente",
+        Waiting.QUEUE,
+        2,
+    )
+    assert isinstance(result.failure, StepError)
+    error = "StepError: config 'VIDA_NUMBER' has no value; set the environment variable VIDA_NUMBER"
+    # What the step did before it failed is kept; the fallback names the node that failed.
+    assert result.events == (
+        OptionChosen(node="menu_principal", key="1", target="vida"),
+        NodeEntered(node="vida", kind="say"),
+        NodeEntered(node="llamar_vida", kind="dial"),
+        FallbackTaken(node="llamar_vida", error=error, target="agente"),
+        NodeEntered(node="agente", kind="enqueue"),
+        QueueJoined(node="agente", queue="general-queue"),
+    )
+
+
+def test_engine_step_queue_error_is_not_a_failure() -> None:
+    """A queue's error result is no longer recovered with an apology: the call goes on to full."""
+    state = walk("seguros", ["9"]).state
+    result = ENGINE.step(state, QueueLeft(result=QueueResult.ERROR), context("seguros"))
+    assert result is not None
+    assert result.actions == GENERAL_VOICEMAIL
+    assert result.failure is None
+    assert not any(isinstance(e, FallbackTaken) for e in result.events)
+
+
+def test_engine_step_failing_queue_wait_holds_on() -> None:
+    """A wait tick that fails keeps the caller in the queue with a pause, the state unmoved."""
+    state = walk("seguros", ["9"]).state
+    values = {k: v for k, v in config("seguros").items() if k != "HOLD_MUSIC_URL"}
+    result = ENGINE.step(state, QueueWaitTick(waited=0), context("seguros", values=values))
+    assert result is not None
+    assert result.actions == HOLD_ON == (Pause(5),)
+    assert result.state == state
+    assert result.events == ()
+    assert isinstance(result.failure, StepError)
+
+
+def test_engine_resume_lost_state_apologises_and_goes_to_fallback() -> None:
+    """A webhook for a call with no state: the apology, then the fallback, one step on."""
+    result = ENGINE.resume(
+        new_call(), keys("1"), seq=4, ctx=context("seguros"), reason="state_lost"
+    )
+    assert result.actions == (APOLOGY, GENERAL_QUEUE)
+    state = result.state
+    assert (state.call_sid, state.node, state.waiting, state.seq) == (
+        SID,
+        "agente",
+        Waiting.QUEUE,
+        5,
+    )
+    assert dict(state.variables) == {"caller": CALLER, "called": CALLED}
+    assert result.failure is None
+    assert result.events == (
+        CallRecovered(node="agente", reason="state_lost"),
+        FallbackTaken(node="agente", error="state lost", target="agente"),
+        NodeEntered(node="agente", kind="enqueue"),
+        QueueJoined(node="agente", queue="general-queue"),
+    )
+
+
+def test_engine_resume_without_fallback_starts_over_at_entry() -> None:
+    """A flow with no on_error.next takes a lost call up at its entry, after the apology."""
+    result = ENGINE.resume(
+        new_call(), DIAL_BUSY, seq=2, ctx=context("no_fallback"), reason="state_corrupt"
+    )
+    assert result.actions == (PLAIN_APOLOGY, Gather((lucia("Pulse 1."),), 5, 1, ""))
+    assert (result.state.node, result.state.waiting, result.state.seq) == (
+        "menu",
+        Waiting.KEYS,
+        3,
+    )
+    assert result.events[:2] == (
+        CallRecovered(node="menu", reason="state_corrupt"),
+        FallbackTaken(node="menu", error="state corrupt", target="menu"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("result", "how"),
+    [
+        pytest.param(QueueResult.BRIDGED, EndReason.AGENT, id="bridged"),
+        pytest.param(QueueResult.REDIRECTED, EndReason.REDIRECTED, id="redirected"),
+        pytest.param(QueueResult.HANGUP, EndReason.CALLER_HUNG_UP, id="hangup"),
+    ],
+)
+def test_engine_resume_after_queue_is_over_ends_quietly(
+    result: QueueResult, how: EndReason
+) -> None:
+    """A lost call whose queue is over for good hears nothing and goes nowhere."""
+    done = ENGINE.resume(
+        new_call(), QueueLeft(result=result), seq=3, ctx=context("seguros"), reason="state_lost"
+    )
+    assert done.actions == ()
+    assert (done.state.waiting, done.state.seq) == (Waiting.ENDED, 4)
+    assert done.events == (
+        CallRecovered(node="horario", reason="state_lost"),
+        CallEnded(node="horario", how=how),
+    )
+
+
+def test_engine_resume_when_fallback_fails_says_goodbye() -> None:
+    """A lost call whose fallback fails too hears the plain apology and is hung up."""
+    seguros = flow("seguros")
+    variant = dataclasses.replace(
+        seguros, on_error=dataclasses.replace(seguros.on_error, next="llamar_vida")
+    )
+    values = {k: v for k, v in config("seguros").items() if k != "VIDA_NUMBER"}
+    ctx = context("seguros", values=values, of=variant)
+    result = ENGINE.resume(new_call(), keys("1"), seq=4, ctx=ctx, reason="state_lost")
+    assert result.actions == (PLAIN_APOLOGY, Hangup())
+    assert (result.state.node, result.state.waiting, result.state.seq) == (
+        "llamar_vida",
+        Waiting.ENDED,
+        5,
+    )
+    assert isinstance(result.failure, StepError)
+    assert result.events[-2:] == (
+        FallbackTaken(node="llamar_vida", error=f"StepError: {result.failure}", target=None),
+        CallEnded(node="llamar_vida", how=EndReason.ERROR),
+    )
+
+
+def test_engine_adopt_keeps_a_queued_caller_waiting() -> None:
+    """A queued caller whose state was lost is taken up at their enqueue node, with hold music,
+    waiting since the queue says."""
+    ctx = context("seguros")
+    result = ENGINE.adopt(new_call(), "agente", seq=3, waited=100, ctx=ctx, reason="state_lost")
+    assert result.actions == (Play(HOLD_MUSIC),)
+    state = result.state
+    assert (state.node, state.waiting, state.seq) == ("agente", Waiting.QUEUE, 3)
+    assert state.queued_at == int(OPEN.timestamp()) - 100
+    assert result.events == (CallRecovered(node="agente", reason="state_lost"),)
+    assert result.failure is None
+    done = step(state, QUEUE_BRIDGED, ctx)
+    assert done.actions == (Hangup(),)
+    assert done.events[0] == QueueExited(
+        node="agente", queue="general-queue", reason=QueueExit.AGENT, waited=100
+    )
+
+
+def test_engine_adopt_past_max_wait_leaves_as_timed_out() -> None:
+    """An adopted caller who has already waited max_wait leaves, then goes to the timed_out node."""
+    ctx = context("seguros")
+    result = ENGINE.adopt(new_call(), "agente", seq=3, waited=600, ctx=ctx, reason="state_corrupt")
+    assert result.actions == (Leave(),)
+    assert result.state.leave_reason == "timed_out"
+    assert step(result.state, QUEUE_LEAVE, ctx).actions == GENERAL_VOICEMAIL
+
+
+def test_engine_adopt_with_leave_key_gathers() -> None:
+    """An adopted caller in a queue with a leave key hears the hold music inside a gather."""
+    result = ENGINE.adopt(
+        new_call(), "cola", seq=2, waited=0, ctx=context("every_kind"), reason="state_lost"
+    )
+    assert result.actions == (EK_HOLD,)
+    assert (result.state.node, result.state.waiting) == ("cola", Waiting.QUEUE)
+
+
+@pytest.mark.parametrize("node", ["menu_principal", "gone", ""])
+def test_engine_adopt_without_an_enqueue_node_holds_on(node: str) -> None:
+    """A wait webhook naming no enqueue node of the flow: the caller holds on, nothing kept."""
+    result = ENGINE.adopt(
+        new_call(), node, seq=3, waited=10, ctx=context("seguros"), reason="state_lost"
+    )
+    assert result.actions == HOLD_ON
+    assert result.state.waiting is Waiting.ENDED
+    assert result.events == ()
+
+
+def test_engine_adopt_failing_hold_music_holds_on() -> None:
+    """An adopted caller whose hold music cannot be found holds on, and the failure is kept."""
+    values = {k: v for k, v in config("seguros").items() if k != "HOLD_MUSIC_URL"}
+    ctx = context("seguros", values=values)
+    result = ENGINE.adopt(new_call(), "agente", seq=3, waited=0, ctx=ctx, reason="state_lost")
+    assert result.actions == HOLD_ON
+    assert result.state.waiting is Waiting.QUEUE
+    assert result.events == (CallRecovered(node="agente", reason="state_lost"),)
+    assert isinstance(result.failure, StepError)

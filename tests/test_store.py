@@ -1,16 +1,33 @@
-"""Call stores: the in-process twin and Redis keep the same compare-and-set contract."""
+"""Call stores: the in-process twin and Redis keep the same contract — compare-and-set on the
+revision, the step's reply and call events saved with the state or not at all, the first reply
+kept for a repeated incoming webhook, unreadable state reported as corrupt, an outage as one
+StoreUnavailable."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from redis.crc import key_slot
 
+from flowpbx.engine.call_events import (
+    CallStarted,
+    NodeEntered,
+    StepRecord,
+)
+from flowpbx.engine.events import Direction
 from flowpbx.engine.state import CallState, Waiting
-from flowpbx.store import CallStore
+from flowpbx.store import CallStore, CorruptState, StoreUnavailable
 from flowpbx.store.memory import MemoryCallStore
-from flowpbx.store.redis import KEY_PREFIX, RedisCallStore
+from flowpbx.store.redis import (
+    EVENT_SHARDS,
+    RedisCallStore,
+    call_key,
+    shard,
+    stream_key,
+)
 from servers import RedisServer, redis_server
 
 SID = "CA" + "0" * 32
@@ -23,8 +40,33 @@ def anyio_backend() -> str:
 
 
 def _state(seq: int = 1, node: str = "menu") -> CallState:
-    state = CallState(SID, "seguros", "abc123", node, Waiting.KEYS, seq=seq)
+    state = CallState(
+        call_sid=SID, flow="seguros", version="abc123", node=node, waiting=Waiting.KEYS, seq=seq
+    )
     return state.evolve(variables={"caller": "+34600111222"}, visits={"volver": 2})
+
+
+def _record(revision: int, seq: int = 1) -> StepRecord:
+    events = (
+        CallStarted(
+            flow="seguros",
+            version="abc123",
+            caller="+34600111222",
+            called="+34910000000",
+            direction=Direction.INBOUND,
+        ),
+        NodeEntered(node="menu", kind="menu"),
+    )
+    return StepRecord(
+        id=f"r{revision}",
+        call_sid=SID,
+        revision=revision,
+        seq=seq,
+        at=1_790_000_000.5,
+        flow="seguros",
+        version="abc123",
+        events=events,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,38 +86,113 @@ async def store(request: pytest.FixtureRequest, redis: RedisServer) -> AsyncIter
     await redis_store.aclose()
 
 
-async def test_store_unknown_call_is_empty(store: CallStore) -> None:
-    """A call never stored reads as no state at revision 0."""
-    assert await store.get(SID) == (None, 0)
+async def _records(store: CallStore) -> list[StepRecord]:
+    """Every step record the store holds for SID, oldest first."""
+    if isinstance(store, MemoryCallStore):
+        return list(store.records)
+    assert isinstance(store, RedisCallStore)
+    entries = await store.client.xrange(stream_key(shard(SID)))
+    assert entries is not None
+    return [StepRecord.from_json(fields[b"record"]) for _, fields in entries if fields]
 
 
-async def test_store_put_then_get_round_trips(store: CallStore) -> None:
-    """A stored state reads back equal, at the next revision."""
-    assert await store.put(_state(), 0)
-    state, revision = await store.get(SID)
-    assert (state, revision) == (_state(), 1)
+async def _corrupt(store: CallStore, text: str) -> None:
+    if isinstance(store, MemoryCallStore):
+        store.put_raw(SID, text)
+    else:
+        assert isinstance(store, RedisCallStore)
+        await store.client.hset(call_key(SID), "state", text)
+
+
+async def test_store_unknown_call_is_none(store: CallStore) -> None:
+    """A call never stored loads as None and has no first reply."""
+    assert await store.load(SID) is None
+    assert await store.first_reply(SID) is None
+
+
+async def test_store_save_then_load_round_trips(store: CallStore) -> None:
+    """A saved state loads back equal, at the next revision, with its reply."""
+    assert await store.save(_state(), revision=0, reply="<one/>", record=None)
+    stored = await store.load(SID)
+    assert stored is not None
+    assert (stored.state, stored.revision, stored.reply) == (_state(), 1, "<one/>")
+
+
+async def test_store_first_reply_is_kept_after_later_steps(store: CallStore) -> None:
+    """The reply of the call's first save stays its first reply; later saves change `reply`."""
+    assert await store.save(_state(seq=1), revision=0, reply="<first/>", record=None)
+    assert await store.save(_state(seq=2), revision=1, reply="<second/>", record=None)
+    stored = await store.load(SID)
+    assert stored is not None
+    assert stored.reply == "<second/>"
+    assert await store.first_reply(SID) == "<first/>"
 
 
 async def test_store_rejects_stale_revision(store: CallStore) -> None:
-    """A write based on an old revision loses and leaves the newer state in place."""
-    assert await store.put(_state(seq=1), 0)
-    assert await store.put(_state(seq=2), 1)
-    assert not await store.put(_state(seq=99), 1)
-    assert not await store.put(_state(seq=99), 0)
-    state, revision = await store.get(SID)
-    assert state is not None
-    assert (state.seq, revision) == (2, 2)
+    """A save based on an old revision loses and leaves the newer state in place."""
+    assert await store.save(_state(seq=1), revision=0, reply="", record=None)
+    assert await store.save(_state(seq=2), revision=1, reply="", record=None)
+    assert not await store.save(_state(seq=99), revision=1, reply="", record=None)
+    assert not await store.save(_state(seq=99), revision=0, reply="", record=None)
+    stored = await store.load(SID)
+    assert stored is not None
+    assert (stored.state.seq, stored.revision) == (2, 2)
 
 
 async def test_store_concurrent_writers_exactly_one_wins(store: CallStore) -> None:
-    """Of many writers starting from the same revision, exactly one succeeds."""
-    assert await store.put(_state(seq=1), 0)
-    results = await asyncio.gather(*(store.put(_state(seq=10 + i), 1) for i in range(20)))
+    """Of many savers starting from the same revision, exactly one succeeds."""
+    assert await store.save(_state(seq=1), revision=0, reply="", record=None)
+    results = await asyncio.gather(
+        *(
+            store.save(_state(seq=10 + i), revision=1, reply="", record=_record(2))
+            for i in range(20)
+        )
+    )
     assert sum(results) == 1
-    state, revision = await store.get(SID)
-    assert state is not None
-    assert revision == 2
-    assert state.seq == 10 + results.index(True)
+    stored = await store.load(SID)
+    assert stored is not None
+    assert stored.revision == 2
+    assert stored.state.seq == 10 + results.index(True)
+    assert len(await _records(store)) == 1
+
+
+async def test_store_events_saved_with_state_or_not_at_all(store: CallStore) -> None:
+    """A step's call events are stored when its state is, and not when the save loses."""
+    assert await store.save(_state(seq=1), revision=0, reply="", record=_record(1))
+    assert not await store.save(_state(seq=2), revision=0, reply="", record=_record(9))
+    assert await store.save(_state(seq=2), revision=1, reply="", record=None)
+    assert await store.save(_state(seq=3), revision=2, reply="", record=_record(3, seq=3))
+    records = await _records(store)
+    assert [r.id for r in records] == ["r1", "r3"]
+    assert records[0] == _record(1)
+
+
+async def test_store_unreadable_state_is_corrupt_not_an_outage(store: CallStore) -> None:
+    """A state that cannot be read raises CorruptState with the call and its revision."""
+    assert await store.save(_state(), revision=0, reply="", record=None)
+    assert await store.save(_state(seq=2), revision=1, reply="", record=None)
+    await _corrupt(store, '{"call_sid": 7}')
+    with pytest.raises(CorruptState) as caught:
+        await store.load(SID)
+    assert (caught.value.call_sid, caught.value.revision) == (SID, 2)
+    # The corrupt state can be replaced by saving against its revision.
+    assert await store.save(_state(seq=5), revision=2, reply="", record=None)
+    stored = await store.load(SID)
+    assert stored is not None
+    assert stored.state.seq == 5
+
+
+async def test_store_reads_state_of_the_previous_format(store: CallStore) -> None:
+    """A state saved by call engine v1 (no format, no direction) loads with defaults."""
+    assert await store.save(_state(), revision=0, reply="", record=None)
+    v1 = json.loads(_state().to_json())
+    del v1["format"], v1["direction"]
+    v1["reply"] = "<Response/>"
+    await _corrupt(store, json.dumps(v1))
+    stored = await store.load(SID)
+    assert stored is not None
+    assert stored.state == _state()
+    assert stored.state.direction is Direction.INBOUND
 
 
 async def test_store_ping(store: CallStore) -> None:
@@ -83,35 +200,116 @@ async def test_store_ping(store: CallStore) -> None:
     assert await store.ping()
 
 
-async def test_redis_store_sets_ttl(redis: RedisServer) -> None:
-    """Redis keeps each call under one key with the configured expiry."""
+async def test_redis_store_keys_share_a_hash_tag_per_call(redis: RedisServer) -> None:
+    """A call's hash and its event stream hash to the same Redis Cluster slot, and calls
+    spread over every shard."""
     store = RedisCallStore.from_url(redis.url, ttl=123)
     try:
         await store.client.flushdb()
-        assert await store.put(_state(), 0)
-        ttl = await store.client.ttl(KEY_PREFIX + SID)
+        assert await store.save(_state(), revision=0, reply="", record=_record(1))
+        stream = stream_key(shard(SID))
+        assert key_slot(call_key(SID).encode()) == key_slot(stream.encode())
+        assert await store.client.xlen(stream) == 1
+        ttl = await store.client.ttl(call_key(SID))
         assert 0 < ttl <= 123
-        assert await store.client.hget(KEY_PREFIX + SID, "rev") == b"1"
+    finally:
+        await store.aclose()
+    shards = {shard(f"CA{n:032x}") for n in range(500)}
+    assert shards == set(range(EVENT_SHARDS))
+    slots = {key_slot(stream_key(n).encode()) for n in range(EVENT_SHARDS)}
+    assert len(slots) == EVENT_SHARDS
+
+
+async def test_redis_store_trims_event_streams(redis: RedisServer) -> None:
+    """Each event stream keeps about `stream_length` entries, dropping the oldest."""
+    store = RedisCallStore.from_url(redis.url, ttl=60, stream_length=1000)
+    try:
+        await store.client.flushdb()
+        assert await store.save(_state(seq=0), revision=0, reply="", record=_record(1))
+        for revision in range(1, 3001):
+            state = _state(seq=revision)
+            assert await store.save(state, revision=revision, reply="", record=_record(revision))
+        length = await store.client.xlen(stream_key(shard(SID)))
+        assert 1000 <= length < 2000
     finally:
         await store.aclose()
 
 
-async def test_redis_store_ping_false_when_down() -> None:
-    """A Redis that does not answer pings false instead of raising."""
+async def test_redis_store_down_raises_store_unavailable() -> None:
+    """A Redis that does not answer raises StoreUnavailable (and pings false)."""
     store = RedisCallStore.from_url("redis://127.0.0.1:1/0", ttl=60)
     try:
         assert not await store.ping()
+        with pytest.raises(StoreUnavailable):
+            await store.load(SID)
+        with pytest.raises(StoreUnavailable):
+            await store.save(_state(), revision=0, reply="", record=None)
+        with pytest.raises(StoreUnavailable):
+            await store.first_reply(SID)
     finally:
         await store.aclose()
+
+
+async def test_redis_store_reconnects_after_restart() -> None:
+    """After Redis restarts, the next command on a pooled connection works (it is retried on a
+    fresh connection) instead of failing with 'connection closed'."""
+    with redis_server(persistent=True) as server:
+        store = RedisCallStore.from_url(server.url, ttl=60)
+        try:
+            # Several pooled connections, all left open.
+            await asyncio.gather(*(store.ping() for _ in range(10)))
+            assert await store.save(_state(), revision=0, reply="", record=None)
+            server.restart()
+            results = await asyncio.gather(*(store.load(SID) for _ in range(10)))
+            assert all(r is not None and r.state == _state() for r in results)
+        finally:
+            await store.aclose()
+
+
+async def test_redis_store_cache_is_checked_by_the_compare_and_set(redis: RedisServer) -> None:
+    """A process whose remembered state is stale cannot save over another's newer one; its
+    next load reads Redis."""
+    first = RedisCallStore.from_url(redis.url, ttl=60)
+    second = RedisCallStore.from_url(redis.url, ttl=60)
+    try:
+        await first.client.flushdb()
+        assert await first.save(_state(seq=1), revision=0, reply="", record=None)
+        remembered = await first.load(SID, seq=1)
+        assert remembered is not None
+        assert remembered.revision == 1
+        assert await second.save(_state(seq=2), revision=1, reply="", record=None)
+        # `first` still answers from memory for step 1, but its save is refused.
+        stale = await first.load(SID, seq=1)
+        assert stale is not None
+        assert stale.revision == 1
+        assert not await first.save(_state(seq=2), revision=1, reply="", record=None)
+        fresh = await first.load(SID, seq=1)
+        assert fresh is not None
+        assert (fresh.state.seq, fresh.revision) == (2, 2)
+    finally:
+        await first.aclose()
+        await second.aclose()
 
 
 async def test_memory_store_expires_calls() -> None:
     """The in-process store forgets a call once its TTL has passed, like Redis."""
     now = [1000.0]
     store = MemoryCallStore(ttl=10, clock=lambda: now[0])
-    assert await store.put(_state(), 0)
+    assert await store.save(_state(), revision=0, reply="", record=None)
     now[0] += 9.9
-    assert (await store.get(SID))[1] == 1
+    stored = await store.load(SID)
+    assert stored is not None
+    assert stored.revision == 1
     now[0] += 0.2
-    assert await store.get(SID) == (None, 0)
-    assert await store.put(_state(), 0)
+    assert await store.load(SID) is None
+    assert await store.save(_state(), revision=0, reply="", record=None)
+
+
+async def test_memory_store_keeps_a_bounded_list_of_records() -> None:
+    """The memory store keeps the newest `max_records` step records."""
+    store = MemoryCallStore(ttl=60, max_records=3)
+    assert await store.save(_state(seq=0), revision=0, reply="", record=_record(1))
+    for revision in range(1, 6):
+        state = _state(seq=revision)
+        assert await store.save(state, revision=revision, reply="", record=_record(revision + 1))
+    assert [r.id for r in store.records] == ["r4", "r5", "r6"]

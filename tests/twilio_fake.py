@@ -264,7 +264,11 @@ class _Checker:
         route = parts.path[len(prefix) :]
         assert route in self.routes, f"{where}: {url} is not a route of the app"
         query = parse_qs(parts.query, keep_blank_values=True)
-        assert set(query) == {"seq"}, f"{where}: {url} lacks ?seq= (or has more)"
+        # A queue's wait URL also names its flow and enqueue node; every other URL only seq.
+        expected = {"seq", "flow", "node"} if where == "<Enqueue waitUrl>" else {"seq"}
+        assert set(query) == expected, f"{where}: {url} has query {sorted(query)}, not {expected}"
+        for name in expected - {"seq"}:
+            assert re.fullmatch(r"[a-z][a-z0-9_-]*", query[name][0]), f"{where}: bad {name}"
         assert len(query["seq"]) == 1, f"{where}: {url} has seq twice"
         assert re.fullmatch(r"[0-9]{1,9}", query["seq"][0]), f"{where}: bad seq in {url}"
         self.urls.append(url)

@@ -1,25 +1,33 @@
-"""Wiring: settings to a running application (flows, call store, service, routes)."""
+"""The composition root: settings to flows, a call store, the engine's service and the app.
+
+The only place that chooses implementations; everything else receives what it uses.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.config import Config
 
+from flowpbx.engine.hours import HoursStatus
+from flowpbx.engine.service import CallService, utc_now
 from flowpbx.errors import FlowpbxError
 from flowpbx.language.catalog import FlowCatalog, load_catalog
 from flowpbx.settings import Settings
 from flowpbx.store import CallStore
 from flowpbx.store.memory import MemoryCallStore
 from flowpbx.store.redis import RedisCallStore
+from flowpbx.twilio.twiml import TwimlRenderer, Urls
 from flowpbx.web.app import create_app
 
 log = logging.getLogger("flowpbx")
 
 
-class StoreUnavailable(FlowpbxError):
+class StoreNotReachable(FlowpbxError):
     """The configured Redis does not answer at start-up."""
 
 
@@ -47,8 +55,8 @@ def store_from(settings: Settings) -> CallStore:
     url = settings.redis_url
     if url is None:
         log.warning("REDIS_HOST is not set: call state lives in this process only (one process)")
-        return MemoryCallStore(settings.call_ttl)
-    return RedisCallStore.from_url(url, settings.call_ttl)
+        return MemoryCallStore(settings.call_ttl, max_records=settings.events_max)
+    return RedisCallStore.from_url(url, settings.call_ttl, settings.events_max)
 
 
 async def check_store(settings: Settings) -> None:
@@ -59,12 +67,30 @@ async def check_store(settings: Settings) -> None:
     probe = RedisCallStore.from_url(url, settings.call_ttl)
     try:
         if not await probe.ping():
-            raise StoreUnavailable(
+            raise StoreNotReachable(
                 f"Redis at {settings.redis_host}:{settings.redis_port} does not answer; "
                 "check REDIS_HOST, REDIS_PORT and REDIS_PASSWORD"
             )
     finally:
         await probe.aclose()
+
+
+def build_service(
+    settings: Settings,
+    catalog: FlowCatalog,
+    store: CallStore,
+    clock: Callable[[], dt.datetime] = utc_now,
+) -> CallService:
+    """The engine's service for these settings (webhook URLs under PUBLIC_BASE_URL)."""
+    override = HoursStatus(settings.hours_override) if settings.hours_override else None
+    return CallService(
+        catalog=catalog,
+        store=store,
+        renderer=TwimlRenderer(Urls(settings.public_base_url)),
+        clock=clock,
+        hours_override=override,
+        retry_seconds=settings.store_retry_seconds,
+    )
 
 
 def build_app(settings: Settings) -> Starlette:
@@ -79,4 +105,4 @@ def build_app(settings: Settings) -> Starlette:
         settings.host,
         settings.port,
     )
-    return create_app(settings, catalog, store)
+    return create_app(settings, build_service(settings, catalog, store))

@@ -20,6 +20,8 @@ from flowpbx.errors import FlowpbxError
 
 DEFAULT_PORT = 3020
 DEFAULT_CALL_TTL = 6 * 3600
+DEFAULT_STORE_RETRY = 5.0
+DEFAULT_EVENTS_MAX = 100_000
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -63,6 +65,8 @@ class Settings:
     trusted_proxies: tuple[Network, ...] = ()
     skip_signature: bool = False
     call_ttl: int = DEFAULT_CALL_TTL
+    store_retry_seconds: float = DEFAULT_STORE_RETRY
+    events_max: int = DEFAULT_EVENTS_MAX
     hours_override: str = ""
     log_level: str = "INFO"
 
@@ -107,6 +111,10 @@ class Settings:
             trusted_proxies=reader.networks("FLOWPBX_TRUSTED_PROXIES"),
             skip_signature=reader.boolean("FLOWPBX_DEV_SKIP_SIGNATURE", default=False),
             call_ttl=reader.integer("FLOWPBX_CALL_TTL", DEFAULT_CALL_TTL, 60, 7 * 86400),
+            store_retry_seconds=reader.integer(
+                "FLOWPBX_STORE_RETRY_SECONDS", int(DEFAULT_STORE_RETRY), 0, 10
+            ),
+            events_max=reader.integer("FLOWPBX_EVENTS_MAX", DEFAULT_EVENTS_MAX, 1000, 10_000_000),
             hours_override=reader.hours_override("FLOWPBX_HOURS_OVERRIDE"),
             log_level=reader.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         )

@@ -63,7 +63,12 @@ class Dial:
 
 @dataclass(frozen=True, slots=True)
 class Enqueue:
+    """Put the caller in `queue`; `flow` and `node` name the enqueue node, so that the hold
+    music can go on even if the call's state is lost while the caller waits."""
+
     queue: str
+    flow: str
+    node: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,215 +1,314 @@
-"""The one place that loads call state, runs the interpreter, saves state and answers TwiML.
+"""The engine's shell: load a call's state, run the engine, save state and call events
+together, and hand the actions to a renderer. No HTTP here: webhooks, the simulator and
+(later) the queue engine and the REST API all drive calls through this one service.
 
-Every answer is TwiML: a failing step gets the flow's apology and fallback, a duplicate
-webhook gets the reply already given, and a store that is down gets an apology.
+Every call gets an answer: a duplicate webhook gets the reply already given, a store that
+blinks is retried within a bounded time, a lost or unreadable state is recovered by the engine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Protocol, TypeVar
 
-from redis.exceptions import RedisError
-
-from flowpbx.engine.actions import Action, Hangup, Leave, Pause
-from flowpbx.engine.interpreter import (
-    CallStarted,
-    Context,
-    Event,
-    IllegalEvent,
-    goodbye,
-    initial_state,
-    queue_key,
-    queue_wait,
-    recover,
-    start,
-    step,
-)
-from flowpbx.engine.state import CallState, StateError, Waiting
+from flowpbx.engine.actions import Action
+from flowpbx.engine.call_events import StepRecord
+from flowpbx.engine.core import HOLD_ON, CallEngine, goodbye
+from flowpbx.engine.events import WAIT_EVENTS, Event, NewCall, QueueWaitTick
+from flowpbx.engine.hours import HoursStatus
+from flowpbx.engine.interpreter import Step, initial_state
+from flowpbx.engine.state import CallState, Waiting
+from flowpbx.engine.walk import Context
 from flowpbx.language.catalog import FlowCatalog, LoadedFlow
-from flowpbx.store import CallStore
-from flowpbx.twilio.twiml import EMPTY, Urls, render
+from flowpbx.store import CallStore, CorruptState, StoredCall, StoreUnavailable
 
 log = logging.getLogger("flowpbx.calls")
 
-PUT_ATTEMPTS = 5
-STORE_ERRORS = (RedisError, OSError, StateError)
-# While a queued caller's state cannot be read, keep them waiting: Twilio asks again after it.
-HOLD_ON = (Pause(5),)
+SAVE_ATTEMPTS = 5
+"""Compare-and-set rounds lost to other webhooks of the same call before giving up."""
+DEFAULT_RETRY_SECONDS = 5.0
+"""How long a store that does not answer is retried before the caller hears the apology:
+well inside the 15 s Twilio waits for an answer."""
+T = TypeVar("T")
+
+
+class Renderer(Protocol):
+    """Turns a step's actions into the document the caller's leg runs (TwiML for Twilio)."""
+
+    def __call__(self, actions: tuple[Action, ...], seq: int) -> str: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    """What a call is answered, and the step taken for it (None for a repeated webhook, an
+    event the call could not take, or a store that did not answer)."""
+
+    reply: str
+    step: Step | None = None
 
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class _Step:
-    """A step computed but not yet stored; `failure` is logged only if it is stored."""
-
-    state: CallState
-    reply: str
-    failure: BaseException | None
-
-
 @dataclass
 class CallService:
-    """Handles each voice webhook for one call."""
+    """Runs calls: one `start` per new call, one `handle` per event."""
 
     catalog: FlowCatalog
     store: CallStore
+    renderer: Renderer
+    engine: CallEngine = field(default_factory=CallEngine)
     clock: Callable[[], dt.datetime] = utc_now
-    hours_override: str = ""
+    hours_override: HoursStatus | None = None
+    retry_seconds: float = DEFAULT_RETRY_SECONDS
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    # -- helpers --
 
     def _context(self, loaded: LoadedFlow) -> Context:
-        return Context(loaded.flow, self.clock(), loaded.config, self.hours_override)
+        return Context(
+            flow=loaded.flow,
+            version=loaded.version,
+            config=loaded.config,
+            now=self.clock(),
+            hours_override=self.hours_override,
+        )
 
-    def apology(self, loaded: LoadedFlow | None = None) -> str:
+    def _flow_for(self, call: NewCall) -> LoadedFlow:
+        if call.flow is not None:
+            loaded = self.catalog.get(call.flow)
+            if loaded is not None:
+                return loaded
+            log.warning("call %s: no flow named %r; using the number's", call.call_sid, call.flow)
+        return self.catalog.for_number(call.called)
+
+    def apology(self, loaded: LoadedFlow | None = None, renderer: Renderer | None = None) -> str:
         """A plain apology and a hangup, in the flow's voice: for calls flowpbx cannot continue."""
-        return render(goodbye((loaded or self.catalog.default_flow).flow), Urls(""), 0)
+        flow = (loaded or self.catalog.default_flow).flow
+        return (renderer or self.renderer)(goodbye(flow), 0)
 
-    def _recover(self, state: CallState, ctx: Context) -> tuple[CallState, tuple[Action, ...]]:
+    async def _patiently(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run `attempt`, again while the store does not answer, for up to `retry_seconds`."""
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                return await attempt()
+            except StoreUnavailable:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise
+                await self.sleep(min(delay, remaining))
+                delay = min(delay * 2, 1.0)
+
+    def _safely(
+        self, compute: Callable[[], Step | None], state: CallState, ctx: Context
+    ) -> Step | None:
+        """Run the engine; a fault in it (a bug, not a flow's failure) is recovered like one."""
         try:
-            return recover(state, ctx)
-        except Exception:
-            log.exception("call %s: the flow's fallback failed too", state.call_sid)
-            return state.evolve(waiting=Waiting.ENDED, seq=state.seq + 1), (Hangup(),)
+            return compute()
+        except Exception as exc:
+            try:
+                return self.engine.recover(state, ctx, exc)
+            except Exception as again:
+                log.exception("call %s: the flow's fallback failed too", state.call_sid)
+                ended = state.evolve(waiting=Waiting.ENDED, seq=state.seq + 1)
+                return Step(state=ended, actions=goodbye(ctx.flow), events=(), failure=again)
 
-    def _log_failure(self, state: CallState, what: str, failure: BaseException | None) -> None:
-        if failure is not None:
-            log.error(
-                "call %s: %s failed at node %s; answered the flow's apology",
-                state.call_sid,
-                what,
-                state.node,
-                exc_info=failure,
+    async def _save(self, step: Step, revision: int, reply: str, ctx: Context) -> bool:
+        record = None
+        if step.events:
+            record = StepRecord(
+                id=uuid.uuid4().hex,
+                call_sid=step.state.call_sid,
+                revision=revision + 1,
+                seq=step.state.seq,
+                at=round(ctx.now.timestamp(), 3),
+                flow=step.state.flow,
+                version=step.state.version,
+                events=step.events,
             )
+        saved = await self.store.save(step.state, revision=revision, reply=reply, record=record)
+        if saved and step.failure is not None:
+            log.error(
+                "call %s: step %d failed at node %s; answered the flow's apology",
+                step.state.call_sid,
+                step.state.seq - 1,
+                step.state.node,
+                exc_info=step.failure,
+            )
+        return saved
 
-    async def incoming(self, call_sid: str, caller: str, called: str, urls: Urls) -> str:
-        """A new call starts the flow for the number dialled; a retry gets the same reply."""
-        loaded = self.catalog.for_number(called)
-        event = CallStarted(call_sid, caller, called)
+    # -- a new call --
+
+    async def start(self, call: NewCall, *, renderer: Renderer | None = None) -> Answer:
+        """A new call starts its flow; a repeated incoming webhook gets the first answer again."""
+        render = renderer or self.renderer
+        loaded = self._flow_for(call)
         try:
-            for attempt in range(PUT_ATTEMPTS):
-                # A new call has no state: try to create it at revision 0 straight away.
-                stored, revision = (None, 0) if attempt == 0 else await self.store.get(call_sid)
+            return await self._patiently(lambda: self._start(call, loaded, render))
+        except StoreUnavailable:
+            log.exception("call %s: call store unavailable", call.call_sid)
+        return Answer(reply=self.apology(loaded, render))
+
+    async def _start(self, call: NewCall, loaded: LoadedFlow, render: Renderer) -> Answer:
+        sid = call.call_sid
+        for attempt in range(SAVE_ATTEMPTS):
+            if attempt:
+                # The call exists already: this is the incoming webhook again.
+                first = await self.store.first_reply(sid)
+                if first:
+                    log.info("call %s: repeated incoming webhook, same reply", sid)
+                    return Answer(reply=first)
+            ctx = self._context(loaded)
+            state = initial_state(call, ctx)
+            step = self._safely(partial(self.engine.start, call, ctx), state, ctx)
+            assert step is not None
+            reply = render(step.actions, step.state.seq)
+            # A new call has no state: create it at revision 0 straight away.
+            if await self._save(step, 0, reply, ctx):
+                log.info("call %s: flow %s, now at %s", sid, loaded.flow.name, step.state.node)
+                return Answer(reply=reply, step=step)
+        return Answer(reply=self.apology(loaded, render))
+
+    # -- an event in a call --
+
+    async def handle(
+        self,
+        call: NewCall,
+        seq: int,
+        event: Event,
+        *,
+        node: str | None = None,
+        renderer: Renderer | None = None,
+    ) -> Answer:
+        """An event answering step `seq` (or, for a queue's wait events, happening during it):
+        advance the call once, however often the webhook comes. `node` is the enqueue node a
+        wait event comes from, when the webhook says."""
+        render = renderer or self.renderer
+        is_wait = isinstance(event, WAIT_EVENTS)
+        try:
+            return await self._patiently(lambda: self._handle(call, seq, event, node, render))
+        except StoreUnavailable:
+            log.exception("call %s: call store unavailable", call.call_sid)
+        if is_wait:
+            # A caller in a queue waits on: never taken out of it for flowpbx's own trouble.
+            return Answer(reply=render(HOLD_ON, seq))
+        return Answer(reply=self.apology(self._flow_for(call), render))
+
+    async def _handle(
+        self, call: NewCall, seq: int, event: Event, node: str | None, render: Renderer
+    ) -> Answer:
+        sid = call.call_sid
+        is_wait = isinstance(event, WAIT_EVENTS)
+        for _ in range(SAVE_ATTEMPTS):
+            try:
+                stored = await self.store.load(sid, seq=seq)
+            except CorruptState as exc:
+                log.error("call %s: corrupt call state, recovering the call: %s", sid, exc.reason)
+                answer = await self._recover(
+                    call, seq, event, node=node, render=render, revision=exc.revision
+                )
+            else:
                 if stored is not None:
-                    log.info("call %s: repeated incoming webhook, same reply", call_sid)
-                    return stored.reply or EMPTY
-                ctx = self._context(loaded)
-                failure: BaseException | None = None
-                try:
-                    state, actions = start(loaded.flow, event, ctx, loaded.version)
-                except Exception as exc:
-                    failure = exc
-                    state, actions = self._recover(
-                        initial_state(loaded.flow, event, loaded.version), ctx
+                    answer = await self._advance(call, seq, event, stored, render)
+                else:
+                    log.warning("call %s: %s for a call with no state", sid, type(event).__name__)
+                    answer = await self._recover(
+                        call, seq, event, node=node, render=render, revision=0
                     )
-                reply = render(actions, urls, state.seq)
-                if await self.store.put(state.evolve(reply=reply), revision):
-                    self._log_failure(state, "the start of the flow", failure)
-                    log.info("call %s: flow %s, now at %s", call_sid, loaded.flow.name, state.node)
-                    return reply
-        except STORE_ERRORS:
-            log.exception("call %s: call store unavailable", call_sid)
-        return self.apology(loaded)
-
-    async def event(self, call_sid: str, seq: int, event: Event, urls: Urls) -> str:
-        """A webhook that answers step `seq`: advance the flow once, however often it comes."""
-        try:
-            recent = self.store.recent(call_sid)
-            if recent is not None and recent[0].seq == seq:
-                # Usually this process took the previous step: write with one round trip.
-                reply = await self._advance(recent[0], recent[1], seq, event, urls)
-                if reply is not None:
-                    return reply
-            for _ in range(PUT_ATTEMPTS):
-                state, revision = await self.store.get(call_sid)
-                if state is None:
-                    name = type(event).__name__
-                    log.warning("call %s: %s for an unknown or expired call", call_sid, name)
-                    return self.apology()
-                if seq != state.seq:
-                    log.info(
-                        "call %s: webhook for step %d, call is at step %d: same reply",
-                        call_sid,
-                        seq,
-                        state.seq,
-                    )
-                    return state.reply or EMPTY
-                reply = await self._advance(state, revision, seq, event, urls)
-                if reply is not None:
-                    return reply
-        except STORE_ERRORS:
-            log.exception("call %s: call store unavailable", call_sid)
-        return self.apology()
+            if answer is not None:
+                return answer
+        if is_wait:
+            return Answer(reply=render(HOLD_ON, seq))
+        return Answer(reply=self.apology(self._flow_for(call), render))
 
     async def _advance(
-        self, state: CallState, revision: int, seq: int, event: Event, urls: Urls
-    ) -> str | None:
-        """Take the step and store it; None if another webhook stored first."""
+        self, call: NewCall, seq: int, event: Event, stored: StoredCall, render: Renderer
+    ) -> Answer | None:
+        """Take the step and save it; None if another webhook saved first."""
+        state = stored.state
+        is_wait = isinstance(event, WAIT_EVENTS)
+        if seq != state.seq:
+            if is_wait:
+                log.info(
+                    "call %s: wait event for step %d at step %d", call.call_sid, seq, state.seq
+                )
+                return Answer(reply=render(HOLD_ON, seq))
+            log.info(
+                "call %s: webhook for step %d, call is at step %d: same reply",
+                call.call_sid,
+                seq,
+                state.seq,
+            )
+            return Answer(reply=stored.reply)
         loaded = self.catalog.get(state.flow)
         if loaded is None:
-            log.error("call %s: flow %s is no longer loaded", state.call_sid, state.flow)
-            return self.apology()
+            log.error("call %s: flow %s is no longer loaded", call.call_sid, state.flow)
+            return Answer(reply=self.apology(None, render))
         if loaded.version != state.version:
             log.warning(
                 "call %s: flow %s changed during the call (%s -> %s); going on with the new one",
-                state.call_sid,
+                call.call_sid,
                 state.flow,
                 state.version,
                 loaded.version,
             )
             state = state.evolve(version=loaded.version)
         ctx = self._context(loaded)
-        failure: BaseException | None = None
-        try:
-            new_state, actions = step(state, event, ctx)
-        except IllegalEvent as exc:
-            # A webhook of the wrong kind for this step (not one Twilio sends): nothing moves.
-            log.warning("call %s: %s; same reply", state.call_sid, exc)
-            return state.reply or EMPTY
-        except Exception as exc:
-            failure = exc
-            new_state, actions = self._recover(state, ctx)
-        reply = render(actions, urls, new_state.seq)
-        if not await self.store.put(new_state.evolve(reply=reply), revision):
+        step = self._safely(partial(self.engine.step, state, event, ctx), state, ctx)
+        if step is None:
+            # Not an event Twilio sends at this step (a webhook of the wrong kind): nothing moves.
+            log.warning("call %s: %s cannot happen at %s", call.call_sid, event, state.node)
+            return Answer(reply=render(HOLD_ON, seq) if is_wait else stored.reply)
+        reply = render(step.actions, step.state.seq)
+        if is_wait and step.state == stored.state and not step.events:
+            return Answer(reply=reply, step=step)  # more hold music: nothing to save
+        # A wait document does not replace the step's reply, which a retry must get again.
+        saved_reply = stored.reply if is_wait else reply
+        if not await self._save(step, stored.revision, saved_reply, ctx):
             return None
-        self._log_failure(state, f"{type(event).__name__} at step {seq}", failure)
-        return reply
+        return Answer(reply=reply, step=step)
 
-    async def _queue_document(
+    async def _recover(
         self,
-        call_sid: str,
-        urls: Urls,
-        decide: Callable[[CallState, Context], tuple[CallState, tuple[Action, ...]]],
-    ) -> str:
-        try:
-            for _ in range(PUT_ATTEMPTS):
-                state, revision = await self.store.get(call_sid)
-                loaded = self.catalog.get(state.flow) if state else None
-                if state is None or loaded is None:
-                    log.warning("call %s: queue wait for an unknown or expired call", call_sid)
-                    return render((Leave(),), urls, 0)
-                new_state, actions = decide(state, self._context(loaded))
-                reply = render(actions, urls, state.seq)
-                if new_state is state or await self.store.put(new_state, revision):
-                    return reply
-        except STORE_ERRORS:
-            log.exception("call %s: call store unavailable during queue wait", call_sid)
-        except Exception:
-            log.exception("call %s: queue wait failed", call_sid)
-        return render(HOLD_ON, urls, 0)
-
-    async def queue_wait(self, call_sid: str, waited: int, urls: Urls) -> str:
-        """The document a queued caller hears; leaves the queue after the node's max_wait."""
-        return await self._queue_document(
-            call_sid, urls, lambda state, ctx: queue_wait(state, waited, ctx)
-        )
-
-    async def queue_key(self, call_sid: str, digits: str, urls: Urls) -> str:
-        """A key pressed while waiting in a queue."""
-        return await self._queue_document(
-            call_sid, urls, lambda state, ctx: queue_key(state, digits, ctx)
-        )
+        call: NewCall,
+        seq: int,
+        event: Event,
+        *,
+        node: str | None,
+        render: Renderer,
+        revision: int,
+    ) -> Answer | None:
+        """Take up a call whose state is lost (revision 0) or unreadable; None if another
+        webhook of the call saved first."""
+        loaded = self._flow_for(call)
+        ctx = self._context(loaded)
+        reason = "state_corrupt" if revision else "state_lost"
+        state = initial_state(call, ctx).evolve(seq=seq)
+        step: Step | None
+        if isinstance(event, WAIT_EVENTS):
+            waited = event.waited if isinstance(event, QueueWaitTick) else 0
+            adopt = partial(
+                self.engine.adopt, call, node or "", seq=seq, waited=waited, ctx=ctx, reason=reason
+            )
+            step = self._safely(adopt, state, ctx)
+        else:
+            resume = partial(self.engine.resume, call, event, seq=seq, ctx=ctx, reason=reason)
+            step = self._safely(resume, state, ctx)
+        assert step is not None
+        reply = render(step.actions, step.state.seq)
+        if step.state.waiting is Waiting.ENDED and not step.events:
+            return Answer(reply=reply, step=step)  # nothing known to keep
+        if not await self._save(step, revision, reply, ctx):
+            return None
+        log.warning("call %s: recovered (%s) at %s", call.call_sid, reason, step.state.node)
+        return Answer(reply=reply, step=step)

@@ -1,15 +1,26 @@
-"""The state of one call between webhooks, and its JSON form for the call store."""
+"""The state of one call between webhooks, and its versioned JSON form for the call store.
+
+The JSON carries a format number. A field added later is read with its default when a state
+written by an older release lacks it, and fields this release does not know are ignored, so a
+rolling deploy never turns the calls in flight into apologies.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
+from flowpbx.engine.events import Direction
 from flowpbx.errors import FlowpbxError
+
+T = TypeVar("T")
+
+STATE_FORMAT = 2
+"""1: call engine v1 (no format field); 2: adds format and direction."""
 
 
 class Waiting(StrEnum):
@@ -30,7 +41,7 @@ def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallState:
     """Where a call is in its flow. `seq` counts the steps taken; webhook URLs carry it."""
 
@@ -40,15 +51,15 @@ class CallState:
     node: str
     waiting: Waiting
     seq: int = 0
+    direction: Direction = Direction.INBOUND
     variables: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
     attempts: int = 0
     visits: Mapping[str, int] = field(default_factory=lambda: _frozen({}))
     steps: int = 0
     leave_reason: str = ""
+    """Why flowpbx asked the queue to let the caller go: 'timed_out', 'left' or ''."""
     queued_at: int = 0
     """When the call entered its queue (Unix seconds); 0 when it is not queued."""
-    reply: str = ""
-    """The TwiML answered for step `seq - 1`, sent again if that webhook comes again."""
 
     def evolve(self, **changes: Any) -> Self:
         for name in ("variables", "visits"):
@@ -58,26 +69,30 @@ class CallState:
 
     def to_json(self) -> str:
         data = {
+            "format": STATE_FORMAT,
             "call_sid": self.call_sid,
             "flow": self.flow,
             "version": self.version,
             "node": self.node,
             "waiting": str(self.waiting),
             "seq": self.seq,
+            "direction": str(self.direction),
             "variables": dict(self.variables),
             "attempts": self.attempts,
             "visits": dict(self.visits),
             "steps": self.steps,
             "leave_reason": self.leave_reason,
             "queued_at": self.queued_at,
-            "reply": self.reply,
         }
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> CallState:
+        """Read a stored state of any format so far; StateError if it cannot be read."""
         try:
             data = json.loads(text)
+            if not isinstance(data, dict):
+                raise TypeError(f"expected an object, got {type(data).__name__}")
             return cls(
                 call_sid=_text(data["call_sid"]),
                 flow=_text(data["flow"]),
@@ -85,16 +100,21 @@ class CallState:
                 node=_text(data["node"]),
                 waiting=Waiting(data["waiting"]),
                 seq=_number(data["seq"]),
-                variables=_frozen({_text(k): _text(v) for k, v in data["variables"].items()}),
-                attempts=_number(data["attempts"]),
-                visits=_frozen({_text(k): _number(v) for k, v in data["visits"].items()}),
-                steps=_number(data["steps"]),
-                leave_reason=_text(data["leave_reason"]),
-                queued_at=_number(data["queued_at"]),
-                reply=_text(data["reply"]),
+                direction=Direction(_optional(data, "direction", _text, "inbound")),
+                variables=_frozen(_optional(data, "variables", _texts, {})),
+                attempts=_optional(data, "attempts", _number, 0),
+                visits=_frozen(_optional(data, "visits", _numbers, {})),
+                steps=_optional(data, "steps", _number, 0),
+                leave_reason=_optional(data, "leave_reason", _text, ""),
+                queued_at=_optional(data, "queued_at", _number, 0),
             )
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise StateError(f"stored call state is unreadable: {exc!r}"[:300]) from exc
+
+
+def _optional(data: dict[str, Any], name: str, read: Callable[[Any], T], default: T) -> T:
+    """A field that an older format may lack: its default then (but a present bad value fails)."""
+    return read(data[name]) if name in data else default
 
 
 def _text(value: Any) -> str:
@@ -107,3 +127,15 @@ def _number(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"expected a whole number, got {type(value).__name__}")
     return value
+
+
+def _texts(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    return {_text(k): _text(v) for k, v in value.items()}
+
+
+def _numbers(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    return {_text(k): _number(v) for k, v in value.items()}

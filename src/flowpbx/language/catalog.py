@@ -76,6 +76,29 @@ def _config(flow: Flow, lookup: Callable[[str], str | None]) -> tuple[dict[str, 
     return values, problems
 
 
+def _load(path: Path, lookup: Callable[[str], str | None]) -> tuple[LoadedFlow, list[str]]:
+    """A flow file with its config values, and what is wrong with them; FlowError if the
+    flow itself is invalid."""
+    raw = path.read_bytes()
+    report = check_bytes(raw, str(path))
+    if report.flow is None:
+        raise FlowError(report.problems)
+    config, config_problems = _config(report.flow, lookup)
+    # Calls remember the version of the text that was checked, not a later read of it.
+    version = hashlib.sha256(raw).hexdigest()[:12]
+    return LoadedFlow(report.flow, version, config), config_problems
+
+
+def load_one(path: Path, lookup: Callable[[str], str | None]) -> FlowCatalog:
+    """A catalog of the one flow in `path` (for running it alone, as `flowpbx simulate` does)."""
+    if not path.is_file():
+        raise CatalogError(f"no flow file {path}")
+    loaded, found = _load(path, lookup)
+    if found:
+        raise CatalogError(f"cannot run {path}:\n  " + "\n  ".join(map(str, found)))
+    return FlowCatalog({loaded.flow.name: loaded}, {}, loaded.flow.name)
+
+
 def load_catalog(
     flows_dir: Path,
     *,
@@ -98,20 +121,16 @@ def load_catalog(
     invalid: list[Problem] = []
     problems: list[str] = []
     for path in files:
-        raw = path.read_bytes()
-        report = check_bytes(raw, str(path))
-        if report.flow is None:
-            invalid.extend(report.problems)
+        try:
+            loaded, found = _load(path, lookup)
+        except FlowError as exc:
+            invalid.extend(exc.problems)
             continue
-        flow = report.flow
-        if flow.name in flows:
-            problems.append(f"{path}: flow name '{flow.name}' is used by two files")
+        if loaded.flow.name in flows:
+            problems.append(f"{path}: flow name '{loaded.flow.name}' is used by two files")
             continue
-        config, config_problems = _config(flow, lookup)
-        problems.extend(f"{path}: {problem}" for problem in config_problems)
-        # Calls remember the version of the text that was checked, not a later read of it.
-        version = hashlib.sha256(raw).hexdigest()[:12]
-        flows[flow.name] = LoadedFlow(flow, version, config)
+        problems.extend(f"{path}: {problem}" for problem in found)
+        flows[loaded.flow.name] = loaded
     if invalid:
         raise FlowError(invalid)
     default = default or numbers.get(phone_number, "")

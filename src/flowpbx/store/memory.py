@@ -1,46 +1,97 @@
-"""Call state in this process: for one process only (no Redis configured) and for tests."""
+"""Call state in this process: for one process only (no Redis configured) and for tests.
+
+It behaves like the Redis store, JSON included, and keeps each step's call events in a
+bounded list in the order they were saved.
+"""
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from flowpbx.engine.state import CallState
+from flowpbx.engine.call_events import StepRecord
+from flowpbx.engine.state import CallState, StateError
+from flowpbx.store import CorruptState, StoredCall
+
+DEFAULT_RECORDS = 100_000
+
+
+@dataclass(slots=True)
+class _Entry:
+    revision: int
+    state: str
+    reply: str
+    first: str
+    expires: float
 
 
 class MemoryCallStore:
-    """A dict of JSON call states with expiry, behaving like the Redis store."""
+    """A dict of JSON call states with expiry, and a list of step records."""
 
-    def __init__(self, ttl: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl: int,
+        clock: Callable[[], float] = time.monotonic,
+        max_records: int = DEFAULT_RECORDS,
+    ) -> None:
         self.ttl = ttl
         self.clock = clock
-        self._calls: dict[str, tuple[int, str, float]] = {}
+        self._calls: dict[str, _Entry] = {}
+        self.records: deque[StepRecord] = deque(maxlen=max_records)
+        """Every step's call events, oldest first (the oldest go once `max_records` is passed)."""
 
-    async def get(self, call_sid: str) -> tuple[CallState | None, int]:
+    def _live(self, call_sid: str) -> _Entry | None:
         entry = self._calls.get(call_sid)
-        if entry is None or entry[2] <= self.clock():
-            self._calls.pop(call_sid, None)
-            return None, 0
-        return CallState.from_json(entry[1]), entry[0]
+        if entry is not None and entry.expires <= self.clock():
+            del self._calls[call_sid]
+            return None
+        return entry
 
-    async def put(self, state: CallState, revision: int) -> bool:
+    async def load(self, call_sid: str, *, seq: int | None = None) -> StoredCall | None:  # noqa: ARG002
+        entry = self._live(call_sid)
+        if entry is None:
+            return None
+        try:
+            state = CallState.from_json(entry.state)
+        except StateError as exc:
+            raise CorruptState(call_sid, entry.revision, str(exc)) from exc
+        return StoredCall(state=state, revision=entry.revision, reply=entry.reply)
+
+    async def save(
+        self, state: CallState, *, revision: int, reply: str, record: StepRecord | None
+    ) -> bool:
         # No await between the check and the write: atomic within the event loop.
-        entry = self._calls.get(state.call_sid)
-        current = entry[0] if entry and entry[2] > self.clock() else 0
-        if current != revision:
+        entry = self._live(state.call_sid)
+        if (entry.revision if entry else 0) != revision:
             return False
-        self._calls[state.call_sid] = (revision + 1, state.to_json(), self.clock() + self.ttl)
+        first = entry.first if entry and revision else reply
+        expires = self.clock() + self.ttl
+        self._calls[state.call_sid] = _Entry(revision + 1, state.to_json(), reply, first, expires)
+        if record is not None:
+            self.records.append(record)
         self._evict()
         return True
+
+    def put_raw(self, call_sid: str, state_json: str) -> None:
+        """Overwrite a call's stored state text as is (for tests of unreadable states)."""
+        entry = self._calls[call_sid]
+        entry.state = state_json
+
+    def forget(self, call_sid: str) -> None:
+        """Drop a call, as a store that lost its data would."""
+        self._calls.pop(call_sid, None)
 
     def _evict(self) -> None:
         if len(self._calls) % 1024 == 0:
             now = self.clock()
-            for sid in [sid for sid, (_, _, expiry) in self._calls.items() if expiry <= now]:
+            for sid in [sid for sid, entry in self._calls.items() if entry.expires <= now]:
                 del self._calls[sid]
 
-    def recent(self, call_sid: str) -> tuple[CallState, int] | None:  # noqa: ARG002
-        return None  # reading is free here
+    async def first_reply(self, call_sid: str) -> str | None:
+        entry = self._live(call_sid)
+        return entry.first if entry else None
 
     async def ping(self) -> bool:
         return True

@@ -106,11 +106,13 @@ def _append(response: VoiceResponse, action: Action, urls: Urls, seq: int | str)
         case Dial():
             response.append(_dial(action, urls, seq))
         case Enqueue():
+            # The wait URL names the enqueue node: a caller whose state is lost keeps waiting.
+            wait_url = f"{urls.route(Route.QUEUE_WAIT, seq)}&flow={action.flow}&node={action.node}"
             response.enqueue(
                 action.queue,
                 action=urls.route(Route.ENQUEUE, seq),
                 method="POST",
-                wait_url=urls.route(Route.QUEUE_WAIT, seq),
+                wait_url=wait_url,
                 wait_url_method="POST",
             )
         case Record():
@@ -156,6 +158,16 @@ def render(actions: Iterable[Action], urls: Urls, seq: int) -> str:
     """A TwiML document; webhook URLs carry `seq` so that replies match their step."""
     base = escape(urls.base, {'"': "&quot;"})
     return _template(tuple(actions)).replace(_BASE, base).replace(_SEQ, str(seq))
+
+
+@dataclass(frozen=True, slots=True)
+class TwimlRenderer:
+    """Renders the engine's actions as TwiML with webhook URLs under one base."""
+
+    urls: Urls
+
+    def __call__(self, actions: tuple[Action, ...], seq: int) -> str:
+        return render(actions, self.urls, seq)
 
 
 EMPTY = render((), Urls(""), 0)

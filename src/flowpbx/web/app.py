@@ -1,170 +1,77 @@
-"""The HTTP layer: parse, verify the Twilio signature, call the service, answer TwiML.
-
-Routes only translate. Any failure inside a voice webhook still answers TwiML with status 200;
-bad signatures get 403 and malformed parameters 400, with nothing executed.
-"""
+"""The flowpbx web application: routes only translate a request into a call to the service."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flowpbx.engine.actions import Route as CallRoute
-from flowpbx.engine.service import CallService
-from flowpbx.language.catalog import FlowCatalog
+from flowpbx.engine.events import Event
+from flowpbx.engine.service import Answer, CallService, Renderer
 from flowpbx.settings import Settings
-from flowpbx.store import CallStore
-from flowpbx.twilio import webhooks
-from flowpbx.twilio.twiml import CONTENT_TYPE, Urls
+from flowpbx.twilio import params
+from flowpbx.web.webhooks import Handler, Webhooks, error
 
-log = logging.getLogger("flowpbx.web.app")
-
-MAX_BODY = 64 * 1024
-
-Handler = Callable[[Request, Mapping[str, str], Urls], Awaitable[str]]
+log = logging.getLogger("flowpbx.web")
 
 
-async def _read_body(request: Request) -> bytes | None:
-    """The body, or None once it passes MAX_BODY (counted as it streams, chunked or not)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _step(parse: Callable[[Mapping[str, str]], Event], service: CallService) -> Handler:
+    """A webhook that answers a step: the call, the step it answers and its event."""
+
+    async def handle(
+        request: Request, fields: Mapping[str, str], renderer: Renderer | None
+    ) -> Answer:
+        seq = params.sequence(request.query_params)
+        event = parse(fields)
+        return await service.handle(params.new_call(fields), seq, event, renderer=renderer)
+
+    return handle
 
 
-def _error(status: int, error: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+def _wait(parse: Callable[[Mapping[str, str]], Event], service: CallService) -> Handler:
+    """A queue's wait webhook: also names the enqueue node, to keep a lost call waiting."""
+
+    async def handle(
+        request: Request, fields: Mapping[str, str], renderer: Renderer | None
+    ) -> Answer:
+        seq = params.sequence(request.query_params)
+        flow, node = params.wait_node(request.query_params)
+        call = params.new_call(fields, flow)
+        return await service.handle(call, seq, parse(fields), node=node, renderer=renderer)
+
+    return handle
 
 
-class Webhooks:
-    """The Twilio-facing endpoints of one service."""
-
-    def __init__(self, settings: Settings, service: CallService) -> None:
-        self.settings = settings
-        self.service = service
-        self.checker = webhooks.SignatureChecker(settings.twilio_auth_token)
-
-    async def _verified_form(self, request: Request) -> tuple[webhooks.Form, str] | Response:
-        body = await _read_body(request)
-        if body is None:
-            return _error(413, "body_too_large", f"webhook bodies are at most {MAX_BODY} bytes")
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if body and content_type != "application/x-www-form-urlencoded":
-            detail = f"expected application/x-www-form-urlencoded, got {content_type or 'none'}"
-            return _error(415, "unsupported_media_type", detail)
-        form = webhooks.parse_form(body)
-        if form is None:
-            return _error(400, "bad_parameters", "the body is not UTF-8 form data")
-        url = webhooks.public_url(
-            request, self.settings.public_base_url, self.settings.trusted_proxies
-        )
-        if not self.settings.skip_signature:
-            signature = request.headers.get(webhooks.SIGNATURE_HEADER, "")
-            if not self.checker.is_valid(url, form, signature):
-                log.warning(
-                    "rejected %s %r: %s X-Twilio-Signature (from %s, CallSid %r)",
-                    request.method,
-                    url,
-                    "bad" if signature else "missing",
-                    request.client.host if request.client else "?",
-                    form.get("CallSid", ["?"])[0],
-                )
-                return _error(403, "invalid_signature", "X-Twilio-Signature does not match")
-        return form, url
-
-    def voice(self, handle: Handler) -> Callable[[Request], Awaitable[Response]]:
-        """Wrap a TwiML handler: verify, parse, and never let an error become a 5xx."""
-
-        async def endpoint(request: Request) -> Response:
-            verified = await self._verified_form(request)
-            if isinstance(verified, Response):
-                return verified
-            form, url = verified
-            urls = Urls(webhooks.base_of(url, request.url.path))
-            fields = form.first
-            try:
-                xml = await handle(request, fields, urls)
-            except webhooks.BadWebhook as exc:
-                log.warning("bad webhook %s: %s", request.url.path, exc)
-                return _error(400, "bad_parameters", str(exc))
-            except Exception:
-                log.exception(
-                    "webhook %s failed (CallSid %r)", request.url.path, fields.get("CallSid")
-                )
-                xml = self.service.apology()
-            return Response(xml, media_type=CONTENT_TYPE)
-
-        return endpoint
-
-    def callback(self, name: str) -> Callable[[Request], Awaitable[Response]]:
-        """Status callbacks do not steer the call: verify, log, answer 204."""
-
-        async def endpoint(request: Request) -> Response:
-            verified = await self._verified_form(request)
-            if isinstance(verified, Response):
-                return verified
-            first = verified[0].first
-            fields = {
-                k: first[k]
-                for k in (
-                    "CallSid",
-                    "CallStatus",
-                    "RecordingSid",
-                    "RecordingStatus",
-                    "SequenceNumber",
-                )
-                if k in first
-            }
-            log.info("%s %r", name, fields)
-            return Response(status_code=204)
-
-        return endpoint
+async def _not_found(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 404
+    if status == 405:
+        return error(405, "method_not_allowed", f"{request.method} is not allowed here")
+    return error(404, "not_found", f"nothing at {request.url.path}")
 
 
-def create_app(
-    settings: Settings, catalog: FlowCatalog, store: CallStore, service: CallService | None = None
-) -> Starlette:
-    """The flowpbx web application."""
-    service = service or CallService(catalog, store, hours_override=settings.hours_override)
+def create_app(settings: Settings, service: CallService) -> Starlette:
+    """The web application around a call service."""
     hooks = Webhooks(settings, service)
+    store = service.store
 
-    async def incoming(request: Request, fields: Mapping[str, str], urls: Urls) -> str:
-        call = webhooks.call_params(fields)
-        return await service.incoming(call.call_sid, call.caller, call.called, urls)
-
-    def step(parse: Callable[[Mapping[str, str]], Any]) -> Handler:
-        async def handle(request: Request, fields: Mapping[str, str], urls: Urls) -> str:
-            sid = webhooks.call_sid(fields)
-            seq = webhooks.sequence(request.query_params)
-            return await service.event(sid, seq, parse(fields), urls)
-
-        return handle
-
-    async def queue_wait(request: Request, fields: Mapping[str, str], urls: Urls) -> str:
-        sid = webhooks.call_sid(fields)
-        return await service.queue_wait(sid, webhooks.queue_time(fields), urls)
-
-    async def queue_key(request: Request, fields: Mapping[str, str], urls: Urls) -> str:
-        sid = webhooks.call_sid(fields)
-        return await service.queue_key(sid, webhooks.keys_pressed(fields).digits, urls)
+    async def incoming(
+        request: Request, fields: Mapping[str, str], renderer: Renderer | None
+    ) -> Answer:
+        return await service.start(params.new_call(fields), renderer=renderer)
 
     async def health(request: Request) -> Response:
         store_ok = await store.ping()
         body = {
             "status": "ok" if store_ok else "degraded",
             "store": "redis" if settings.redis_url else "memory",
-            "flows": sorted(catalog.flows),
+            "flows": sorted(service.catalog.flows),
         }
         return JSONResponse(body, status_code=200 if store_ok else 503)
 
@@ -185,21 +92,32 @@ def create_app(
         yield
         await store.aclose()
 
-    calls = "/api/calls/"
+    steps = {
+        CallRoute.GATHER: _step(params.keys_pressed, service),
+        CallRoute.DIAL: _step(params.dial_ended, service),
+        CallRoute.ENQUEUE: _step(params.queue_left, service),
+        CallRoute.RECORD: _step(params.recording_ended, service),
+        CallRoute.QUEUE_WAIT: _wait(params.queue_wait_tick, service),
+        CallRoute.QUEUE_KEY: _wait(params.queue_keys_pressed, service),
+    }
     routes = [
         Route("/api/calls/incoming", hooks.voice(incoming), methods=["POST"]),
-        Route(calls + CallRoute.GATHER, hooks.voice(step(webhooks.keys_pressed)), methods=["POST"]),
-        Route(calls + CallRoute.DIAL, hooks.voice(step(webhooks.dial_ended)), methods=["POST"]),
-        Route(calls + CallRoute.ENQUEUE, hooks.voice(step(webhooks.queue_left)), methods=["POST"]),
-        Route(
-            calls + CallRoute.RECORD, hooks.voice(step(webhooks.recording_ended)), methods=["POST"]
+        *(
+            Route(f"/api/calls/{route}", hooks.voice(handle), methods=["POST"])
+            for route, handle in steps.items()
         ),
-        Route(calls + CallRoute.QUEUE_WAIT, hooks.voice(queue_wait), methods=["POST"]),
-        Route(calls + CallRoute.QUEUE_KEY, hooks.voice(queue_key), methods=["POST"]),
         Route("/api/webhooks/call-status", hooks.callback("call-status"), methods=["POST"]),
         Route(
             "/api/webhooks/recording-status", hooks.callback("recording-status"), methods=["POST"]
         ),
         Route("/health", health, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: _not_found, 405: _not_found},
+    )
+    # A redirect to the path with(out) a slash would be built from the Host header, before
+    # any signature is checked: unknown paths get a plain 404 instead.
+    app.router.redirect_slashes = False
+    return app

@@ -1,18 +1,11 @@
-"""Webhook parameters and signatures, checked with the twilio library's own signing."""
+"""Webhook signatures and forms, checked with the twilio library's own signing."""
 
 from __future__ import annotations
 
 import pytest
 from twilio.request_validator import RequestValidator
 
-from flowpbx.twilio.webhooks import (
-    BadWebhook,
-    Form,
-    SignatureChecker,
-    call_params,
-    parse_form,
-    sequence,
-)
+from flowpbx.twilio.signature import Form, SignatureChecker, parse_form
 
 TOKEN = "12345"
 URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
@@ -70,27 +63,3 @@ def test_parse_form_rejects_bytes_that_are_not_utf8() -> None:
     assert parse_form(b"From=%C3%B1") == {"From": ["ñ"]}
     assert parse_form(b"From=%FF") is None
     assert parse_form(b"From=\xff") is None
-
-
-@pytest.mark.parametrize(
-    ("fields", "field"),
-    [
-        pytest.param({}, "CallSid", id="missing"),
-        pytest.param({"CallSid": "CA123"}, "CallSid", id="short"),
-        pytest.param({"CallSid": "CA" + "a" * 32 + "\n"}, "CallSid", id="newline"),
-        pytest.param({"CallSid": "CA" + "a" * 32, "From": "+34\x00"}, "From", id="control"),
-    ],
-)
-def test_call_params_rejects_malformed(fields: dict[str, str], field: str) -> None:
-    """Malformed call parameters name the field."""
-    with pytest.raises(BadWebhook) as caught:
-        call_params(fields)
-    assert caught.value.field == field
-
-
-@pytest.mark.parametrize("value", ["", "abc", "²", "١", "1" * 10, "-1", "1\n"])
-def test_sequence_accepts_only_ascii_digits(value: str) -> None:
-    """The step number in the URL is 1-9 ASCII digits."""
-    with pytest.raises(BadWebhook):
-        sequence({"seq": value})
-    assert sequence({"seq": "42"}) == 42

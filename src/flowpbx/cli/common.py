@@ -1,0 +1,17 @@
+"""What the commands share: exit codes and failing with a message."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+
+
+def fail(message: str, code: int) -> None:
+    """Print `message` on stderr and exit with `code`."""
+    click.echo(message, err=True)
+    sys.exit(code)

@@ -1,0 +1,57 @@
+"""`flowpbx serve`: the webhook server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from flowpbx.cli.common import EXIT_PROBLEMS, EXIT_USAGE, fail
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on (default HOST or 0.0.0.0).")
+@click.option("--port", type=int, default=None, help="Port (default PORT or 3020).")
+@click.option(
+    "--flows",
+    "flows_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of flow files (default FLOWPBX_FLOWS_DIR or flows/).",
+)
+def serve(host: str | None, port: int | None, flows_dir: Path | None) -> None:
+    """Run the webhook server (Twilio's Voice URL is /api/calls/incoming)."""
+    import asyncio
+    import dataclasses
+    import logging
+
+    import uvicorn
+
+    from flowpbx.app import build_app, check_store
+    from flowpbx.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        fail(str(exc), EXIT_USAGE)
+        return
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if flows_dir is not None:
+        overrides["flows_dir"] = flows_dir
+    settings = dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(check_store(settings))
+        app = build_app(settings)
+    except Exception as exc:
+        fail(f"flowpbx cannot start: {exc}", EXIT_PROBLEMS)
+        return
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level="warning", proxy_headers=False
+    )

@@ -1,0 +1,163 @@
+"""The only module that knows Twilio's webhook parameters: their names, their formats, and
+the strings Twilio reports, mapped here, in one place, to the engine's own events and enums."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from flowpbx.engine.events import (
+    DialEnded,
+    DialResult,
+    Direction,
+    KeysPressed,
+    NewCall,
+    QueueKeysPressed,
+    QueueLeft,
+    QueueResult,
+    QueueWaitTick,
+    RecordingEnded,
+)
+from flowpbx.errors import FlowpbxError
+
+_CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
+_DIGITS = re.compile(r"[0-9*#]*")
+"""Keys: as many as Twilio sends (an input without max_digits takes any length)."""
+_PARTY = re.compile(r"[^\x00-\x1f\x7f]{0,256}")
+_STATUS = re.compile(r"[a-z-]{1,32}")
+_SECONDS = re.compile(r"[0-9]{1,9}")
+_DURATION = re.compile(r"-?[0-9]{1,9}")
+_RECORDING_URL = re.compile(r"(https?://[^\s\x00-\x1f\x7f]{1,2000})?")
+_SEQ = re.compile(r"[0-9]{1,9}")
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+
+DIAL_RESULTS: Mapping[str, DialResult] = MappingProxyType(
+    {
+        "completed": DialResult.ANSWERED,
+        "answered": DialResult.ANSWERED,  # a <Dial><Conference> that was joined
+        "busy": DialResult.BUSY,
+        "no-answer": DialResult.NO_ANSWER,
+        "failed": DialResult.FAILED,
+        "canceled": DialResult.CANCELED,
+    }
+)
+"""DialCallStatus; anything else Twilio may add later counts as failed."""
+
+QUEUE_RESULTS: Mapping[str, QueueResult] = MappingProxyType(
+    {
+        "bridged": QueueResult.BRIDGED,
+        "bridging-in-process": QueueResult.BRIDGING,
+        "redirected": QueueResult.REDIRECTED,
+        "redirected-from-bridged": QueueResult.REDIRECTED,
+        "hangup": QueueResult.HANGUP,
+        "leave": QueueResult.LEAVE,
+        "queue-full": QueueResult.FULL,
+        "error": QueueResult.ERROR,
+        "system-error": QueueResult.ERROR,
+    }
+)
+"""QueueResult; anything else counts as an error of the queue."""
+
+DIRECTIONS: Mapping[str, Direction] = MappingProxyType(
+    {
+        "inbound": Direction.INBOUND,
+        "outbound-api": Direction.OUTBOUND,
+        "outbound-dial": Direction.OUTBOUND,
+    }
+)
+
+
+class BadWebhook(FlowpbxError):
+    """Parameters that are missing or malformed: answered 400, nothing executed."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+def _one(form: Mapping[str, str], name: str, pattern: re.Pattern[str], default: str | None) -> str:
+    value = form.get(name)
+    if value is None:
+        if default is None:
+            raise BadWebhook(name, "missing")
+        return default
+    if not pattern.fullmatch(value):
+        raise BadWebhook(name, f"malformed value {value[:40]!r}")
+    return value
+
+
+def call_sid(form: Mapping[str, str]) -> str:
+    return _one(form, "CallSid", _CALL_SID, None)
+
+
+def call_sid_for_log(form: Mapping[str, str]) -> str:
+    """The CallSid as sent, for a log line about a request that was not accepted."""
+    return form.get("CallSid", "?")[:40]
+
+
+def new_call(form: Mapping[str, str], flow: str | None = None) -> NewCall:
+    """The call a webhook belongs to: its CallSid, who calls (From), the number called (To)."""
+    direction = DIRECTIONS.get(form.get("Direction", "inbound"), Direction.INBOUND)
+    return NewCall(
+        call_sid=call_sid(form),
+        caller=_one(form, "From", _PARTY, ""),
+        called=_one(form, "To", _PARTY, ""),
+        direction=direction,
+        flow=flow,
+    )
+
+
+def sequence(query: Mapping[str, str]) -> int:
+    """The step a webhook answers, from the `seq` flowpbx put in its URL."""
+    value = query.get("seq", "")
+    if not _SEQ.fullmatch(value):
+        raise BadWebhook("seq", f"expected the step number flowpbx put in the URL, got {value!r}")
+    return int(value)
+
+
+def wait_node(query: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The flow and enqueue node a queue's wait URL names (None when it names none)."""
+    flow, node = query.get("flow"), query.get("node")
+    if flow is not None and not _NAME.fullmatch(flow):
+        raise BadWebhook("flow", f"malformed value {flow[:40]!r}")
+    if node is not None and not _NAME.fullmatch(node):
+        raise BadWebhook("node", f"malformed value {node[:40]!r}")
+    return flow, node
+
+
+def keys_pressed(form: Mapping[str, str]) -> KeysPressed:
+    return KeysPressed(digits=_one(form, "Digits", _DIGITS, ""))
+
+
+def dial_ended(form: Mapping[str, str]) -> DialEnded:
+    status = _one(form, "DialCallStatus", _STATUS, None)
+    duration = int(_one(form, "DialCallDuration", _SECONDS, "0"))
+    return DialEnded(result=DIAL_RESULTS.get(status, DialResult.FAILED), duration=duration)
+
+
+def queue_left(form: Mapping[str, str]) -> QueueLeft:
+    result = _one(form, "QueueResult", _STATUS, None)
+    waited = int(_one(form, "QueueTime", _SECONDS, "0"))
+    return QueueLeft(result=QUEUE_RESULTS.get(result, QueueResult.ERROR), waited=waited)
+
+
+def queue_wait_tick(form: Mapping[str, str]) -> QueueWaitTick:
+    return QueueWaitTick(waited=int(_one(form, "QueueTime", _SECONDS, "0")))
+
+
+def queue_keys_pressed(form: Mapping[str, str]) -> QueueKeysPressed:
+    return QueueKeysPressed(digits=_one(form, "Digits", _DIGITS, ""))
+
+
+def recording_ended(form: Mapping[str, str]) -> RecordingEnded:
+    url = _one(form, "RecordingUrl", _RECORDING_URL, "")
+    duration = _one(form, "RecordingDuration", _DURATION, "0")
+    return RecordingEnded(url=url, duration=max(0, int(duration)))
+
+
+def callback_summary(form: Mapping[str, str]) -> dict[str, str]:
+    """The fields of a status callback worth a log line."""
+    names = ("CallSid", "CallStatus", "RecordingSid", "RecordingStatus", "SequenceNumber")
+    return {name: form[name][:64] for name in names if name in form}

@@ -1,0 +1,128 @@
+"""Twilio-facing endpoints: read the body, verify the signature, call the engine's service.
+
+Any failure inside a voice webhook still answers TwiML with status 200; bad signatures get 403
+and malformed parameters 400, with nothing executed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from flowpbx.engine.service import Answer, CallService, Renderer
+from flowpbx.settings import Settings
+from flowpbx.twilio import params
+from flowpbx.twilio.signature import (
+    SIGNATURE_HEADER,
+    Form,
+    SignatureChecker,
+    base_of,
+    parse_form,
+    public_url,
+)
+from flowpbx.twilio.twiml import CONTENT_TYPE, TwimlRenderer, Urls
+
+log = logging.getLogger("flowpbx.web")
+
+MAX_BODY = 64 * 1024
+
+Handler = Callable[[Request, Mapping[str, str], Renderer | None], Awaitable[Answer]]
+
+
+def error(status: int, code: str, detail: str) -> JSONResponse:
+    """The one JSON error form: {"error": code, "detail": text}."""
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The body, or None once it passes MAX_BODY (counted as it streams, chunked or not)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Webhooks:
+    """Wraps handlers with what every Twilio webhook needs."""
+
+    def __init__(self, settings: Settings, service: CallService) -> None:
+        self.settings = settings
+        self.service = service
+        self.checker = SignatureChecker(settings.twilio_auth_token)
+
+    async def _verified_form(self, request: Request) -> tuple[Form, str] | Response:
+        body = await _read_body(request)
+        if body is None:
+            return error(413, "body_too_large", f"webhook bodies are at most {MAX_BODY} bytes")
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if body and content_type != "application/x-www-form-urlencoded":
+            detail = f"expected application/x-www-form-urlencoded, got {content_type or 'none'}"
+            return error(415, "unsupported_media_type", detail)
+        form = parse_form(body)
+        if form is None:
+            return error(400, "bad_parameters", "the body is not UTF-8 form data")
+        url = public_url(request, self.settings.public_base_url, self.settings.trusted_proxies)
+        if not self.settings.skip_signature:
+            signature = request.headers.get(SIGNATURE_HEADER, "")
+            if not self.checker.is_valid(url, form, signature):
+                log.warning(
+                    "rejected %s %r: %s X-Twilio-Signature (from %s, CallSid %r)",
+                    request.method,
+                    url,
+                    "bad" if signature else "missing",
+                    request.client.host if request.client else "?",
+                    params.call_sid_for_log(form.first),
+                )
+                return error(403, "invalid_signature", "X-Twilio-Signature does not match")
+        return form, url
+
+    def _renderer(self, url: str, path: str) -> Renderer | None:
+        """Without PUBLIC_BASE_URL, webhook URLs are built on the address this request came to."""
+        if self.settings.public_base_url:
+            return None
+        return TwimlRenderer(Urls(base_of(url, path)))
+
+    def voice(self, handle: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """Wrap a TwiML handler: verify, parse, and never let an error become a 5xx."""
+
+        async def endpoint(request: Request) -> Response:
+            verified = await self._verified_form(request)
+            if isinstance(verified, Response):
+                return verified
+            form, url = verified
+            fields = form.first
+            renderer = self._renderer(url, request.url.path)
+            try:
+                xml = (await handle(request, fields, renderer)).reply
+            except params.BadWebhook as exc:
+                log.warning("bad webhook %s: %s", request.url.path, exc)
+                return error(400, "bad_parameters", str(exc))
+            except Exception:
+                log.exception(
+                    "webhook %s failed (CallSid %r)",
+                    request.url.path,
+                    params.call_sid_for_log(fields),
+                )
+                xml = self.service.apology(renderer=renderer)
+            return Response(xml, media_type=CONTENT_TYPE)
+
+        return endpoint
+
+    def callback(self, name: str) -> Callable[[Request], Awaitable[Response]]:
+        """Status callbacks do not steer the call: verify, log, answer 204."""
+
+        async def endpoint(request: Request) -> Response:
+            verified = await self._verified_form(request)
+            if isinstance(verified, Response):
+                return verified
+            log.info("%s %r", name, params.callback_summary(verified[0].first))
+            return Response(status_code=204)
+
+        return endpoint

@@ -1,0 +1,252 @@
+"""`flowpbx simulate` through its command line: scripted and interactive calls to the Spanish
+menu, the clock, bad answers, and the same call events as the same call over signed webhooks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+from click.testing import CliRunner, Result
+
+from conftest import FLOWS
+from flowpbx.app import build_service, catalog_from
+from flowpbx.cli import main
+from flowpbx.engine.call_events import StepRecord, to_dict
+from flowpbx.settings import Settings
+from flowpbx.store.redis import EVENT_SHARDS, RedisCallStore, stream_key
+from flowpbx.web.app import create_app
+from servers import RedisServer, redis_server
+from twilio_fake import BASE_URL, TestClient, TwilioDriver, call_sid
+
+SEGUROS = str(FLOWS / "seguros.yaml")
+OPEN = "2026-11-24 10:00"
+CLOSED = "2026-11-24 21:00"
+CHRISTMAS = "2026-12-25 10:00"
+MENU = (
+    "Para seguros de vida, pulse 1. Para seguros de salud, pulse 2. Para seguros de hogar, "
+    "pulse 3. Para seguros de automóvil, pulse 4. Para hablar con un agente, pulse 9."
+)
+
+
+def simulate(*args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(main, ["simulate", *args], input=input)
+
+
+def test_simulate_scripted_parte_walk_shows_what_is_heard_path_and_events() -> None:
+    """4 (automóvil), 1 (parte), the policy number, nobody answers, a message: every step shows
+    its nodes, what the caller hears in Lucia's voice, and its call events."""
+    result = simulate(SEGUROS, "--at", OPEN, "--digits", "4,1,12345678,no-answer,message")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1] == "call from +34600000000 to +34910000000, Tuesday 2026-11-24 10:00 CET"
+    assert "step 1: horario > bienvenida > menu_principal" in lines
+    assert "  says (Polly.Lucia, es-ES): Bienvenido a Seguros." in lines
+    assert f"  says (Polly.Lucia, es-ES): {MENU}" in lines
+    assert "keys? (options 1, 2, 3, 4, 9; 5 s; - or Enter = silence) 4" in lines
+    assert "  - option_chosen: node=menu_principal, key=4, target=automovil" in lines
+    assert "keys? (digits, then #; 5 s; - or Enter = silence) 12345678" in lines
+    assert "step 4: parte > llamar_partes" in lines
+    assert "  dials: +34912345674 (up to 25 s, recorded)" in lines
+    assert (
+        "  - input_collected: node=pedir_poliza, variable=numero_poliza, digits=12345678" in lines
+    )
+    assert "dial ends: answered, busy, no-answer or failed? no-answer" in lines
+    assert "  - dial_finished: node=llamar_partes, result=no-answer, duration=0" in lines
+    assert "  records a message after a beep (up to 120 s)" in lines
+    assert "  says (Polly.Lucia, es-ES): Gracias por llamar a Seguros. Adiós." in lines
+    assert lines[-1] == "call ended: hangup at 'despedida'"
+
+
+def test_simulate_output_is_the_same_every_run() -> None:
+    """The same script and clock print the same text, byte for byte (diffable)."""
+    args = (SEGUROS, "--at", OPEN, "--digits", "7,-,2,busy,silence")
+    first, second = simulate(*args), simulate(*args)
+    assert first.exit_code == second.exit_code == 0
+    assert first.output == second.output
+
+
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        pytest.param(CLOSED, "step 1: horario > cerrado > buzon_general", id="after-hours"),
+        pytest.param(CHRISTMAS, "step 1: horario > cerrado > buzon_general", id="holiday"),
+        pytest.param("2026-12-24 13:59", "step 1: horario > bienvenida > menu_principal", id="eve"),
+        pytest.param("2026-12-24 14:00", "step 1: horario > cerrado > buzon_general", id="eve-pm"),
+    ],
+)
+def test_simulate_clock_chooses_the_hours_branch(at: str, expected: str) -> None:
+    """--at sets the clock in the flow's time zone: closed hours and holidays go to voicemail."""
+    result = simulate(SEGUROS, "--at", at, "--digits", "silence", "--no-events")
+    assert result.exit_code == 0, result.output
+    assert expected in result.output.splitlines()
+
+
+def test_simulate_closed_hours_voicemail_then_goodbye() -> None:
+    """Out of hours the caller hears the hours, leaves a message, and the call ends."""
+    result = simulate(SEGUROS, "--at", CLOSED, "--digits", "message")
+    assert result.exit_code == 0, result.output
+    assert "Nuestro horario de atención es de lunes a viernes" in result.output
+    assert "voicemail: message or silence? message" in result.output
+    assert "  - recording_made: node=buzon_general" in result.output
+    assert result.output.splitlines()[-1] == "call ended: hangup at 'despedida'"
+
+
+def test_simulate_at_with_offset_is_taken_as_written() -> None:
+    """A clock with an offset is that instant: 09:00 UTC is 10:00 in Madrid, open."""
+    result = simulate(SEGUROS, "--at", "2026-11-24T09:00:00+00:00", "--digits", "-", "--no-events")
+    assert "step 1: horario > bienvenida > menu_principal" in result.output
+
+
+def test_simulate_queue_hold_music_then_timeout() -> None:
+    """9 queues the caller with hold music; waiting max_wait takes them to voicemail."""
+    result = simulate(SEGUROS, "--at", OPEN, "--digits", "9,timeout,silence", "--no-events")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    music = "  plays: http://com.twilio.music.classical.s3.amazonaws.com/BusyStrings.mp3"
+    assert music in lines
+    assert "in the queue: agent, hangup, timeout, full, error? timeout" in lines
+    assert "  (the caller waits 600 s in the queue)" in lines
+    assert "step 3: buzon_general" in lines
+
+
+def test_simulate_queue_agent_answers() -> None:
+    """An agent taking the call ends the flow, with the queue's exit reason."""
+    result = simulate(SEGUROS, "--at", OPEN, "--digits", "9,agent")
+    assert result.exit_code == 0, result.output
+    assert "  - queue_exited: node=agente, queue=general-queue, reason=agent, waited=0" in (
+        result.output.splitlines()
+    )
+    assert result.output.splitlines()[-1] == "call ended: agent at 'agente'"
+
+
+def test_simulate_interactive_asks_and_reprompts_on_a_bad_answer() -> None:
+    """Without --digits the questions are asked; Enter is silence; a bad answer asks again."""
+    result = simulate(SEGUROS, "--at", OPEN, "--no-events", input="\n2\nmaybe\nbusy\nsilence\n")
+    assert result.exit_code == 0, result.output
+    assert "No hemos recibido ninguna opción." in result.output
+    assert "Ha elegido seguros de salud." in result.output
+    assert "'maybe': the dial ends answered, busy, no-answer, failed" in result.output
+    assert "departamento de salud no puede atenderle" in result.output
+    assert result.output.splitlines()[-1] == "call ended: hangup at 'despedida'"
+
+
+def test_simulate_script_that_ends_early_says_where_the_call_waits() -> None:
+    """A script shorter than the call stops and says where the call waits."""
+    result = simulate(SEGUROS, "--at", OPEN, "--digits", "4", "--no-events")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "script ended: the call waits at 'automovil' (keys)"
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        pytest.param("1,maybe", "'maybe': the dial ends answered", id="dial"),
+        pytest.param("abc", "'abc' are not keys", id="keys"),
+        pytest.param("9,timeout,sing", "'sing': say message or silence", id="voicemail"),
+    ],
+)
+def test_simulate_script_answer_that_does_not_fit_is_a_usage_error(
+    script: str, message: str
+) -> None:
+    """A scripted answer that does not fit the question stops with exit 2, naming the step."""
+    result = simulate(SEGUROS, "--at", OPEN, "--digits", script, "--no-events")
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_simulate_finds_a_flow_by_name_in_the_flows_folder() -> None:
+    """FLOW may be a flow's name, looked up in --flows."""
+    result = simulate("seguros", "--flows", str(FLOWS), "--at", OPEN, "--digits", "-")
+    assert result.exit_code == 0, result.output
+    assert "flow seguros (" in result.output
+
+
+def test_simulate_unknown_flow_is_a_usage_error(tmp_path: Path) -> None:
+    """A name with no flow file says where it looked."""
+    result = simulate("ventas", "--flows", str(tmp_path))
+    assert result.exit_code == 2
+    assert f"no flow 'ventas': expected a file, or {tmp_path}/ventas.yaml" in result.output
+
+
+def test_simulate_invalid_flow_reports_its_problems(tmp_path: Path) -> None:
+    """An invalid flow is reported as `flowpbx validate` reports it, exit 1."""
+    broken = tmp_path / "roto.yaml"
+    broken.write_text(
+        (FLOWS / "seguros.yaml").read_text("utf-8").replace("9: agente_aviso", "9: agentes"),
+        encoding="utf-8",
+    )
+    result = simulate(str(broken), "--digits", "-")
+    assert result.exit_code == 1
+    assert f"{broken}:" in result.output
+    assert "'agentes', which does not exist (did you mean 'agente'?)" in result.output
+
+
+def test_simulate_bad_clock_is_a_usage_error() -> None:
+    """--at that is not a date and time says how to write one."""
+    result = simulate(SEGUROS, "--at", "tomorrow", "--digits", "-")
+    assert result.exit_code == 2
+    assert "write it like '2026-12-25 10:00'" in result.output
+
+
+def test_simulate_json_needs_a_script() -> None:
+    """JSON output is for scripted calls."""
+    result = simulate(SEGUROS, "--format", "json")
+    assert result.exit_code == 2
+    assert "--format json plays a scripted call" in result.output
+
+
+# --- The same call over signed webhooks produces the same events ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_db() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+def _webhook_events(redis_db: RedisServer, when: dt.datetime, sid: str) -> list[dict[str, Any]]:
+    """Walk 4, 1, the policy number, no answer, a message over signed webhooks; the call
+    events Redis holds for the call, in order."""
+    client = redis.Redis(host=redis_db.host, port=redis_db.port)
+    client.flushdb()
+    settings = Settings(
+        twilio_auth_token="t", flows_dir=FLOWS, redis_host=redis_db.host, redis_port=redis_db.port
+    )
+    catalog = catalog_from(settings, env_file=None)
+    store = RedisCallStore.from_url(redis_db.url, 600)
+    app = create_app(settings, build_service(settings, catalog, store, clock=lambda: when))
+    with TestClient(app, base_url=BASE_URL) as test_client:
+        call = TwilioDriver(test_client, "t")
+        call.start(sid, "+34600000000", "+34910000000")
+        call.press("4")
+        call.press("1")
+        call.press("12345678#")
+        call.dial_result("no-answer")
+        call.record("https://simulated.flowpbx.invalid/recordings/RE0001.wav", 15)
+    records: list[StepRecord] = []
+    for shard in range(EVENT_SHARDS):
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(stream_key(shard))  # type: ignore[assignment]
+        records.extend(StepRecord.from_json(fields[b"record"]) for _, fields in entries)
+    client.close()
+    assert {r.call_sid for r in records} == {sid}
+    return [to_dict(e) for r in sorted(records, key=lambda r: r.revision) for e in r.events]
+
+
+def test_simulated_and_webhook_calls_emit_the_same_events(redis_db: RedisServer) -> None:
+    """The Spanish menu walked by `flowpbx simulate --digits` and by signed webhooks on a real
+    Redis produces the same call events, in the same order."""
+    result = simulate(
+        SEGUROS, "--at", OPEN, "--digits", "4,1,12345678,no-answer,message", "--format", "json"
+    )
+    assert result.exit_code == 0, result.output
+    simulated = [e for s in json.loads(result.output)["steps"] for e in s["events"]]
+    when = dt.datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("Europe/Madrid"))
+    assert simulated == _webhook_events(redis_db, when, call_sid(7001))
+    assert simulated[0]["type"] == "call_started"
+    assert simulated[-1] == {"type": "call_ended", "node": "despedida", "how": "hangup"}
