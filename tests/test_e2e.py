@@ -1145,3 +1145,11 @@ def test_fake_check_reply_accepts_good_twiml() -> None:
     assert reply.names == ("Gather",)
     assert reply.says == ("Hola.",)
     assert reply.seq == 4
+
+
+def test_unknown_path_and_wrong_method_answer_json(call: TwilioDriver) -> None:
+    """A path flowpbx does not serve gets a JSON 404, a GET to a webhook a JSON 405."""
+    missing = call.client.post("/api/calls/nowhere", data={})
+    assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
+    wrong = call.client.get("/api/calls/incoming")
+    assert (wrong.status_code, wrong.json()["error"]) == (405, "method_not_allowed")

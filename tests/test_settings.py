@@ -128,3 +128,23 @@ def test_settings_repr_hides_secrets() -> None:
     text = repr(Settings.from_env(env, env_file=None))
     assert "tok-secret" not in text
     assert "redis-secret" not in text
+
+
+def test_settings_store_retry_and_event_limits() -> None:
+    """The store's retry time and the call-event backlog are read, with defaults and bounds."""
+    defaults = Settings.from_env({"TWILIO_AUTH_TOKEN": "t"}, env_file=None)
+    assert (defaults.store_retry_seconds, defaults.events_max) == (5, 100_000)
+    env = {
+        "TWILIO_AUTH_TOKEN": "t",
+        "FLOWPBX_STORE_RETRY_SECONDS": "2",
+        "FLOWPBX_EVENTS_MAX": "5000",
+    }
+    chosen = Settings.from_env(env, env_file=None)
+    assert (chosen.store_retry_seconds, chosen.events_max) == (2, 5000)
+    bad = {"TWILIO_AUTH_TOKEN": "t", "FLOWPBX_STORE_RETRY_SECONDS": "30", "FLOWPBX_EVENTS_MAX": "9"}
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(bad, env_file=None)
+    assert caught.value.problems == [
+        "FLOWPBX_STORE_RETRY_SECONDS=30 is out of range: expected 0 to 10",
+        "FLOWPBX_EVENTS_MAX=9 is out of range: expected 1000 to 10000000",
+    ]

@@ -202,7 +202,7 @@ async def _run(simulator: Simulator, script: list[str] | None, output: _Output) 
             answer = script.pop(0)
             output.line(f"{question} {answer}")
         else:
-            answer = click.prompt(question, default="-", show_default=False)
+            answer = click.prompt(question, default="-", show_default=False, prompt_suffix=" ")
         try:
             turns: list[Turn] = await simulator.answer(answer)
         except SimulationError as exc:
