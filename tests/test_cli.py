@@ -107,7 +107,8 @@ def test_validate_folder_finds_nested_flows(tmp_path: Path) -> None:
     """A folder is searched recursively for .yaml and .yml files."""
     (tmp_path / "a" / "b").mkdir(parents=True)
     shutil.copy(SEGUROS, tmp_path / "a" / "uno.yaml")
-    shutil.copy(SEGUROS, tmp_path / "a" / "b" / "dos.yml")
+    text = SEGUROS.read_text("utf-8").replace("name: seguros\n", "name: seguros-dos\n")
+    (tmp_path / "a" / "b" / "dos.yml").write_text(text, "utf-8")
     (tmp_path / "notas.txt").write_text("not a flow", "utf-8")
     code, output = _validate(str(tmp_path))
     assert (code, output.strip()) == (0, "2 flows valid, 0 warnings")
@@ -133,3 +134,17 @@ def test_validate_empty_folder_is_usage_error(tmp_path: Path) -> None:
     code, output = _validate(str(tmp_path))
     assert code == 2
     assert "no flow files" in output
+
+
+def test_validate_two_files_with_one_flow_name_fails(tmp_path: Path) -> None:
+    """A copy of a flow that keeps its name fails validation (the service would not start),
+    naming both files and the line of the duplicate `name:`."""
+    shutil.copy(SEGUROS, tmp_path / "seguros.yaml")
+    shutil.copy(SEGUROS, tmp_path / "copia.yaml")
+    code, output = _validate(str(tmp_path))
+    assert code == 1
+    assert output.splitlines() == [
+        f"{tmp_path}/seguros.yaml:8:1: error: flow name 'seguros' is already used by "
+        f"{tmp_path}/copia.yaml; each flow needs its own name",
+        "2 flows checked: 1 invalid, 1 error, 0 warnings",
+    ]

@@ -760,12 +760,16 @@ def test_expired_call_recovers_to_the_fallback(call: TwilioDriver, rdb: redis.Re
     assert reply.has("Enqueue")
 
 
-def test_unknown_call_queue_wait_holds_on(call: TwilioDriver) -> None:
-    """A wait-URL request for a call with no state and no enqueue node named keeps the caller
-    in the queue (a pause, then the queue asks again), never <Leave/>."""
-    call.call_sid, call.from_, call.to = call_sid(102), CALLER, CALLED
+def test_unknown_call_queue_wait_holds_on(call: TwilioDriver, rdb: redis.Redis) -> None:
+    """A wait-URL request for a call with no state, from a URL that names no enqueue node (as
+    call engine v1 wrote them), keeps the caller in the flow's only queue with its music."""
+    sid = call_sid(102)
+    call.call_sid, call.from_, call.to = sid, CALLER, CALLED
     response = call.post(call.url("/api/calls/queue-wait?seq=2"), call.params(QueueTime="5"))
-    assert call.check(response).names == ("Pause",)
+    assert call.check(response).names == ("Play",)
+    state, _ = stored(rdb, sid)
+    assert state is not None
+    assert (state.node, state.waiting, state.seq) == ("agente", Waiting.QUEUE, 2)
 
 
 # --- (f) Failures inside a call ------------------------------------------------------------------
@@ -1153,3 +1157,28 @@ def test_unknown_path_and_wrong_method_answer_json(call: TwilioDriver) -> None:
     assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
     wrong = call.client.get("/api/calls/incoming")
     assert (wrong.status_code, wrong.json()["error"]) == (405, "method_not_allowed")
+
+
+def test_malformed_host_is_refused_not_an_error(call: TwilioDriver, rdb: redis.Redis) -> None:
+    """A Host header the signature check cannot take apart (a bad port) gets 403, not a 500."""
+    params = inbound_params(call_sid(160), CALLER, CALLED)
+    headers = signed_headers(TOKEN, BASE_URL + "/api/calls/incoming", params) | {"Host": "pbx:x"}
+    response = call.client.post("/api/calls/incoming", data=params, headers=headers)
+    assert response.status_code == 403
+    assert response.json() == {
+        "error": "invalid_signature",
+        "detail": "X-Twilio-Signature does not match",
+    }
+    assert snapshot(rdb) == {}
+
+
+def test_missing_signature_says_missing(call: TwilioDriver, rdb: redis.Redis) -> None:
+    """An unsigned webhook's 403 says the signature is missing (not that it does not match)."""
+    call.call_sid, call.from_, call.to = call_sid(161), CALLER, CALLED
+    response = call.post(call.url("/api/calls/incoming"), call.params("ringing"), signature=None)
+    assert response.status_code == 403
+    assert response.json() == {
+        "error": "invalid_signature",
+        "detail": "X-Twilio-Signature is missing",
+    }
+    assert snapshot(rdb) == {}

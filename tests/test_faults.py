@@ -390,3 +390,28 @@ async def _wait(server: Server, sids: list[str], waited: int) -> list[str]:
                 )
             )
         )
+
+
+def test_redis_that_hangs_is_cut_off_in_time(tmp_path: Path, persistent_redis: RedisServer) -> None:
+    """A Redis that stops answering (frozen, connections left open) costs a caller at most the
+    store's retry time: the apology comes well inside Twilio's 15 s, not after it."""
+    env = environment(
+        REDIS_HOST=persistent_redis.host,
+        REDIS_PORT=str(persistent_redis.port),
+        FLOWPBX_HOURS_OVERRIDE="open",
+        FLOWPBX_STORE_RETRY_SECONDS="3",
+    )
+    with serving(workdir(tmp_path), env) as server:
+        sids = [call_sid(700 + n) for n in range(3)]
+        assert all(BIENVENIDA in xml for xml in asyncio.run(_incoming(server, sids)))
+        persistent_redis.pause()
+        try:
+            started = time.monotonic()
+            answers = asyncio.run(_press(server, sids, "1"))
+            new = asyncio.run(_incoming(server, [call_sid(710)]))
+            elapsed = time.monotonic() - started
+        finally:
+            persistent_redis.resume()
+    assert all("Disculpe las molestias." in xml for xml in answers + new)
+    # Two rounds of requests, each bounded by the 3 s retry time (plus one last attempt).
+    assert elapsed < 2 * 4.5, f"answered after {elapsed:.1f} s"

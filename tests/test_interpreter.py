@@ -39,6 +39,7 @@ from flowpbx.engine.call_events import (
     DialStarted,
     EndReason,
     FallbackTaken,
+    HoursChecked,
     InputCollected,
     InvalidInput,
     NodeEntered,
@@ -1573,6 +1574,7 @@ def test_call_events_seguros_walk_in_order() -> None:
                 direction=Direction.INBOUND,
             ),
             NodeEntered(node="horario", kind="hours"),
+            HoursChecked(node="horario", status="open", holiday="", forced=False),
             NodeEntered(node="bienvenida", kind="say"),
             NodeEntered(node="menu_principal", kind="menu"),
         ),
@@ -1877,6 +1879,7 @@ SAMPLE_EVENTS: list[CallEvent] = [
         flow="seguros", version="v1", caller=CALLER, called=CALLED, direction=Direction.OUTBOUND
     ),
     NodeEntered(node="menu_principal", kind="menu"),
+    HoursChecked(node="horario", status="holiday", holiday="Navidad", forced=False),
     OptionChosen(node="menu_principal", key="9", target="agente_aviso"),
     InputCollected(node="pedir_poliza", variable="numero_poliza", digits=POLICY),
     NoInput(node="menu_principal", attempt=2),
@@ -1915,13 +1918,13 @@ def test_call_events_dict_round_trip(event: CallEvent) -> None:
 
 def test_call_events_dict_form() -> None:
     """The JSON form of a dial's start and a queue's exit, field by field."""
-    assert to_dict(SAMPLE_EVENTS[6]) == {
+    assert to_dict(SAMPLE_EVENTS[7]) == {
         "type": "dial_started",
         "node": "soporte",
         "targets": ["+34911111111", "client:agente_ana"],
         "record": False,
     }
-    assert json.loads(json.dumps(to_dict(SAMPLE_EVENTS[10]))) == {
+    assert json.loads(json.dumps(to_dict(SAMPLE_EVENTS[11]))) == {
         "type": "queue_exited",
         "node": "agente",
         "queue": "general-queue",
@@ -2303,3 +2306,54 @@ def test_engine_adopt_failing_hold_music_holds_on() -> None:
     assert result.state.waiting is Waiting.QUEUE
     assert result.events == (CallRecovered(node="agente", reason="state_lost"),)
     assert isinstance(result.failure, StepError)
+
+
+@pytest.mark.parametrize(
+    ("now", "override", "expected"),
+    [
+        pytest.param(
+            OPEN,
+            None,
+            HoursChecked(node="horario", status="open", holiday="", forced=False),
+            id="open",
+        ),
+        pytest.param(
+            madrid(2026, 11, 24, 21),
+            None,
+            HoursChecked(node="horario", status="closed", holiday="", forced=False),
+            id="night",
+        ),
+        pytest.param(
+            madrid(2026, 12, 25, 10),
+            None,
+            HoursChecked(node="horario", status="holiday", holiday="Navidad", forced=False),
+            id="christmas",
+        ),
+        pytest.param(
+            madrid(2026, 12, 24, 10),
+            None,
+            HoursChecked(node="horario", status="open", holiday="Nochebuena", forced=False),
+            id="christmas-eve-morning",
+        ),
+        pytest.param(
+            madrid(2026, 12, 25, 10),
+            HoursStatus.OPEN,
+            HoursChecked(node="horario", status="open", holiday="Navidad", forced=True),
+            id="switched-open",
+        ),
+    ],
+)
+def test_hours_checked_event_tells_night_from_holiday(
+    now: dt.datetime, override: HoursStatus | None, expected: HoursChecked
+) -> None:
+    """The hours node records what it decided, which holiday it was, and whether the operator's
+    day/night switch decided instead of the clock."""
+    ctx = Context(
+        flow=flow("seguros"),
+        version=VERSION,
+        config=config("seguros"),
+        now=now,
+        hours_override=override,
+    )
+    events = start(new_call(), ctx).events
+    assert [e for e in events if isinstance(e, HoursChecked)] == [expected]

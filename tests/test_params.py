@@ -155,3 +155,12 @@ def test_sequence_rejects_malformed(value: str) -> None:
     """seq is 1-9 ASCII digits."""
     with pytest.raises(BadWebhook):
         params.sequence({"seq": value})
+
+
+def test_dial_recording_url_is_kept() -> None:
+    """A recorded dial's RecordingUrl reaches the dial's end event."""
+    url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1"
+    fields = {"DialCallStatus": "completed", "DialCallDuration": "7", "RecordingUrl": url}
+    assert params.dial_ended(fields) == DialEnded(
+        result=DialResult.ANSWERED, duration=7, recording_url=url
+    )

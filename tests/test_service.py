@@ -4,6 +4,7 @@ step and its call events are stored together, and a blinking store is retried in
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -14,7 +15,14 @@ import pytest
 
 from flowpbx.app import catalog_from
 from flowpbx.engine.call_events import CallStarted, DialFinished, NodeEntered, StepRecord
-from flowpbx.engine.events import DialEnded, DialResult, Direction, KeysPressed, NewCall
+from flowpbx.engine.events import (
+    DialEnded,
+    DialResult,
+    Direction,
+    KeysPressed,
+    NewCall,
+    QueueWaitTick,
+)
 from flowpbx.engine.service import CallService
 from flowpbx.language.catalog import FlowCatalog
 from flowpbx.settings import Settings
@@ -229,3 +237,30 @@ async def test_service_gives_up_after_the_retry_time(catalog: FlowCatalog) -> No
         assert answer.step is None
     finally:
         await store.aclose()
+
+
+async def test_service_call_whose_flow_is_gone_goes_on(
+    two_processes: tuple[CallService, CallService, RedisCallStore], catalog: FlowCatalog
+) -> None:
+    """After a release renames a call's flow, a caller waiting in its queue keeps the hold
+    music (taken up at the same queue node), and a caller in a menu is recovered at the
+    number's flow, not hung up on."""
+    a, _, store = two_processes
+    queued = NewCall(call_sid="CA" + "cd" * 16, caller="+34600111222", called="+34910000000")
+    await a.start(CALL)
+    await a.start(queued)
+    await a.handle(queued, 1, KeysPressed(digits="9"))
+    loaded = catalog.flows["seguros"]
+    renamed = dataclasses.replace(loaded, flow=dataclasses.replace(loaded.flow, name="seguros2"))
+    release = FlowCatalog({"seguros2": renamed}, {}, "seguros2")
+    b = CallService(catalog=release, store=store, renderer=RENDER, clock=lambda: OPEN)
+    wait = await b.handle(queued, 2, QueueWaitTick(waited=30), node="agente")
+    assert "BusyStrings.mp3" in wait.reply
+    assert "<Leave" not in wait.reply
+    assert "<Hangup" not in wait.reply
+    menu = await b.handle(CALL, 1, KeysPressed(digits="1"))
+    assert "Le pasamos con un agente." in menu.reply
+    assert "<Enqueue" in menu.reply
+    recovered = await store.load(CALL.call_sid)
+    assert recovered is not None
+    assert recovered.state.flow == "seguros2"

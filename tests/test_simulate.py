@@ -60,7 +60,7 @@ def test_simulate_scripted_parte_walk_shows_what_is_heard_path_and_events() -> N
     assert "  - dial_finished: node=llamar_partes, result=no-answer, duration=0" in lines
     assert "  records a message after a beep (up to 120 s)" in lines
     assert "  says (Polly.Lucia, es-ES): Gracias por llamar a Seguros. Adiós." in lines
-    assert lines[-1] == "call ended: hangup at 'despedida'"
+    assert lines[-1] == "call ended: the flow said goodbye and hung up (at 'despedida')"
 
 
 def test_simulate_output_is_the_same_every_run() -> None:
@@ -94,7 +94,9 @@ def test_simulate_closed_hours_voicemail_then_goodbye() -> None:
     assert "Nuestro horario de atención es de lunes a viernes" in result.output
     assert "voicemail: message or silence? message" in result.output
     assert "  - recording_made: node=buzon_general" in result.output
-    assert result.output.splitlines()[-1] == "call ended: hangup at 'despedida'"
+    assert result.output.splitlines()[-1] == (
+        "call ended: the flow said goodbye and hung up (at 'despedida')"
+    )
 
 
 def test_simulate_at_with_offset_is_taken_as_written() -> None:
@@ -110,7 +112,7 @@ def test_simulate_queue_hold_music_then_timeout() -> None:
     lines = result.output.splitlines()
     music = "  plays: http://com.twilio.music.classical.s3.amazonaws.com/BusyStrings.mp3"
     assert music in lines
-    assert "in the queue: agent, hangup, timeout, full, error? timeout" in lines
+    assert "in the queue: agent, hangup, timeout; or full, error (refused)? timeout" in lines
     assert "  (the caller waits 600 s in the queue)" in lines
     assert "step 3: buzon_general" in lines
 
@@ -122,7 +124,8 @@ def test_simulate_queue_agent_answers() -> None:
     assert "  - queue_exited: node=agente, queue=general-queue, reason=agent, waited=0" in (
         result.output.splitlines()
     )
-    assert result.output.splitlines()[-1] == "call ended: agent at 'agente'"
+    assert "  (an agent took the call; it ends when they hang up)" in result.output.splitlines()
+    assert result.output.splitlines()[-1] == "call ended: an agent took the call (at 'agente')"
 
 
 def test_simulate_interactive_asks_and_reprompts_on_a_bad_answer() -> None:
@@ -131,24 +134,39 @@ def test_simulate_interactive_asks_and_reprompts_on_a_bad_answer() -> None:
     assert result.exit_code == 0, result.output
     assert "No hemos recibido ninguna opción." in result.output
     assert "Ha elegido seguros de salud." in result.output
-    assert "'maybe': the dial ends answered, busy, no-answer, failed" in result.output
+    assert "'maybe' is not an answer here: type answered, busy, no-answer or failed" in (
+        result.output
+    )
     assert "departamento de salud no puede atenderle" in result.output
-    assert result.output.splitlines()[-1] == "call ended: hangup at 'despedida'"
+    assert result.output.splitlines()[-1] == (
+        "call ended: the flow said goodbye and hung up (at 'despedida')"
+    )
 
 
 def test_simulate_script_that_ends_early_says_where_the_call_waits() -> None:
     """A script shorter than the call stops and says where the call waits."""
     result = simulate(SEGUROS, "--at", OPEN, "--digits", "4", "--no-events")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[-1] == "script ended: the call waits at 'automovil' (keys)"
+    assert result.output.splitlines()[-1] == (
+        "script ended: the call waits for keys at 'automovil'"
+    )
 
 
 @pytest.mark.parametrize(
     ("script", "message"),
     [
-        pytest.param("1,maybe", "'maybe': the dial ends answered", id="dial"),
+        pytest.param(
+            "1,answerd",
+            "at step 2: 'answerd' is not an answer here (did you mean 'answered'?): type "
+            "answered, busy, no-answer or failed",
+            id="dial",
+        ),
         pytest.param("abc", "'abc' are not keys", id="keys"),
-        pytest.param("9,timeout,sing", "'sing': say message or silence", id="voicemail"),
+        pytest.param(
+            "9,timeout,mesage",
+            "'mesage' is not an answer here (did you mean 'message'?): type message or silence",
+            id="voicemail",
+        ),
     ],
 )
 def test_simulate_script_answer_that_does_not_fit_is_a_usage_error(
@@ -171,7 +189,12 @@ def test_simulate_unknown_flow_is_a_usage_error(tmp_path: Path) -> None:
     """A name with no flow file says where it looked."""
     result = simulate("ventas", "--flows", str(tmp_path))
     assert result.exit_code == 2
-    assert f"no flow 'ventas': expected a file, or {tmp_path}/ventas.yaml" in result.output
+    assert f"no flow 'ventas' in {tmp_path}/" in result.output
+    (tmp_path / "seguros.yaml").write_text("name: seguros\n", encoding="utf-8")
+    suggested = simulate("seguro", "--flows", str(tmp_path))
+    assert suggested.exit_code == 2
+    assert "no flow 'seguro' in" in suggested.output
+    assert "(did you mean 'seguros'?); the flows there are: seguros" in suggested.output
 
 
 def test_simulate_invalid_flow_reports_its_problems(tmp_path: Path) -> None:
@@ -250,3 +273,72 @@ def test_simulated_and_webhook_calls_emit_the_same_events(redis_db: RedisServer)
     assert simulated == _webhook_events(redis_db, when, call_sid(7001))
     assert simulated[0]["type"] == "call_started"
     assert simulated[-1] == {"type": "call_ended", "node": "despedida", "how": "hangup"}
+
+
+def test_simulate_twiml_is_each_turns_own_document() -> None:
+    """--twiml shows, under each turn, the TwiML that turn's webhook got: the <Enqueue> when
+    the caller joins, the hold music, then <Leave/> when the wait runs out."""
+    result = simulate(SEGUROS, "--at", OPEN, "--digits", "9,timeout", "--twiml", "--no-events")
+    twiml = [line for line in result.output.splitlines() if line.startswith("  twiml: ")]
+    assert [
+        ("<Enqueue" in t, "<Play>" in t and "<Enqueue" not in t, "<Leave" in t) for t in twiml[1:4]
+    ] == [(True, False, False), (False, True, False), (False, False, True)]
+    assert "<Record" in twiml[4]
+
+
+def test_simulate_json_is_structured_and_carries_twiml_when_asked() -> None:
+    """JSON lists what is heard as data, how and where the call ended, and the TwiML with
+    --twiml."""
+    result = simulate(
+        SEGUROS, "--at", CLOSED, "--digits", "silence,extra", "--format", "json", "--twiml"
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    first = document["steps"][0]
+    assert first["heard"][0] == {
+        "kind": "say",
+        "text": "Gracias por llamar a Seguros. Nuestro horario de atención es de lunes a viernes, "
+        "de nueve de la mañana a siete de la tarde.",
+        "voice": "Polly.Lucia",
+        "language": "es-ES",
+        "loop": 1,
+    }
+    assert first["twiml"].startswith("<?xml")
+    assert document["ended"] == {"how": "hangup", "node": "despedida"}
+    assert document["unused_answers"] == ["extra"]
+
+
+def test_simulate_holiday_shows_which_rule_decided() -> None:
+    """On Christmas Day the hours node's event names the holiday, unlike an ordinary night."""
+    christmas = simulate(SEGUROS, "--at", CHRISTMAS, "--digits", "silence")
+    assert "  - hours_checked: node=horario, status=holiday, holiday=Navidad, forced=false" in (
+        christmas.output.splitlines()
+    )
+    night = simulate(SEGUROS, "--at", CLOSED, "--digits", "silence")
+    assert "  - hours_checked: node=horario, status=closed, forced=false" in (
+        night.output.splitlines()
+    )
+
+
+def test_simulate_says_when_a_menu_takes_one_key_and_answers_go_unused() -> None:
+    """Typing 12 at a one-key menu says only 1 counts; answers left over are listed."""
+    result = simulate(SEGUROS, "--at", OPEN, "--digits", "12,answered,more", "--no-events")
+    lines = result.output.splitlines()
+    assert "  (a menu takes one key: only 1 counts)" in lines
+    assert "  (connected: the call ends when the conversation ends)" in lines
+    assert lines[-2] == "call ended: connected to the number dialled (at 'llamar_vida')"
+    assert lines[-1] == "script: 1 answer(s) not used: more"
+
+
+def test_simulate_clock_time_that_does_not_exist_is_refused() -> None:
+    """02:30 on the night the clocks go forward in Madrid does not exist: --at says so."""
+    result = simulate(SEGUROS, "--at", "2026-03-29 02:30", "--digits", "-")
+    assert result.exit_code == 2
+    assert "2026-03-29 02:30 does not exist in Europe/Madrid" in result.output
+
+
+def test_simulate_missing_flow_file_is_a_usage_error(tmp_path: Path) -> None:
+    """A flow file that is not there is a usage error (exit 2), named."""
+    result = simulate(str(tmp_path / "nope.yaml"))
+    assert result.exit_code == 2
+    assert f"there is no flow file {tmp_path / 'nope.yaml'}" in result.output

@@ -160,6 +160,7 @@ async def test_store_events_saved_with_state_or_not_at_all(store: CallStore) -> 
     """A step's call events are stored when its state is, and not when the save loses."""
     assert await store.save(_state(seq=1), revision=0, reply="", record=_record(1))
     assert not await store.save(_state(seq=2), revision=0, reply="", record=_record(9))
+    assert await store.load(SID) is not None  # a lost save is followed by a fresh load
     assert await store.save(_state(seq=2), revision=1, reply="", record=None)
     assert await store.save(_state(seq=3), revision=2, reply="", record=_record(3, seq=3))
     records = await _records(store)
@@ -221,8 +222,8 @@ async def test_redis_store_keys_share_a_hash_tag_per_call(redis: RedisServer) ->
 
 
 async def test_redis_store_trims_event_streams(redis: RedisServer) -> None:
-    """Each event stream keeps about `stream_length` entries, dropping the oldest."""
-    store = RedisCallStore.from_url(redis.url, ttl=60, stream_length=1000)
+    """Each event stream keeps about its share of `events_max` entries, dropping the oldest."""
+    store = RedisCallStore.from_url(redis.url, ttl=60, events_max=EVENT_SHARDS * 1000)
     try:
         await store.client.flushdb()
         assert await store.save(_state(seq=0), revision=0, reply="", record=_record(1))
@@ -277,6 +278,7 @@ async def test_redis_store_cache_is_checked_by_the_compare_and_set(redis: RedisS
         remembered = await first.load(SID, seq=1)
         assert remembered is not None
         assert remembered.revision == 1
+        assert await second.load(SID) is not None
         assert await second.save(_state(seq=2), revision=1, reply="", record=None)
         # `first` still answers from memory for step 1, but its save is refused.
         stale = await first.load(SID, seq=1)
@@ -313,3 +315,68 @@ async def test_memory_store_keeps_a_bounded_list_of_records() -> None:
         state = _state(seq=revision)
         assert await store.save(state, revision=revision, reply="", record=_record(revision + 1))
     assert [r.id for r in store.records] == ["r4", "r5", "r6"]
+
+
+async def test_redis_store_stale_copy_cannot_win_after_redis_lost_its_data(
+    redis: RedisServer,
+) -> None:
+    """Revisions start again at 1 when Redis loses its data; a process still remembering the
+    old revision 2 cannot overwrite the new revision 2 (the write token differs)."""
+    first = RedisCallStore.from_url(redis.url, ttl=60)
+    second = RedisCallStore.from_url(redis.url, ttl=60)
+    try:
+        await first.client.flushdb()
+        assert await first.save(_state(seq=1), revision=0, reply="", record=None)
+        assert await first.save(_state(seq=2, node="old"), revision=1, reply="", record=None)
+        await first.client.flushdb()  # Redis restarted empty
+        assert await second.save(_state(seq=1), revision=0, reply="", record=None)
+        assert await second.save(_state(seq=2, node="new"), revision=1, reply="<new/>", record=None)
+        assert not await first.save(_state(seq=3, node="stale"), revision=2, reply="", record=None)
+        stored = await first.load(SID)
+        assert stored is not None
+        assert (stored.state.node, stored.revision, stored.reply) == ("new", 2, "<new/>")
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_redis_store_reads_a_call_engine_v1_call_and_moves_it(redis: RedisServer) -> None:
+    """A call stored by call engine v1 (its old key, the reply inside the state) is read as a
+    new call with its reply, and the next save moves it to the new key."""
+    store = RedisCallStore.from_url(redis.url, ttl=60)
+    try:
+        await store.client.flushdb()
+        v1 = json.loads(_state().to_json())
+        del v1["format"], v1["direction"]
+        v1["reply"] = "<Response><Gather/></Response>"
+        await store.client.hset(f"flowpbx:call:{SID}", mapping={"rev": 3, "state": json.dumps(v1)})
+        stored = await store.load(SID, seq=1)
+        assert stored is not None
+        assert (stored.state, stored.revision, stored.reply) == (_state(), 0, v1["reply"])
+        assert await store.save(_state(seq=2), revision=0, reply="<two/>", record=None)
+        moved = await store.client.hget(call_key(SID), "rev")
+        assert moved == b"1"
+    finally:
+        await store.aclose()
+
+
+async def test_redis_store_unreadable_revision_is_corrupt(redis: RedisServer) -> None:
+    """A revision that is not a number is reported as corrupt, and a save replaces the call."""
+    store = RedisCallStore.from_url(redis.url, ttl=60)
+    try:
+        await store.client.flushdb()
+        assert await store.save(_state(), revision=0, reply="", record=None)
+        await store.client.hset(call_key(SID), "rev", "garbage")
+        fresh = RedisCallStore.from_url(redis.url, ttl=60)
+        try:
+            with pytest.raises(CorruptState) as caught:
+                await fresh.load(SID)
+            assert caught.value.revision == 0
+            assert await fresh.save(_state(seq=7), revision=0, reply="", record=None)
+            stored = await fresh.load(SID)
+            assert stored is not None
+            assert stored.state.seq == 7
+        finally:
+            await fresh.aclose()
+    finally:
+        await store.aclose()

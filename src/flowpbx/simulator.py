@@ -8,6 +8,7 @@ call takes exactly the steps, and emits exactly the call events, that webhooks w
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from flowpbx.engine.service import CallService
 from flowpbx.engine.state import Waiting
 from flowpbx.errors import FlowpbxError
 from flowpbx.language.catalog import FlowCatalog
-from flowpbx.language.flow import EnqueueNode, HoursNode, Node
+from flowpbx.language.flow import DialNode, EnqueueNode, HoursNode, MenuNode, Node
 from flowpbx.store.memory import MemoryCallStore
 from flowpbx.twilio.twiml import TwimlRenderer, Urls
 
@@ -74,7 +75,18 @@ class RecordingChoice(StrEnum):
     """Nothing is recorded."""
 
 
-DIAL_CHOICES = ("answered", "busy", "no-answer", "failed")
+DIAL_RESULTS = {
+    "answered": DialResult.ANSWERED,
+    "busy": DialResult.BUSY,
+    "no-answer": DialResult.NO_ANSWER,
+    "failed": DialResult.FAILED,
+}
+DIAL_CHOICES = tuple(DIAL_RESULTS)
+
+
+def _or(choices: tuple[str, ...]) -> str:
+    """'a, b or c'."""
+    return f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
 
 
 class SimulationError(FlowpbxError):
@@ -89,6 +101,8 @@ class Turn:
     step: Step | None
     note: str = ""
     """What happened besides the answer, for people (e.g. 'waits 600 s in the queue')."""
+    reply: str = ""
+    """The TwiML this turn's webhook was answered with."""
 
 
 def flow_timezone(nodes: Mapping[str, Node]) -> str | None:
@@ -161,11 +175,12 @@ class Simulator:
 
     async def start(self) -> list[Turn]:
         """The call rings; the first step (and the first hold music if it queues at once)."""
-        answer = await self.service.start(self.call)
-        assert answer.step is not None, "the simulated store cannot fail"
-        self.replies.append(answer.reply)
-        self.steps.append(answer.step)
-        return [Turn(answer="", step=answer.step), *await self._hold(answer.step)]
+        started = await self.service.start(self.call)
+        assert started.step is not None, "the simulated store cannot fail"
+        self.replies.append(started.reply)
+        self.steps.append(started.step)
+        first = Turn(answer="", step=started.step, reply=started.reply)
+        return [first, *await self._hold(started.step)]
 
     async def _hold(self, step: Step | None) -> list[Turn]:
         """A call that just joined a queue hears its hold music (the queue asks at once)."""
@@ -173,50 +188,71 @@ class Simulator:
             return []
         if self.question is not Question.QUEUE:
             return []
-        tick = await self._send(QueueWaitTick(waited=0))
-        return [Turn(answer="", step=tick, note="the queue plays the hold music")]
+        return [await self._turn("", QueueWaitTick(waited=0), "the queue plays the hold music")]
 
-    async def _send(self, event: Event) -> Step | None:
+    async def _turn(self, answer: str, event: Event, note: str = "") -> Turn:
+        """Send `event` to the call, as its webhook would; the turn with its step and reply."""
         seq = self.step.state.seq
-        answer = await self.service.handle(self.call, seq, event)
-        self.replies.append(answer.reply)
-        if answer.step is not None:
-            self.steps.append(answer.step)
-        return answer.step
+        sent = await self.service.handle(self.call, seq, event)
+        self.replies.append(sent.reply)
+        if sent.step is not None:
+            self.steps.append(sent.step)
+        return Turn(answer=answer, step=sent.step, note=note, reply=sent.reply)
 
     async def answer(self, text: str) -> list[Turn]:
         """Answer the current question with `text` (see `choices`); the steps it produced."""
-        turns = await self._answer(text)
+        turns = await self._answer(text.strip())
         return [*turns, *await self._hold(turns[-1].step if turns else None)]
 
+    def _unknown(self, text: str) -> SimulationError:
+        choices = self.choices()
+        close = difflib.get_close_matches(text.lower(), choices, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        shown = f"'{text}'" if text else "nothing"
+        return SimulationError(f"{shown} is not an answer here{hint}: type {_or(choices)}")
+
     async def _answer(self, text: str) -> list[Turn]:
-        question = self.question
-        text = text.strip()
-        match question:
+        answer = text.lower()
+        match self.question:
             case None:
                 raise SimulationError("the call has ended")
             case Question.KEYS:
-                digits = "" if text in ("", "-", RecordingChoice.SILENCE) else text
-                if digits and not all(c in "0123456789*#" for c in digits):
-                    raise SimulationError(f"{text!r} are not keys: use 0-9, * and #, or - for none")
-                return [
-                    Turn(answer=digits or "-", step=await self._send(KeysPressed(digits=digits)))
-                ]
+                return [await self._keys(text)]
             case Question.DIAL:
-                if text not in DIAL_CHOICES:
-                    raise SimulationError(f"{text!r}: the dial ends {', '.join(DIAL_CHOICES)}")
-                result = DialResult.ANSWERED if text == "answered" else DialResult(text)
+                if answer not in DIAL_CHOICES:
+                    raise self._unknown(text)
+                result = DIAL_RESULTS[answer]
                 duration = 60 if result is DialResult.ANSWERED else 0
-                dialled = await self._send(DialEnded(result=result, duration=duration))
-                return [Turn(answer=text, step=dialled)]
+                node = self.node
+                is_connected = result is DialResult.ANSWERED and isinstance(node, DialNode)
+                note = ""
+                if is_connected and isinstance(node, DialNode) and not node.answered:
+                    note = "connected: the call ends when the conversation ends"
+                dialled = DialEnded(result=result, duration=duration)
+                return [await self._turn(answer, dialled, note)]
             case Question.QUEUE:
-                return await self._queue(text)
+                return await self._queue(answer, text)
             case Question.RECORDING:
-                if text not in set(RecordingChoice):
-                    raise SimulationError(f"{text!r}: say {' or '.join(RecordingChoice)}")
-                url = RECORDING_URL if text == RecordingChoice.MESSAGE else ""
-                recorded = await self._send(RecordingEnded(url=url, duration=15 if url else 0))
-                return [Turn(answer=text, step=recorded)]
+                if answer in ("", "-"):
+                    answer = RecordingChoice.SILENCE
+                if answer not in set(RecordingChoice):
+                    raise self._unknown(text)
+                url = RECORDING_URL if answer == RecordingChoice.MESSAGE else ""
+                recorded = RecordingEnded(url=url, duration=15 if url else 0)
+                return [await self._turn(answer, recorded)]
+
+    async def _keys(self, text: str) -> Turn:
+        digits = "" if text.lower() in ("", "-", RecordingChoice.SILENCE) else text
+        if digits and not all(c in "0123456789*#" for c in digits):
+            raise SimulationError(
+                f"'{text}' are not keys: type 0-9, * or #, or just Enter (or -) for silence"
+            )
+        note = ""
+        if isinstance(self.node, MenuNode) and len(digits) > 1:
+            # Twilio stops listening after a menu's one key: the rest is never sent.
+            note = f"a menu takes one key: only {digits[0]} counts"
+            digits = digits[0]
+        return await self._turn(digits or "-", KeysPressed(digits=digits), note)
 
     def choices(self) -> tuple[str, ...]:
         """The answers the current question takes (keys: any; '-' is silence)."""
@@ -232,34 +268,38 @@ class Simulator:
             case _:
                 return ()
 
-    async def _queue(self, text: str) -> list[Turn]:
+    async def _queue(self, answer: str, text: str) -> list[Turn]:
         node = self.node
         assert isinstance(node, EnqueueNode)
         waited = max(0, int(self.now.timestamp()) - self.step.state.queued_at)
-        results = {
-            QueueChoice.AGENT: QueueResult.BRIDGED,
-            QueueChoice.HANGUP: QueueResult.HANGUP,
-            QueueChoice.FULL: QueueResult.FULL,
-            QueueChoice.ERROR: QueueResult.ERROR,
+        results: dict[str, tuple[QueueResult, str]] = {
+            QueueChoice.AGENT: (
+                QueueResult.BRIDGED,
+                "an agent took the call; it ends when they hang up",
+            ),
+            QueueChoice.HANGUP: (QueueResult.HANGUP, "the caller hung up while waiting"),
+            QueueChoice.FULL: (QueueResult.FULL, "the queue had no room for the caller"),
+            QueueChoice.ERROR: (QueueResult.ERROR, "the queue could not keep the caller"),
         }
-        if text in results:
-            event = QueueLeft(result=results[QueueChoice(text)], waited=waited)
-            return [Turn(answer=text, step=await self._send(event))]
-        if text == QueueChoice.TIMEOUT:
+        if answer in results:
+            result, note = results[QueueChoice(answer)]
+            return [await self._turn(answer, QueueLeft(result=result, waited=waited), note)]
+        if answer == QueueChoice.TIMEOUT:
             if node.max_wait is None:
                 raise SimulationError(f"queue node '{node.id}' has no max_wait: it never times out")
             self.now += dt.timedelta(seconds=max(0, node.max_wait - waited))
-            tick = await self._send(QueueWaitTick(waited=node.max_wait))
             note = f"the caller waits {node.max_wait} s in the queue"
-            return [Turn(answer=text, step=tick, note=note), *await self._left(tick, node.max_wait)]
+            tick = await self._turn(answer, QueueWaitTick(waited=node.max_wait), note)
+            return [tick, *await self._left(tick.step, node.max_wait)]
         if node.leave_key and text == node.leave_key:
-            keys = await self._send(QueueKeysPressed(digits=text))
-            return [Turn(answer=text, step=keys), *await self._left(keys, waited)]
-        raise SimulationError(f"{text!r}: say {', '.join(self.choices())}")
+            note = f"the caller presses {text} to leave the queue"
+            keys = await self._turn(text, QueueKeysPressed(digits=text), note)
+            return [keys, *await self._left(keys.step, waited)]
+        raise self._unknown(text)
 
     async def _left(self, wait: Step | None, waited: int) -> list[Turn]:
         """After a wait document that says <Leave/>, the queue reports the caller left."""
         if wait is None or Leave() not in wait.actions:
             return []
-        step = await self._send(QueueLeft(result=QueueResult.LEAVE, waited=waited))
-        return [Turn(answer="", step=step, note="the queue lets the caller go")]
+        left = QueueLeft(result=QueueResult.LEAVE, waited=waited)
+        return [await self._turn("", left, "the queue lets the caller go")]

@@ -9,7 +9,7 @@ import click
 from flowpbx.cli.common import EXIT_PROBLEMS, EXIT_USAGE, fail
 
 
-@click.command()
+@click.command(short_help="Run the webhook server (Voice URL: /api/calls/incoming).")
 @click.option("--host", default=None, help="Address to listen on (default HOST or 0.0.0.0).")
 @click.option("--port", type=int, default=None, help="Port (default PORT or 3020).")
 @click.option(

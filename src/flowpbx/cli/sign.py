@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 
-@click.command()
+@click.command(short_help="Print the X-Twilio-Signature for a test request.")
 @click.argument("url")
 @click.argument("params", nargs=-1)
 @click.option(

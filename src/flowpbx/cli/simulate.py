@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import difflib
 import json
 import zoneinfo
 from collections.abc import Iterator
@@ -33,10 +34,11 @@ from flowpbx.engine.actions import (
     Redirect,
     Say,
 )
-from flowpbx.engine.call_events import CallEnded, NodeEntered, to_dict
+from flowpbx.engine.call_events import CallEnded, EndReason, NodeEntered, to_dict
+from flowpbx.engine.state import Waiting
 from flowpbx.errors import FlowError, FlowpbxError
 from flowpbx.language.catalog import load_one
-from flowpbx.language.flow import InputNode, MenuNode
+from flowpbx.language.flow import EnqueueNode, InputNode, MenuNode
 from flowpbx.simulator import Question, SimulationError, Simulator, Turn, flow_timezone
 
 DEFAULT_CALLER = "+34600000000"
@@ -46,13 +48,19 @@ DEFAULT_CALLED = "+34910000000"
 def _flow_file(flow: str, flows_dir: Path) -> Path:
     """FLOW is a file, or the name of a flow in the flows folder."""
     path = Path(flow)
-    if path.suffix in (".yaml", ".yml") or path.is_file():
+    if path.is_file():
         return path
+    if path.suffix in (".yaml", ".yml"):
+        raise click.UsageError(f"there is no flow file {path}")
     for suffix in (".yaml", ".yml"):
         candidate = flows_dir / f"{flow}{suffix}"
         if candidate.is_file():
             return candidate
-    raise click.UsageError(f"no flow '{flow}': expected a file, or {flows_dir}/{flow}.yaml")
+    names = sorted(p.stem for p in flows_dir.glob("*.y*ml")) if flows_dir.is_dir() else []
+    close = difflib.get_close_matches(flow, names, n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    known = f"; the flows there are: {', '.join(names)}" if names else ""
+    raise click.UsageError(f"no flow '{flow}' in {flows_dir}/{hint}{known}")
 
 
 def _clock(at: str | None, zone: str | None) -> dt.datetime:
@@ -66,7 +74,46 @@ def _clock(at: str | None, zone: str | None) -> dt.datetime:
         raise click.BadParameter(
             f"{at!r} is not a date and time; write it like '2026-12-25 10:00'", param_hint="--at"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+    if moment.tzinfo:
+        return moment
+    local = moment.replace(tzinfo=tz)
+    # A wall-clock time skipped when the clocks go forward does not exist: say so.
+    if local.astimezone(dt.UTC).astimezone(tz).replace(tzinfo=None) != moment:
+        raise click.BadParameter(
+            f"{at} does not exist in {zone}: the clocks go forward then; pick another time",
+            param_hint="--at",
+        )
+    return local
+
+
+ENDINGS = {
+    EndReason.HANGUP: "the flow said goodbye and hung up",
+    EndReason.CONNECTED: "connected to the number dialled",
+    EndReason.AGENT: "an agent took the call",
+    EndReason.CALLER_HUNG_UP: "the caller hung up while waiting",
+    EndReason.REDIRECTED: "the call was sent elsewhere",
+    EndReason.ERROR: "flowpbx could not go on, apologised and hung up",
+}
+WAITS = {
+    Waiting.KEYS: "keys",
+    Waiting.DIAL: "a dial to end",
+    Waiting.QUEUE: "an agent in a queue",
+    Waiting.RECORDING: "a message",
+    Waiting.ENDED: "nothing",
+}
+
+
+def _heard_data(action: Action) -> dict[str, Any]:
+    """What the caller hears or what happens, as data: {"kind": ..., fields...}."""
+    data: dict[str, Any] = {"kind": type(action).__name__.lower()}
+    for name in action.__slots__:
+        value = getattr(action, name)
+        if isinstance(value, tuple) and value and not isinstance(value[0], str):
+            value = [_heard_data(item) for item in value]
+        elif isinstance(value, tuple):
+            value = list(value)
+        data[name] = str(value) if hasattr(value, "value") else value
+    return data
 
 
 def _heard(prompt: Prompt) -> str:
@@ -133,7 +180,10 @@ def _ask(simulator: Simulator) -> str:
         case Question.DIAL:
             return "dial ends: answered, busy, no-answer or failed?"
         case Question.QUEUE:
-            return f"in the queue: {', '.join(simulator.choices())}?"
+            key = ""
+            if isinstance(node, EnqueueNode) and node.leave_key:
+                key = f", {node.leave_key} (the caller presses the leave key)"
+            return f"in the queue: agent, hangup, timeout{key}; or full, error (refused)?"
         case Question.RECORDING:
             return "voicemail: message or silence?"
         case None:
@@ -154,30 +204,33 @@ class _Output:
         if not self.as_json:
             click.echo(text)
 
-    def step(self, turn: Turn, reply: str) -> None:
+    def step(self, turn: Turn) -> None:
         step = turn.step
         if step is None:
             self.line("  (nothing changes: the call takes no such event here)")
             return
         path = [e.node for e in step.events if isinstance(e, NodeEntered)]
-        self.document["steps"].append(
-            {
-                "seq": step.state.seq,
-                "answer": turn.answer or None,
-                "note": turn.note or None,
-                "path": path,
-                "heard": [line.strip() for line in heard(step.actions)],
-                "events": [to_dict(e) for e in step.events],
-                "node": step.state.node,
-                "waiting": str(step.state.waiting),
-            }
-        )
+        entry: dict[str, Any] = {
+            "seq": step.state.seq,
+            "answer": turn.answer or None,
+            "note": turn.note or None,
+            "path": path,
+            "heard": [_heard_data(a) for a in step.actions],
+            "events": [to_dict(e) for e in step.events],
+            "node": step.state.node,
+            "waiting": str(step.state.waiting),
+        }
+        if self.show_twiml:
+            entry["twiml"] = turn.reply
+        self.document["steps"].append(entry)
         if turn.note:
             self.line(f"  ({turn.note})")
         if path:
             self.line(f"step {step.state.seq}: {' > '.join(path)}")
         elif step.state.seq != self.seq:
-            self.line(f"step {step.state.seq}: again at {step.state.node}")
+            again = "the call ends" if step.state.waiting is Waiting.ENDED else "again at"
+            where = "" if step.state.waiting is Waiting.ENDED else f" {step.state.node}"
+            self.line(f"step {step.state.seq}: {again}{where}")
         self.seq = step.state.seq
         for text in heard(step.actions):
             self.line(text)
@@ -185,18 +238,19 @@ class _Output:
             for event in step.events:
                 self.line(_event_line(event))
         if self.show_twiml:
-            self.line(f"  twiml: {reply}")
+            self.line(f"  twiml: {turn.reply}")
 
 
 async def _run(simulator: Simulator, script: list[str] | None, output: _Output) -> int:
     for turn in await simulator.start():
-        output.step(turn, simulator.replies[-1])
+        output.step(turn)
     while simulator.question is not None:
         question = _ask(simulator)
         if script is not None:
             if not script:
                 state = simulator.step.state
-                output.line(f"script ended: the call waits at '{state.node}' ({state.waiting})")
+                waits = WAITS[state.waiting]
+                output.line(f"script ended: the call waits for {waits} at '{state.node}'")
                 output.document["ended"] = None
                 return EXIT_OK
             answer = script.pop(0)
@@ -211,14 +265,17 @@ async def _run(simulator: Simulator, script: list[str] | None, output: _Output) 
             click.echo(f"  {exc}", err=True)
             continue
         for turn in turns:
-            output.step(turn, simulator.replies[-1])
+            output.step(turn)
     ended = next(e for e in simulator.step.events[::-1] if isinstance(e, CallEnded))
-    output.line(f"call ended: {ended.how} at '{ended.node}'")
-    output.document["ended"] = str(ended.how)
+    output.line(f"call ended: {ENDINGS[ended.how]} (at '{ended.node}')")
+    output.document["ended"] = {"how": str(ended.how), "node": ended.node}
+    if script:
+        output.line(f"script: {len(script)} answer(s) not used: {', '.join(script)}")
+        output.document["unused_answers"] = script
     return EXIT_OK
 
 
-@click.command()
+@click.command(short_help="Try a call to a flow in the terminal, no phone needed.")
 @click.argument("flow")
 @click.option(
     "--digits",
@@ -280,7 +337,11 @@ def simulate(  # noqa: PLR0917 - one parameter per option
     except FlowError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
-        fail(f"flowpbx simulate: {path} is not a valid flow", EXIT_PROBLEMS)
+        fail(
+            f"flowpbx simulate: {path} has errors (above, with their line and column); fix them "
+            f"and try again (flowpbx validate {path} lists them too)",
+            EXIT_PROBLEMS,
+        )
         return
     except FlowpbxError as exc:
         fail(f"flowpbx simulate: {exc}", EXIT_PROBLEMS)

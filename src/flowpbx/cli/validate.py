@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from flowpbx.cli.common import EXIT_OK, EXIT_PROBLEMS
-from flowpbx.language.loader import Report, check_file, flow_files
+from flowpbx.language.loader import Report, check_files, flow_files
 
 
 def _plural(count: int, word: str) -> str:
@@ -27,7 +27,7 @@ def _summary(reports: list[Report]) -> str:
     return f"{files} checked: {invalid} invalid, {counts}"
 
 
-@click.command()
+@click.command(short_help="Check flow files; report every problem as file:line:col.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
 @click.option(
@@ -50,7 +50,7 @@ def validate(paths: tuple[Path, ...], strict: bool, output_format: str) -> None:
     files = flow_files(paths)
     if not files:
         raise click.UsageError(f"no flow files (*.yaml, *.yml) in: {', '.join(map(str, paths))}")
-    reports = [check_file(path) for path in files]
+    reports = check_files(files)
     failed = any(r.errors or (strict and r.warnings) for r in reports)
     if output_format == "json":
         payload = {

@@ -68,6 +68,20 @@ class NodeEntered:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HoursChecked:
+    """An hours node decided: open, closed or holiday (and which holiday)."""
+
+    type: ClassVar[str] = "hours_checked"
+    node: str
+    status: str
+    """'open', 'closed' or 'holiday'."""
+    holiday: str
+    """The holiday's name when the day is one (even if open on shortened hours), else ''."""
+    forced: bool
+    """The operator's day/night switch (FLOWPBX_HOURS_OVERRIDE) decided, not the clock."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OptionChosen:
     type: ClassVar[str] = "option_chosen"
     node: str
@@ -115,6 +129,8 @@ class DialFinished:
     node: str
     result: DialResult
     duration: int
+    recording_url: str = ""
+    """The recording of the conversation, when the dial records it ('' otherwise)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,7 +178,7 @@ class CallRecovered:
     node: str
     """Where the call goes on from (the queue it still waits in, or the fallback)."""
     reason: str
-    """'state_lost' or 'state_corrupt'."""
+    """'state_lost', 'state_corrupt', or 'flow_gone' (the flow it ran was removed or renamed)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,6 +191,7 @@ class CallEnded:
 CallEvent = (
     CallStarted
     | NodeEntered
+    | HoursChecked
     | OptionChosen
     | InputCollected
     | NoInput
@@ -210,6 +227,12 @@ def _field_types(kind: type[CallEvent]) -> dict[str, Any]:
 
 
 _FIELD_TYPES = {name: _field_types(kind) for name, kind in EVENT_TYPES.items()}
+_DEFAULTED = {
+    name: frozenset(
+        f.name for f in dataclasses.fields(kind) if f.default is not dataclasses.MISSING
+    )
+    for name, kind in EVENT_TYPES.items()
+}
 
 
 def _value(hint: Any, value: Any, where: str) -> Any:
@@ -233,6 +256,8 @@ def from_dict(data: Mapping[str, Any]) -> CallEvent:
     values: dict[str, Any] = {}
     for name, hint in _FIELD_TYPES[kind.type].items():
         if name not in data:
+            if name in _DEFAULTED[kind.type]:
+                continue  # a field added later, absent from older records
             raise BadCallEvent(f"{kind.type}: missing {name!r}")
         try:
             values[name] = _value(hint, data[name], f"{kind.type}.{name}")

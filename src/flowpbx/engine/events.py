@@ -71,6 +71,8 @@ class DialEnded:
     result: DialResult
     duration: int = 0
     """Seconds the caller spoke with the person dialled (0 unless answered)."""
+    recording_url: str = ""
+    """The conversation's recording, when the dial records ('' otherwise)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

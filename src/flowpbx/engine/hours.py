@@ -17,6 +17,12 @@ class HoursStatus(StrEnum):
 
 def business_hours(node: HoursNode, now: dt.datetime) -> HoursStatus:
     """Open, closed or holiday for an aware instant, in the node's time zone."""
+    return hours_at(node, now)[0]
+
+
+def hours_at(node: HoursNode, now: dt.datetime) -> tuple[HoursStatus, str]:
+    """Open, closed or holiday for an aware instant, and the name of the day's holiday ('' on
+    an ordinary day), in the node's time zone."""
     local = now.astimezone(zoneinfo.ZoneInfo(node.timezone))
     minute = local.hour * 60 + local.minute
     today = [
@@ -28,9 +34,9 @@ def business_hours(node: HoursNode, now: dt.datetime) -> HoursStatus:
         # One year's entry for a date is more specific than an every-year one.
         holiday = max(today, key=lambda h: h.year is not None)
         is_open = any(r.contains(minute) for r in holiday.hours)
-        return HoursStatus.OPEN if is_open else HoursStatus.HOLIDAY
+        return (HoursStatus.OPEN if is_open else HoursStatus.HOLIDAY), holiday.name
     is_open = any(r.contains(minute) for r in node.weekly[local.weekday()])
-    return HoursStatus.OPEN if is_open else HoursStatus.CLOSED
+    return (HoursStatus.OPEN if is_open else HoursStatus.CLOSED), ""
 
 
 def hours_target(node: HoursNode, status: HoursStatus) -> str:

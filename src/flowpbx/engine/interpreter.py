@@ -247,7 +247,14 @@ def _on_keys(node: Node, event: KeysPressed, state: CallState, walk: Walk) -> Ca
 
 def _on_dial(node: Node, event: DialEnded, state: CallState, walk: Walk) -> CallState:
     dial = _expect(node, DialNode, event, state)
-    walk.note(DialFinished(node=dial.id, result=event.result, duration=event.duration))
+    walk.note(
+        DialFinished(
+            node=dial.id,
+            result=event.result,
+            duration=event.duration,
+            recording_url=event.recording_url,
+        )
+    )
     status = DIAL_STATUS_WORDS[event.result]
     state = state.evolve(variables={**state.variables, "dial_status": status})
     match event.result:

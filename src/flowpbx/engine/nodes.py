@@ -10,9 +10,10 @@ from flowpbx.engine.call_events import (
     CallEnded,
     DialStarted,
     EndReason,
+    HoursChecked,
     QueueJoined,
 )
-from flowpbx.engine.hours import business_hours, hours_target
+from flowpbx.engine.hours import hours_at, hours_target
 from flowpbx.engine.state import CallState, Waiting
 from flowpbx.engine.walk import Go, Outcome, Wait, Walk, prompt, resolve
 from flowpbx.language.flow import (
@@ -65,7 +66,13 @@ def enter(node: Node, state: CallState, walk: Walk) -> Outcome:
             target = next((c.next for c in node.cases if c.matches(value)), node.default)
             return Go(target, state)
         case HoursNode():
-            status = walk.ctx.hours_override or business_hours(node, walk.ctx.now)
+            status, holiday = hours_at(node, walk.ctx.now)
+            forced = walk.ctx.hours_override is not None
+            if walk.ctx.hours_override is not None:
+                status = walk.ctx.hours_override
+            walk.note(
+                HoursChecked(node=node.id, status=str(status), holiday=holiday, forced=forced)
+            )
             return Go(hours_target(node, status), state)
         case _:
             assert_never(node)

@@ -27,6 +27,7 @@ from flowpbx.engine.interpreter import Step, initial_state
 from flowpbx.engine.state import CallState, Waiting
 from flowpbx.engine.walk import Context
 from flowpbx.language.catalog import FlowCatalog, LoadedFlow
+from flowpbx.language.flow import EnqueueNode
 from flowpbx.store import CallStore, CorruptState, StoredCall, StoreUnavailable
 
 log = logging.getLogger("flowpbx.calls")
@@ -36,6 +37,8 @@ SAVE_ATTEMPTS = 5
 DEFAULT_RETRY_SECONDS = 5.0
 """How long a store that does not answer is retried before the caller hears the apology:
 well inside the 15 s Twilio waits for an answer."""
+MIN_ATTEMPT_SECONDS = 0.25
+"""The least time one attempt is given, even with the retry time (nearly) spent."""
 T = TypeVar("T")
 
 
@@ -96,12 +99,17 @@ class CallService:
         return (renderer or self.renderer)(goodbye(flow), 0)
 
     async def _patiently(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Run `attempt`, again while the store does not answer, for up to `retry_seconds`."""
+        """Run `attempt`, again while the store does not answer, for `retry_seconds` in all: a
+        store that hangs is cut off at the deadline too, so Twilio gets an answer in time."""
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.05
         while True:
+            remaining = max(deadline - time.monotonic(), MIN_ATTEMPT_SECONDS)
             try:
-                return await attempt()
+                async with asyncio.timeout(remaining):
+                    return await attempt()
+            except TimeoutError as exc:
+                raise StoreUnavailable(f"no answer within {self.retry_seconds:g} s") from exc
             except StoreUnavailable:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -110,12 +118,21 @@ class CallService:
                 delay = min(delay * 2, 1.0)
 
     def _safely(
-        self, compute: Callable[[], Step | None], state: CallState, ctx: Context
+        self,
+        compute: Callable[[], Step | None],
+        state: CallState,
+        ctx: Context,
+        *,
+        is_wait: bool = False,
     ) -> Step | None:
-        """Run the engine; a fault in it (a bug, not a flow's failure) is recovered like one."""
+        """Run the engine; a fault in it (a bug, not a flow's failure) is recovered like one,
+        and a caller waiting in a queue holds on."""
         try:
             return compute()
         except Exception as exc:
+            if is_wait:
+                log.exception("call %s: queue wait failed; holding on", state.call_sid)
+                return Step(state=state, actions=HOLD_ON, events=())
             try:
                 return self.engine.recover(state, ctx, exc)
             except Exception as again:
@@ -215,7 +232,13 @@ class CallService:
             except CorruptState as exc:
                 log.error("call %s: corrupt call state, recovering the call: %s", sid, exc.reason)
                 answer = await self._recover(
-                    call, seq, event, node=node, render=render, revision=exc.revision
+                    call,
+                    seq,
+                    event,
+                    node=node,
+                    render=render,
+                    revision=exc.revision,
+                    reason="state_corrupt",
                 )
             else:
                 if stored is not None:
@@ -223,7 +246,7 @@ class CallService:
                 else:
                     log.warning("call %s: %s for a call with no state", sid, type(event).__name__)
                     answer = await self._recover(
-                        call, seq, event, node=node, render=render, revision=0
+                        call, seq, event, node=node, render=render, revision=0, reason="state_lost"
                     )
             if answer is not None:
                 return answer
@@ -252,8 +275,17 @@ class CallService:
             return Answer(reply=stored.reply)
         loaded = self.catalog.get(state.flow)
         if loaded is None:
+            # A release removed or renamed the call's flow: go on as if its state were lost.
             log.error("call %s: flow %s is no longer loaded", call.call_sid, state.flow)
-            return Answer(reply=self.apology(None, render))
+            return await self._recover(
+                call,
+                seq,
+                event,
+                node=state.node if is_wait else None,
+                render=render,
+                revision=stored.revision,
+                reason="flow_gone",
+            )
         if loaded.version != state.version:
             log.warning(
                 "call %s: flow %s changed during the call (%s -> %s); going on with the new one",
@@ -264,7 +296,8 @@ class CallService:
             )
             state = state.evolve(version=loaded.version)
         ctx = self._context(loaded)
-        step = self._safely(partial(self.engine.step, state, event, ctx), state, ctx)
+        compute = partial(self.engine.step, state, event, ctx)
+        step = self._safely(compute, state, ctx, is_wait=is_wait)
         if step is None:
             # Not an event Twilio sends at this step (a webhook of the wrong kind): nothing moves.
             log.warning("call %s: %s cannot happen at %s", call.call_sid, event, state.node)
@@ -287,20 +320,21 @@ class CallService:
         node: str | None,
         render: Renderer,
         revision: int,
+        reason: str,
     ) -> Answer | None:
-        """Take up a call whose state is lost (revision 0) or unreadable; None if another
-        webhook of the call saved first."""
+        """Take up a call whose state is lost (revision 0), unreadable, or whose flow is gone;
+        None if another webhook of the call saved first."""
         loaded = self._flow_for(call)
         ctx = self._context(loaded)
-        reason = "state_corrupt" if revision else "state_lost"
         state = initial_state(call, ctx).evolve(seq=seq)
         step: Step | None
         if isinstance(event, WAIT_EVENTS):
             waited = event.waited if isinstance(event, QueueWaitTick) else 0
+            queue = node or _only_queue(loaded)
             adopt = partial(
-                self.engine.adopt, call, node or "", seq=seq, waited=waited, ctx=ctx, reason=reason
+                self.engine.adopt, call, queue, seq=seq, waited=waited, ctx=ctx, reason=reason
             )
-            step = self._safely(adopt, state, ctx)
+            step = self._safely(adopt, state, ctx, is_wait=True)
         else:
             resume = partial(self.engine.resume, call, event, seq=seq, ctx=ctx, reason=reason)
             step = self._safely(resume, state, ctx)
@@ -312,3 +346,10 @@ class CallService:
             return None
         log.warning("call %s: recovered (%s) at %s", call.call_sid, reason, step.state.node)
         return Answer(reply=reply, step=step)
+
+
+def _only_queue(loaded: LoadedFlow) -> str:
+    """The flow's enqueue node when it has exactly one ('' otherwise): where a queued caller
+    whose wait URL names no node (one from before call engine v2) must be waiting."""
+    queues = [n.id for n in loaded.flow.nodes.values() if isinstance(n, EnqueueNode)]
+    return queues[0] if len(queues) == 1 else ""

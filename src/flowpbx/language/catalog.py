@@ -127,7 +127,11 @@ def load_catalog(
             invalid.extend(exc.problems)
             continue
         if loaded.flow.name in flows:
-            problems.append(f"{path}: flow name '{loaded.flow.name}' is used by two files")
+            other = flows[loaded.flow.name].flow.source
+            problems.append(
+                f"{path}: flow name '{loaded.flow.name}' is already used by {other}; "
+                "each flow needs its own name"
+            )
             continue
         problems.extend(f"{path}: {problem}" for problem in found)
         flows[loaded.flow.name] = loaded

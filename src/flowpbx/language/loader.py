@@ -312,3 +312,37 @@ def flow_files(paths: Iterable[str | pathlib.Path]) -> list[pathlib.Path]:
         else:
             found.append(path)
     return found
+
+
+def check_files(paths: Iterable[pathlib.Path]) -> list[Report]:
+    """Check flow files one by one, then together: two files may not name the same flow (the
+    service would refuse to start), so the later one gets an error at its `name:` line."""
+    reports = [check_file(path) for path in paths]
+    first: dict[str, Report] = {}
+    for i, report in enumerate(reports):
+        if report.flow is None:
+            continue
+        earlier = first.setdefault(report.flow.name, report)
+        if earlier is report:
+            continue
+        line = _name_line(report.file)
+        problem = Problem(
+            report.file,
+            line,
+            1,
+            Severity.ERROR,
+            "duplicate-flow-name",
+            f"flow name '{report.flow.name}' is already used by {earlier.file}; "
+            "each flow needs its own name",
+        )
+        reports[i] = Report(report.file, None, (*report.problems, problem))
+    return reports
+
+
+def _name_line(file: str) -> int:
+    """The line of a flow file's top-level `name:` (1 if it cannot be found)."""
+    try:
+        lines = pathlib.Path(file).read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return 1
+    return next((n for n, line in enumerate(lines, 1) if re.match(r"name\s*:", line)), 1)

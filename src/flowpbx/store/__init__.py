@@ -55,8 +55,9 @@ class CallStore(Protocol):
     async def save(
         self, state: CallState, *, revision: int, reply: str, record: StepRecord | None
     ) -> bool:
-        """Store the state, its reply and the step's call events if the stored revision is
-        still `revision` (0: the call is new); False, storing nothing, if it moved on."""
+        """Store the state, its reply and the step's call events if the stored call is still
+        the one this store loaded or saved at `revision` (0: the call is new); False, storing
+        nothing, if it moved on (then `load` again before saving)."""
         ...
 
     async def first_reply(self, call_sid: str) -> str | None:

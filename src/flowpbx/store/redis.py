@@ -1,5 +1,5 @@
-"""Call state in Redis: one hash per call (revision, state, last and first reply) with a TTL,
-and each step's call events appended to a stream in the same script.
+"""Call state in Redis: one hash per call (revision, write token, state, last and first reply)
+with a TTL, and each step's call events appended to a stream in the same script.
 
 Keys are laid out for Redis Cluster: a call's hash and the stream its events go to share a
 hash tag, one of `EVENT_SHARDS` chosen from the CallSid, so one script touches one slot.
@@ -7,8 +7,11 @@ hash tag, one of `EVENT_SHARDS` chosen from the CallSid, so one script touches o
 
 from __future__ import annotations
 
+import json
+import os
 import zlib
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -22,30 +25,37 @@ from flowpbx.engine.call_events import StepRecord
 from flowpbx.engine.state import CallState, StateError
 from flowpbx.store import CorruptState, StoredCall, StoreUnavailable
 
-EVENT_SHARDS = 16
-"""Call-event streams (and hash tags). Changing it moves every key: calls in flight are lost."""
-DEFAULT_STREAM_LENGTH = 100_000
-"""Entries kept per event stream (approximately) until call history consumes them."""
+EVENT_SHARDS = 64
+"""Call-event streams (and hash tags): 64 spread evenly over a 3-master cluster's slots.
+Changing it moves every key: calls in flight are lost."""
+DEFAULT_EVENTS_MAX = 100_000
+"""Step records kept in all streams together (approximately) until call history reads them."""
 RECENT_CALLS = 10_000
-SOCKET_TIMEOUT = 2.0
+SOCKET_TIMEOUT = 1.5
 CONNECT_TIMEOUT = 1.0
 HEALTH_CHECK_SECONDS = 5
-CLIENT_RETRIES = 2
+CLIENT_RETRIES = 1
+LEGACY_PREFIX = "flowpbx:call:"
+"""Where call engine v1 kept a call's hash (rev, state with the reply inside)."""
 
-# Compare-and-set: write only if the revision is still the one the caller read; the first
-# write of a call also keeps its reply as the answer to a repeated incoming webhook. The step's
-# call events go to the call's stream in the same script: both are stored, or neither.
+# Compare-and-set on the revision and on the token of the write that made it (revisions start
+# again at 1 when Redis loses its data; tokens never repeat). The first write of a call keeps
+# its reply as the answer to a repeated incoming webhook. The step's call events go to the
+# call's stream in the same script: both are stored, or neither.
 _SAVE = """
-local current = redis.call('HGET', KEYS[1], 'rev')
-if (current or '0') ~= ARGV[1] then return 0 end
+local stored = redis.call('HMGET', KEYS[1], 'rev', 'wid')
+local rev = stored[1] or '0'
+if not tonumber(rev) then rev = '0' end  -- an unreadable revision is replaced like a new call
+if rev ~= ARGV[1] or (stored[2] or '') ~= ARGV[2] then return 0 end
 if ARGV[1] == '0' then
-  redis.call('HSET', KEYS[1], 'rev', ARGV[2], 'state', ARGV[3], 'reply', ARGV[4], 'first', ARGV[4])
+  redis.call('HSET', KEYS[1], 'rev', ARGV[3], 'wid', ARGV[4], 'state', ARGV[5], 'reply', ARGV[6],
+             'first', ARGV[6])
 else
-  redis.call('HSET', KEYS[1], 'rev', ARGV[2], 'state', ARGV[3], 'reply', ARGV[4])
+  redis.call('HSET', KEYS[1], 'rev', ARGV[3], 'wid', ARGV[4], 'state', ARGV[5], 'reply', ARGV[6])
 end
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-if ARGV[7] ~= '' then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'record', ARGV[7])
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+if ARGV[9] ~= '' then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 'record', ARGV[9])
 end
 return 1
 """
@@ -67,7 +77,8 @@ def stream_key(number: int) -> str:
 
 def connect(url: str) -> aioredis.Redis:
     """A client that retries a command once its connection broke (a restarted Redis leaves
-    every pooled connection stale) and checks idle connections before reusing them."""
+    every pooled connection stale) and checks idle connections before reusing them. Commands
+    give up quickly: the service's own retry time bounds how long a caller waits."""
     return aioredis.Redis.from_url(
         url,
         socket_timeout=SOCKET_TIMEOUT,
@@ -78,73 +89,103 @@ def connect(url: str) -> aioredis.Redis:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """What this process last read or wrote for a call: the call, and its write token."""
+
+    stored: StoredCall | None
+    revision: int
+    token: str
+
+
 class RedisCallStore:
     """Call state shared by every flowpbx process that uses the same Redis.
 
-    What this process saved last for each call is kept locally, so that the usual step (taken
+    What this process saw last for each call is kept locally, so that the usual step (taken
     by the process that took the previous one) costs one round trip; the compare-and-set
     refuses it if another process moved the call on meanwhile, and the next load reads Redis.
     """
 
-    def __init__(
-        self, client: aioredis.Redis, ttl: int, stream_length: int = DEFAULT_STREAM_LENGTH
-    ) -> None:
+    def __init__(self, client: aioredis.Redis, ttl: int, events_max: int = DEFAULT_EVENTS_MAX):
         self.client = client
         self.ttl = ttl
-        self.stream_length = stream_length
+        self.stream_length = max(100, events_max // EVENT_SHARDS)
         self._save: Any = client.register_script(_SAVE)
-        self._recent: OrderedDict[str, StoredCall] = OrderedDict()
+        self._seen: OrderedDict[str, _Seen] = OrderedDict()
 
     @classmethod
-    def from_url(
-        cls, url: str, ttl: int, stream_length: int = DEFAULT_STREAM_LENGTH
-    ) -> RedisCallStore:
-        return cls(connect(url), ttl, stream_length)
+    def from_url(cls, url: str, ttl: int, events_max: int = DEFAULT_EVENTS_MAX) -> RedisCallStore:
+        return cls(connect(url), ttl, events_max)
 
-    def _remember(self, stored: StoredCall) -> None:
-        sid = stored.state.call_sid
-        self._recent[sid] = stored
-        self._recent.move_to_end(sid)
-        if len(self._recent) > RECENT_CALLS:
-            self._recent.popitem(last=False)
+    def _remember(self, call_sid: str, seen: _Seen) -> None:
+        self._seen[call_sid] = seen
+        self._seen.move_to_end(call_sid)
+        if len(self._seen) > RECENT_CALLS:
+            self._seen.popitem(last=False)
 
     async def load(self, call_sid: str, *, seq: int | None = None) -> StoredCall | None:
-        recent = self._recent.get(call_sid)
+        seen = self._seen.get(call_sid)
+        recent = seen.stored if seen is not None else None
         if recent is not None and seq is not None and recent.state.seq == seq:
             return recent
         try:
-            revision, blob, reply = await self.client.hmget(
-                call_key(call_sid), ["rev", "state", "reply"]
-            )
+            fields = await self.client.hmget(call_key(call_sid), ["rev", "wid", "state", "reply"])
+            revision, token, blob, reply = fields
+            if blob is None:
+                return await self._legacy(call_sid)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
-        if blob is None:
-            self._recent.pop(call_sid, None)
-            return None
+        wid = _text(token)
+        try:
+            number = int(revision or 0)
+        except ValueError as exc:
+            self._remember(call_sid, _Seen(None, 0, wid))
+            raise CorruptState(call_sid, 0, f"revision {revision!r} is not a number") from exc
         try:
             state = CallState.from_json(blob)
         except StateError as exc:
-            raise CorruptState(call_sid, int(revision or 0), str(exc)) from exc
-        stored = StoredCall(state=state, revision=int(revision or 0), reply=_text(reply))
-        self._remember(stored)
+            self._remember(call_sid, _Seen(None, number, wid))
+            raise CorruptState(call_sid, number, str(exc)) from exc
+        stored = StoredCall(state=state, revision=number, reply=_text(reply))
+        self._remember(call_sid, _Seen(stored, number, wid))
         return stored
+
+    async def _legacy(self, call_sid: str) -> StoredCall | None:
+        """A call that call engine v1 stored (before an upgrade): read it from its old key, as
+        a new call (revision 0), so that the next save moves it to the new layout."""
+        self._seen.pop(call_sid, None)
+        blob = await self.client.hget(LEGACY_PREFIX + call_sid, "state")
+        if blob is None:
+            return None
+        try:
+            state = CallState.from_json(blob)
+            reply = json.loads(blob).get("reply", "")
+        except (StateError, ValueError) as exc:
+            raise CorruptState(call_sid, 0, str(exc)) from exc
+        return StoredCall(state=state, revision=0, reply=reply if isinstance(reply, str) else "")
 
     async def save(
         self, state: CallState, *, revision: int, reply: str, record: StepRecord | None
     ) -> bool:
         sid = state.call_sid
+        seen = self._seen.get(sid)
+        token = seen.token if seen is not None and seen.revision == revision else ""
+        new_token = os.urandom(8).hex()
         keys = [call_key(sid), stream_key(shard(sid))]
         events = record.to_json() if record is not None else ""
-        args = [revision, revision + 1, state.to_json(), reply, self.ttl, self.stream_length]
+        args = [revision, token, revision + 1, new_token, state.to_json(), reply]
         try:
-            stored = bool(await self._save(keys=keys, args=[*args, events]))
+            stored = bool(
+                await self._save(keys=keys, args=[*args, self.ttl, self.stream_length, events])
+            )
         except (RedisError, OSError) as exc:
-            self._recent.pop(sid, None)
+            self._seen.pop(sid, None)
             raise StoreUnavailable(f"Redis: {exc}") from exc
         if stored:
-            self._remember(StoredCall(state=state, revision=revision + 1, reply=reply))
+            saved = StoredCall(state=state, revision=revision + 1, reply=reply)
+            self._remember(sid, _Seen(saved, revision + 1, new_token))
         else:
-            self._recent.pop(sid, None)
+            self._seen.pop(sid, None)
         return stored
 
     async def first_reply(self, call_sid: str) -> str | None:

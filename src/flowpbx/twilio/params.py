@@ -134,7 +134,9 @@ def keys_pressed(form: Mapping[str, str]) -> KeysPressed:
 def dial_ended(form: Mapping[str, str]) -> DialEnded:
     status = _one(form, "DialCallStatus", _STATUS, None)
     duration = int(_one(form, "DialCallDuration", _SECONDS, "0"))
-    return DialEnded(result=DIAL_RESULTS.get(status, DialResult.FAILED), duration=duration)
+    recording = _one(form, "RecordingUrl", _RECORDING_URL, "")
+    result = DIAL_RESULTS.get(status, DialResult.FAILED)
+    return DialEnded(result=result, duration=duration, recording_url=recording)
 
 
 def queue_left(form: Mapping[str, str]) -> QueueLeft:

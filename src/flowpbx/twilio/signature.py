@@ -89,4 +89,7 @@ class SignatureChecker:
         computed = self.validator.compute_signature(url, form)
         if hmac.compare_digest(computed.encode(), signature.encode()):
             return True
-        return bool(self.validator.validate(url, form, signature))
+        try:
+            return bool(self.validator.validate(url, form, signature))
+        except ValueError:
+            return False  # a URL the library cannot take apart (e.g. a bad port in Host)

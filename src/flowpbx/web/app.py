@@ -103,7 +103,11 @@ def create_app(settings: Settings, service: CallService) -> Starlette:
     routes = [
         Route("/api/calls/incoming", hooks.voice(incoming), methods=["POST"]),
         *(
-            Route(f"/api/calls/{route}", hooks.voice(handle), methods=["POST"])
+            Route(
+                f"/api/calls/{route}",
+                hooks.voice(handle, is_wait=route in (CallRoute.QUEUE_WAIT, CallRoute.QUEUE_KEY)),
+                methods=["POST"],
+            )
             for route, handle in steps.items()
         ),
         Route("/api/webhooks/call-status", hooks.callback("call-status"), methods=["POST"]),

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from flowpbx.engine.core import HOLD_ON
 from flowpbx.engine.service import Answer, CallService, Renderer
 from flowpbx.settings import Settings
 from flowpbx.twilio import params
@@ -72,6 +73,11 @@ class Webhooks:
         if not self.settings.skip_signature:
             signature = request.headers.get(SIGNATURE_HEADER, "")
             if not self.checker.is_valid(url, form, signature):
+                detail = (
+                    "X-Twilio-Signature does not match"
+                    if signature
+                    else ("X-Twilio-Signature is missing")
+                )
                 log.warning(
                     "rejected %s %r: %s X-Twilio-Signature (from %s, CallSid %r)",
                     request.method,
@@ -80,7 +86,7 @@ class Webhooks:
                     request.client.host if request.client else "?",
                     params.call_sid_for_log(form.first),
                 )
-                return error(403, "invalid_signature", "X-Twilio-Signature does not match")
+                return error(403, "invalid_signature", detail)
         return form, url
 
     def _renderer(self, url: str, path: str) -> Renderer | None:
@@ -89,8 +95,11 @@ class Webhooks:
             return None
         return TwimlRenderer(Urls(base_of(url, path)))
 
-    def voice(self, handle: Handler) -> Callable[[Request], Awaitable[Response]]:
-        """Wrap a TwiML handler: verify, parse, and never let an error become a 5xx."""
+    def voice(
+        self, handle: Handler, *, is_wait: bool = False
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """Wrap a TwiML handler: verify, parse, and never let an error become a 5xx. A queue's
+        wait webhook (`is_wait`) that fails answers a pause: the caller keeps waiting."""
 
         async def endpoint(request: Request) -> Response:
             verified = await self._verified_form(request)
@@ -110,7 +119,10 @@ class Webhooks:
                     request.url.path,
                     params.call_sid_for_log(fields),
                 )
-                xml = self.service.apology(renderer=renderer)
+                if is_wait:
+                    xml = (renderer or self.service.renderer)(HOLD_ON, 0)
+                else:
+                    xml = self.service.apology(renderer=renderer)
             return Response(xml, media_type=CONTENT_TYPE)
 
         return endpoint
