@@ -15,10 +15,10 @@ from starlette.config import Config
 
 from flowpbx.engine.hours import HoursStatus
 from flowpbx.engine.service import CallService, utc_now
+from flowpbx.engine.storage import CallStore
 from flowpbx.errors import FlowpbxError
 from flowpbx.language.catalog import FlowCatalog, load_catalog
 from flowpbx.settings import Settings
-from flowpbx.store import CallStore
 from flowpbx.store.memory import MemoryCallStore
 from flowpbx.store.redis import RedisCallStore
 from flowpbx.twilio.twiml import TwimlRenderer, Urls

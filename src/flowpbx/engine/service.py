@@ -25,10 +25,10 @@ from flowpbx.engine.events import WAIT_EVENTS, Event, NewCall, QueueWaitTick
 from flowpbx.engine.hours import HoursStatus
 from flowpbx.engine.interpreter import Step, initial_state
 from flowpbx.engine.state import CallState, Waiting
+from flowpbx.engine.storage import CallStore, CorruptState, StoredCall, StoreUnavailable
 from flowpbx.engine.walk import Context
 from flowpbx.language.catalog import FlowCatalog, LoadedFlow
 from flowpbx.language.flow import EnqueueNode
-from flowpbx.store import CallStore, CorruptState, StoredCall, StoreUnavailable
 
 log = logging.getLogger("flowpbx.calls")
 

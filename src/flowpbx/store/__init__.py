@@ -1,71 +1,10 @@
-"""Where call state lives between webhooks: a Protocol, an in-process twin and Redis.
+"""Where call state lives between webhooks: this process's memory, or Redis.
 
-A step's state, its reply and its call events are saved together or not at all, with
-compare-and-set on the state's revision so that two webhooks of one call cannot both win.
+Both implement `flowpbx.engine.storage.CallStore`, the seam the engine's service uses.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from flowpbx.engine.storage import CallStore, CorruptState, StoredCall, StoreUnavailable
 
-from flowpbx.engine.call_events import StepRecord
-from flowpbx.engine.state import CallState
-from flowpbx.errors import FlowpbxError
-
-
-class StoreUnavailable(FlowpbxError):
-    """The store does not answer (after the client's own retries)."""
-
-
-class CorruptState(FlowpbxError):
-    """A call's stored state cannot be read. Not an outage: the store answered."""
-
-    def __init__(self, call_sid: str, revision: int, reason: str) -> None:
-        self.call_sid = call_sid
-        self.revision = revision
-        self.reason = reason
-        super().__init__(
-            f"call {call_sid}: stored state (revision {revision}) is corrupt: {reason}"
-        )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StoredCall:
-    """A call as stored: its state, the revision to save against, and the last reply given."""
-
-    state: CallState
-    revision: int
-    reply: str
-    """The TwiML answered to the webhook of step `state.seq - 1`, for a retry of it."""
-
-
-class CallStore(Protocol):
-    """Call state by CallSid. Raises StoreUnavailable when the store cannot be reached."""
-
-    async def load(self, call_sid: str, *, seq: int | None = None) -> StoredCall | None:
-        """The stored call, or None. Raises CorruptState if its state cannot be read.
-
-        With `seq`, a store may answer from what it saved last for the call if that is at
-        step `seq`, without a round trip: a save based on it fails if another process has
-        moved the call on since, and the next load then reads the store.
-        """
-        ...
-
-    async def save(
-        self, state: CallState, *, revision: int, reply: str, record: StepRecord | None
-    ) -> bool:
-        """Store the state, its reply and the step's call events if the stored call is still
-        the one this store loaded or saved at `revision` (0: the call is new); False, storing
-        nothing, if it moved on (then `load` again before saving)."""
-        ...
-
-    async def first_reply(self, call_sid: str) -> str | None:
-        """The reply saved with the call's first state (the answer to its incoming webhook)."""
-        ...
-
-    async def ping(self) -> bool:
-        """Whether the store answers."""
-        ...
-
-    async def aclose(self) -> None: ...
+__all__ = ["CallStore", "CorruptState", "StoreUnavailable", "StoredCall"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from flowpbx.engine.call_events import StepRecord
 from flowpbx.engine.state import CallState, StateError
-from flowpbx.store import CorruptState, StoredCall
+from flowpbx.engine.storage import CorruptState, StoredCall
 
 DEFAULT_RECORDS = 100_000
 

@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowpbx.engine.call_events import StepRecord
 from flowpbx.engine.state import CallState, StateError
-from flowpbx.store import CorruptState, StoredCall, StoreUnavailable
+from flowpbx.engine.storage import CorruptState, StoredCall, StoreUnavailable
 
 EVENT_SHARDS = 64
 """Call-event streams (and hash tags): 64 spread evenly over a 3-master cluster's slots.
