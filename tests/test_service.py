@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -264,3 +265,18 @@ async def test_service_call_whose_flow_is_gone_goes_on(
     recovered = await store.load(CALL.call_sid)
     assert recovered is not None
     assert recovered.state.flow == "seguros2"
+
+
+async def test_service_never_logs_the_keys_of_an_event_it_refuses(
+    two_processes: tuple[CallService, CallService, RedisCallStore],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Keys posted to a step that does not take them (they may be a PIN) are not logged."""
+    a, _, _ = two_processes
+    await a.start(CALL)
+    await a.handle(CALL, 1, KeysPressed(digits="1"))
+    caplog.set_level(logging.INFO)
+    refused = await a.handle(CALL, 2, KeysPressed(digits="918273"))
+    assert refused.step is None
+    assert "KeysPressed cannot happen at llamar_vida" in caplog.text
+    assert "918273" not in caplog.text

@@ -300,7 +300,9 @@ class CallService:
         step = self._safely(compute, state, ctx, is_wait=is_wait)
         if step is None:
             # Not an event Twilio sends at this step (a webhook of the wrong kind): nothing moves.
-            log.warning("call %s: %s cannot happen at %s", call.call_sid, event, state.node)
+            # The event's name only: its digits may be a caller's PIN.
+            name = type(event).__name__
+            log.warning("call %s: %s cannot happen at %s", call.call_sid, name, state.node)
             return Answer(reply=render(HOLD_ON, seq) if is_wait else stored.reply)
         reply = render(step.actions, step.state.seq)
         if is_wait and step.state == stored.state and not step.events:
