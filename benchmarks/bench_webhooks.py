@@ -64,7 +64,6 @@ from servers import RedisServer, redis_server  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "webhooks.json"
 PYTHON = sys.executable
-SERVER_SCRIPT = ROOT / "benchmarks" / "webhook_server.py"
 LOADGEN_SCRIPT = ROOT / "benchmarks" / "loadgen.py"
 HOST = "127.0.0.1"
 THROUGHPUT_CONNECTIONS = 32
@@ -186,17 +185,25 @@ def _http(url: str, data: bytes | None = None, headers: dict[str, str] | None = 
 
 
 def start_server(
-    name: str, env: dict[str, str], pinning: Pinning, workdir: Path, args: Sequence[str] = ()
+    name: str,
+    env: dict[str, str],
+    pinning: Pinning,
+    workdir: Path,
+    args: Sequence[str] = (),
+    *,
+    kind: str | None = None,
+    root: Path = ROOT,
 ) -> Server:
-    """Start webhook_server.py `name` (flowpbx or baseline) on a free port."""
+    """Start `root`'s webhook_server.py `kind` (flowpbx or baseline; default `name`) on a free
+    port; `root` is another checkout for the engine measured against (--versus)."""
     port = _free_port()
     log = workdir / f"{name}.log"
     env = dict(env, PUBLIC_BASE_URL=f"http://{HOST}:{port}")
     command = [
         *pinning.prefix(pinning.server_core),
         PYTHON,
-        str(SERVER_SCRIPT),
-        name,
+        str(root / "benchmarks" / "webhook_server.py"),
+        kind or name,
         "--port",
         str(port),
         *args,
@@ -204,7 +211,7 @@ def start_server(
     with log.open("wb") as out:
         proc = subprocess.Popen(
             command,
-            cwd=ROOT,
+            cwd=root,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -328,7 +335,8 @@ def _median(values: Sequence[float]) -> float:
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in ("flowpbx", "baseline"):
+    names = [n for n in ("flowpbx", "versus", "baseline") if any(r["server"] == n for r in runs)]
+    for name in names:
         for conns in (THROUGHPUT_CONNECTIONS, LATENCY_CONNECTIONS):
             mine = [r for r in runs if r["server"] == name and r["connections"] == conns]
             out[f"{name}@{conns}"] = {
@@ -377,7 +385,20 @@ def ratios(summary: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any
     def per_cpu(row: dict[str, Any]) -> float:
         return float(row["rps"] / row["server_cpu"]) if row["server_cpu"] else 0.0
 
-    return {
+    versus: dict[str, Any] = {}
+    if f"versus@{t}" in summary:
+        vs_t = summary[f"versus@{t}"]
+        pairs = zip(
+            (r["rps"] for r in runs if r["server"] == "flowpbx" and r["connections"] == t),
+            (r["rps"] for r in runs if r["server"] == "versus" and r["connections"] == t),
+            strict=True,
+        )
+        versus = {
+            "versus_throughput_ratio": vs_t["rps"] / base_t["rps"] if base_t["rps"] else 0.0,
+            "versus_requests_per_server_cpu_s": per_cpu(vs_t),
+            "flowpbx_over_versus_rounds": [round(a / b, 3) if b else 0.0 for a, b in pairs],
+        }
+    return versus | {
         "throughput_ratio": throughput,
         "throughput_target": TARGET_THROUGHPUT_RATIO,
         "throughput_pass": throughput >= TARGET_THROUGHPUT_RATIO,
@@ -422,13 +443,26 @@ def table(summary: dict[str, Any], result: dict[str, Any]) -> str:
         f"{r['baseline_requests_per_server_cpu_s']:,.0f} "
         f"(ratio {r['cpu_efficiency_ratio']:.2f})",
     ]
+    if "versus_throughput_ratio" in r:
+        lines += [
+            f"- versus (the other checkout), throughput/baseline: "
+            f"**{r['versus_throughput_ratio']:.2f}**; requests per second of server CPU "
+            f"{r['versus_requests_per_server_cpu_s']:,.0f}",
+            f"- flowpbx/versus throughput, per round: {r['flowpbx_over_versus_rounds']}",
+        ]
     return "\n".join(lines)
 
 
 @contextlib.contextmanager
 def running_servers(
-    redis: RedisServer, token: str, hours: str, pinning: Pinning, profile: Path | None
-) -> Iterator[tuple[Server, Server | None]]:
+    redis: RedisServer,
+    token: str,
+    hours: str,
+    pinning: Pinning,
+    profile: Path | None,
+    *,
+    versus: Path | None = None,
+) -> Iterator[tuple[Server, Server | None, Server | None]]:
     workdir = Path(tempfile.mkdtemp(prefix="flowpbx-bench-"))
     env = {
         k: v
@@ -453,10 +487,20 @@ def running_servers(
         if profile is None:
             baseline = start_server("baseline", env, pinning, workdir)
             servers.append(baseline)
+        other = None
+        if versus is not None:
+            paths = [str(versus / "src"), env.get("PYTHONPATH", "")]
+            versus_env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, paths)))
+            other = start_server(
+                "versus", versus_env, pinning, workdir, kind="flowpbx", root=versus
+            )
+            servers.append(other)
         wait_ready(flowpbx, flowpbx.base + "/health", method_post=False)
         if baseline is not None:
             wait_ready(baseline, baseline.base + "/twiml", method_post=True)
-        yield flowpbx, baseline
+        if other is not None:
+            wait_ready(other, other.base + "/health", method_post=False)
+        yield flowpbx, baseline, other
     finally:
         for server in servers:
             server.stop()
@@ -485,7 +529,11 @@ def benchmark(args: argparse.Namespace) -> int:
                 check=True,
                 capture_output=True,
             )
-        with running_servers(redis, token, args.hours, pinning, None) as (flowpbx, baseline):
+        with running_servers(redis, token, args.hours, pinning, None, versus=args.versus) as (
+            flowpbx,
+            baseline,
+            versus,
+        ):
             assert baseline is not None
             probe = probe_flowpbx(flowpbx, token)
             print(
@@ -495,9 +543,15 @@ def benchmark(args: argparse.Namespace) -> int:
                 "flowpbx": {"server": flowpbx.proc.pid, "redis": redis_pid},
                 "baseline": {"server": baseline.proc.pid, "redis": redis_pid},
             }
+            servers = [flowpbx, baseline]
+            if versus is not None:
+                probe_flowpbx(versus, token)
+                watch["versus"] = {"server": versus.proc.pid, "redis": redis_pid}
+                servers = [flowpbx, versus, baseline]
             bench = Bench(token, pinning, probe["branch"], watch)
             for round_no in range(args.rounds):
-                order = [flowpbx, baseline] if round_no % 2 == 0 else [baseline, flowpbx]
+                shift = round_no % len(servers)
+                order = servers[shift:] + servers[:shift]
                 for server in order:
                     for conns, warm, dur in (
                         (THROUGHPUT_CONNECTIONS, args.warmup, args.duration),
@@ -512,7 +566,7 @@ def benchmark(args: argparse.Namespace) -> int:
                             f"{run['client_cpu_share']:.0%}  failed {failures(run)}",
                             flush=True,
                         )
-            log_problems = {s.name: server_log_problems(s) for s in (flowpbx, baseline)}
+            log_problems = {s.name: server_log_problems(s) for s in servers}
     summary = summarize(bench.runs)
     result: dict[str, Any] = {
         "benchmark": "webhook steps (issue #3)",
@@ -601,7 +655,7 @@ def profile(args: argparse.Namespace) -> int:
     stats_file: Path = args.profile.resolve()
     with (
         redis_server() as redis,
-        running_servers(redis, token, args.hours, pinning, stats_file) as (flowpbx, _),
+        running_servers(redis, token, args.hours, pinning, stats_file) as (flowpbx, _, _),
     ):
         branch = probe_flowpbx(flowpbx, token)["branch"]
         bench = Bench(token, pinning, branch, {"flowpbx": {"server": flowpbx.proc.pid}})
@@ -638,6 +692,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--profile", type=Path, default=None, help="cProfile flowpbx instead")
+    parser.add_argument(
+        "--versus",
+        type=Path,
+        default=None,
+        metavar="CHECKOUT",
+        help="also measure the engine of another checkout (e.g. a git worktree of an older "
+        "commit) in the same rounds, as server 'versus'",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.rounds <= 10 or not 0 < args.duration <= 60:
         parser.error("--rounds must be 1-10 and --duration at most 60 s")
