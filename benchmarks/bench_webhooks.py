@@ -281,9 +281,8 @@ class Bench:
         self, server: Server, connections: int, warmup: float, duration: float
     ) -> dict[str, Any]:
         """Run the load generator against `server`; flowpbx is followed, the baseline scripted."""
-        mode, path = (
-            ("follow", "/api/calls/incoming") if server.name == "flowpbx" else ("script", "/twiml")
-        )
+        is_engine = server.name in ("flowpbx", "versus")
+        mode, path = ("follow", "/api/calls/incoming") if is_engine else ("script", "/twiml")
         spec = {
             "base": server.base,
             "mode": mode,

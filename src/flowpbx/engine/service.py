@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -144,7 +144,7 @@ class CallService:
         record = None
         if step.events:
             record = StepRecord(
-                id=uuid.uuid4().hex,
+                id=os.urandom(16).hex(),
                 call_sid=step.state.call_sid,
                 revision=revision + 1,
                 seq=step.state.seq,

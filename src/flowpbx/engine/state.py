@@ -7,17 +7,19 @@ rolling deploy never turns the calls in flight into apologies.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Self, TypeVar
 
+import msgspec
+
 from flowpbx.engine.events import Direction
 from flowpbx.errors import FlowpbxError
 
 T = TypeVar("T")
+_ENCODER = msgspec.json.Encoder()
 
 STATE_FORMAT = 2
 """1: call engine v1 (no format field); 2: adds format and direction."""
@@ -84,13 +86,13 @@ class CallState:
             "leave_reason": self.leave_reason,
             "queued_at": self.queued_at,
         }
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return _ENCODER.encode(data).decode()
 
     @classmethod
     def from_json(cls, text: str | bytes) -> CallState:
         """Read a stored state of any format so far; StateError if it cannot be read."""
         try:
-            data = json.loads(text)
+            data = msgspec.json.decode(text)
             if not isinstance(data, dict):
                 raise TypeError(f"expected an object, got {type(data).__name__}")
             return cls(
@@ -109,6 +111,7 @@ class CallState:
                 queued_at=_optional(data, "queued_at", _number, 0),
             )
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            # msgspec.DecodeError is a ValueError: unreadable JSON lands here too.
             raise StateError(f"stored call state is unreadable: {exc!r}"[:300]) from exc
 
 
