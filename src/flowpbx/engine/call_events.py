@@ -296,6 +296,10 @@ class StepRecord:
     events: tuple[CallEvent, ...]
 
     def to_json(self) -> str:
+        return self.encode().decode()
+
+    def encode(self) -> bytes:
+        """The JSON form as UTF-8 bytes (what the Redis store sends as is)."""
         data: dict[str, Any] = {
             "id": self.id,
             "call_sid": self.call_sid,
@@ -306,7 +310,7 @@ class StepRecord:
             "version": self.version,
             "events": [to_dict(e) for e in self.events],
         }
-        return _ENCODER.encode(data).decode()
+        return _ENCODER.encode(data)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> StepRecord:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +21,7 @@ from typing import Protocol, TypeVar
 from flowpbx.engine.actions import Action
 from flowpbx.engine.call_events import StepRecord
 from flowpbx.engine.core import HOLD_ON, CallEngine, goodbye
+from flowpbx.engine.deadlines import Deadlines
 from flowpbx.engine.events import WAIT_EVENTS, Event, NewCall, QueueWaitTick
 from flowpbx.engine.hours import HoursStatus
 from flowpbx.engine.interpreter import Step, initial_state
@@ -73,6 +74,7 @@ class CallService:
     hours_override: HoursStatus | None = None
     retry_seconds: float = DEFAULT_RETRY_SECONDS
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    deadlines: Deadlines = field(default_factory=Deadlines)
 
     # -- helpers --
 
@@ -106,8 +108,7 @@ class CallService:
         while True:
             remaining = max(deadline - time.monotonic(), MIN_ATTEMPT_SECONDS)
             try:
-                async with asyncio.timeout(remaining):
-                    return await attempt()
+                return await self.deadlines.run(attempt, remaining)
             except TimeoutError as exc:
                 raise StoreUnavailable(f"no answer within {self.retry_seconds:g} s") from exc
             except StoreUnavailable:
@@ -144,7 +145,7 @@ class CallService:
         record = None
         if step.events:
             record = StepRecord(
-                id=os.urandom(16).hex(),
+                id=f"{random.getrandbits(128):032x}",
                 call_sid=step.state.call_sid,
                 revision=revision + 1,
                 seq=step.state.seq,

@@ -70,6 +70,10 @@ class CallState:
         return replace(self, **changes)
 
     def to_json(self) -> str:
+        return self.encode().decode()
+
+    def encode(self) -> bytes:
+        """The JSON form as UTF-8 bytes (what the Redis store sends as is)."""
         data = {
             "format": STATE_FORMAT,
             "call_sid": self.call_sid,
@@ -86,7 +90,7 @@ class CallState:
             "leave_reason": self.leave_reason,
             "queued_at": self.queued_at,
         }
-        return _ENCODER.encode(data).decode()
+        return _ENCODER.encode(data)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> CallState:

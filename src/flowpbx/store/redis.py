@@ -8,7 +8,7 @@ hash tag, one of `EVENT_SHARDS` chosen from the CallSid, so one script touches o
 from __future__ import annotations
 
 import json
-import os
+import random
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -170,10 +170,10 @@ class RedisCallStore:
         sid = state.call_sid
         seen = self._seen.get(sid)
         token = seen.token if seen is not None and seen.revision == revision else ""
-        new_token = os.urandom(8).hex()
+        new_token = f"{random.getrandbits(64):016x}"
         keys = [call_key(sid), stream_key(shard(sid))]
-        events = record.to_json() if record is not None else ""
-        args = [revision, token, revision + 1, new_token, state.to_json(), reply]
+        events = record.encode() if record is not None else b""
+        args = [revision, token, revision + 1, new_token, state.encode(), reply]
         try:
             stored = bool(
                 await self._save(keys=keys, args=[*args, self.ttl, self.stream_length, events])
