@@ -7,11 +7,9 @@ form, documented in docs/call-events.md.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, get_args, get_type_hints
+from typing import Any, ClassVar, get_args
 
 import msgspec
 
@@ -51,8 +49,12 @@ class EndReason(StrEnum):
     """flowpbx could not go on and said goodbye with an apology."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CallStarted:
+class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
+    """What every call event is: a frozen value with a `type` tag in its JSON form. Not
+    tracked by the garbage collector (they hold only texts, numbers and enums)."""
+
+
+class CallStarted(_Event, tag="call_started", frozen=True, kw_only=True):
     type: ClassVar[str] = "call_started"
     flow: str
     version: str
@@ -61,15 +63,13 @@ class CallStarted:
     direction: Direction
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NodeEntered:
+class NodeEntered(_Event, tag="node_entered", frozen=True, kw_only=True):
     type: ClassVar[str] = "node_entered"
     node: str
     kind: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HoursChecked:
+class HoursChecked(_Event, tag="hours_checked", frozen=True, kw_only=True):
     """An hours node decided: open, closed or holiday (and which holiday)."""
 
     type: ClassVar[str] = "hours_checked"
@@ -82,16 +82,14 @@ class HoursChecked:
     """The operator's day/night switch (FLOWPBX_HOURS_OVERRIDE) decided, not the clock."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OptionChosen:
+class OptionChosen(_Event, tag="option_chosen", frozen=True, kw_only=True):
     type: ClassVar[str] = "option_chosen"
     node: str
     key: str
     target: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InputCollected:
+class InputCollected(_Event, tag="input_collected", frozen=True, kw_only=True):
     type: ClassVar[str] = "input_collected"
     node: str
     variable: str
@@ -99,16 +97,14 @@ class InputCollected:
     """The digits typed, or one '*' per digit when the input node is sensitive."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NoInput:
+class NoInput(_Event, tag="no_input", frozen=True, kw_only=True):
     type: ClassVar[str] = "no_input"
     node: str
     attempt: int
     """1 for the first silence at this node, 2 for the second..."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InvalidInput:
+class InvalidInput(_Event, tag="invalid_input", frozen=True, kw_only=True):
     type: ClassVar[str] = "invalid_input"
     node: str
     attempt: int
@@ -116,16 +112,14 @@ class InvalidInput:
     """What was typed (masked at a sensitive input node)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DialStarted:
+class DialStarted(_Event, tag="dial_started", frozen=True, kw_only=True):
     type: ClassVar[str] = "dial_started"
     node: str
     targets: tuple[str, ...]
     record: bool
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DialFinished:
+class DialFinished(_Event, tag="dial_finished", frozen=True, kw_only=True):
     type: ClassVar[str] = "dial_finished"
     node: str
     result: DialResult
@@ -134,23 +128,20 @@ class DialFinished:
     """The recording of the conversation, when the dial records it ('' otherwise)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RecordingMade:
+class RecordingMade(_Event, tag="recording_made", frozen=True, kw_only=True):
     type: ClassVar[str] = "recording_made"
     node: str
     url: str
     duration: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QueueJoined:
+class QueueJoined(_Event, tag="queue_joined", frozen=True, kw_only=True):
     type: ClassVar[str] = "queue_joined"
     node: str
     queue: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QueueExited:
+class QueueExited(_Event, tag="queue_exited", frozen=True, kw_only=True):
     type: ClassVar[str] = "queue_exited"
     node: str
     queue: str
@@ -159,8 +150,7 @@ class QueueExited:
     """Seconds in the queue."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FallbackTaken:
+class FallbackTaken(_Event, tag="fallback_taken", frozen=True, kw_only=True):
     """A step failed (or the call's state was lost) and the caller heard the flow's apology."""
 
     type: ClassVar[str] = "fallback_taken"
@@ -171,8 +161,7 @@ class FallbackTaken:
     """Where the call went on (the flow's on_error.next, or its entry), None: goodbye."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CallRecovered:
+class CallRecovered(_Event, tag="call_recovered", frozen=True, kw_only=True):
     """The call's stored state was lost or unreadable, and the engine took the call up again."""
 
     type: ClassVar[str] = "call_recovered"
@@ -182,8 +171,7 @@ class CallRecovered:
     """'state_lost', 'state_corrupt', or 'flow_gone' (the flow it ran was removed or renamed)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CallEnded:
+class CallEnded(_Event, tag="call_ended", frozen=True, kw_only=True):
     type: ClassVar[str] = "call_ended"
     node: str
     how: EndReason
@@ -210,75 +198,27 @@ CallEvent = (
 EVENT_TYPES: Mapping[str, type[CallEvent]] = {kind.type: kind for kind in get_args(CallEvent)}
 
 
-_ENCODER = msgspec.json.Encoder()
-"""JSON for what is written at every step: several times faster than the json module."""
-
-
 class BadCallEvent(FlowpbxError):
     """A stored call event that does not match its type's fields."""
 
 
-_FIELD_NAMES: Mapping[type[CallEvent], tuple[str, ...]] = {
-    kind: tuple(f.name for f in dataclasses.fields(kind)) for kind in EVENT_TYPES.values()
-}
-"""Each event type's fields, in order (dataclasses.fields is too slow for every step)."""
-
-
 def to_dict(event: CallEvent) -> dict[str, Any]:
     """The JSON form: {"type": ..., field: value...}; enums as their strings, tuples as lists."""
-    data: dict[str, Any] = {"type": event.type}
-    for name in _FIELD_NAMES[type(event)]:
-        value = getattr(event, name)
-        data[name] = list(value) if type(value) is tuple else value
-    return data
-
-
-def _field_types(kind: type[CallEvent]) -> dict[str, Any]:
-    return {name: hint for name, hint in get_type_hints(kind).items() if name != "type"}
-
-
-_FIELD_TYPES = {name: _field_types(kind) for name, kind in EVENT_TYPES.items()}
-_DEFAULTED = {
-    name: frozenset(
-        f.name for f in dataclasses.fields(kind) if f.default is not dataclasses.MISSING
-    )
-    for name, kind in EVENT_TYPES.items()
-}
-
-
-def _value(hint: Any, value: Any, where: str) -> Any:
-    if isinstance(hint, type) and issubclass(hint, StrEnum):
-        return hint(value)
-    if hint == tuple[str, ...]:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise BadCallEvent(f"{where}: expected a list of texts")
-        return tuple(value)
-    allowed = get_args(hint) or (hint,)
-    if type(value) not in allowed:
-        raise BadCallEvent(f"{where}: expected {hint}, got {type(value).__name__}")
-    return value
+    data: dict[str, Any] = msgspec.to_builtins(event)
+    return {k: list(v) if type(v) is tuple else v for k, v in data.items()}
 
 
 def from_dict(data: Mapping[str, Any]) -> CallEvent:
-    """A call event from its JSON form; unknown fields (from a newer release) are ignored."""
-    kind = EVENT_TYPES.get(str(data.get("type")))
-    if kind is None:
-        raise BadCallEvent(f"unknown call event type {data.get('type')!r}")
-    values: dict[str, Any] = {}
-    for name, hint in _FIELD_TYPES[kind.type].items():
-        if name not in data:
-            if name in _DEFAULTED[kind.type]:
-                continue  # a field added later, absent from older records
-            raise BadCallEvent(f"{kind.type}: missing {name!r}")
-        try:
-            values[name] = _value(hint, data[name], f"{kind.type}.{name}")
-        except ValueError as exc:
-            raise BadCallEvent(f"{kind.type}.{name}: {exc}") from exc
-    return kind(**values)
+    """A call event from its JSON form; unknown fields (from a newer release) are ignored, and
+    fields added later (with a default) may be absent."""
+    try:
+        event: CallEvent = msgspec.convert(data, CallEvent)
+    except msgspec.ValidationError as exc:
+        raise BadCallEvent(f"call event {data.get('type')!r}: {exc}") from exc
+    return event
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StepRecord:
+class StepRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One step's call events as the store keeps them, written with the call's state.
 
     `id` is unique per record, so a consumer that sees a record twice can tell; `revision` is
@@ -300,34 +240,15 @@ class StepRecord:
 
     def encode(self) -> bytes:
         """The JSON form as UTF-8 bytes (what the Redis store sends as is)."""
-        data: dict[str, Any] = {
-            "id": self.id,
-            "call_sid": self.call_sid,
-            "revision": self.revision,
-            "seq": self.seq,
-            "at": self.at,
-            "flow": self.flow,
-            "version": self.version,
-            "events": [to_dict(e) for e in self.events],
-        }
-        return _ENCODER.encode(data)
+        return _ENCODER.encode(self)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> StepRecord:
         try:
-            data = msgspec.json.decode(text)
-            events = data["events"]
-            if not isinstance(events, list):
-                raise BadCallEvent("'events' is not a list")
-            return cls(
-                id=str(data["id"]),
-                call_sid=str(data["call_sid"]),
-                revision=int(data["revision"]),
-                seq=int(data["seq"]),
-                at=float(data["at"]),
-                flow=str(data["flow"]),
-                version=str(data["version"]),
-                events=tuple(from_dict(item) for item in events),
-            )
-        except (ValueError, KeyError, TypeError, msgspec.DecodeError) as exc:
-            raise BadCallEvent(f"unreadable step record: {exc!r}"[:300]) from exc
+            return _RECORD_DECODER.decode(text)
+        except msgspec.DecodeError as exc:
+            raise BadCallEvent(f"unreadable step record: {exc}"[:300]) from exc
+
+
+_ENCODER = msgspec.json.Encoder()
+_RECORD_DECODER = msgspec.json.Decoder(StepRecord)

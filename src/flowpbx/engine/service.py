@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from flowpbx.engine.actions import Action
 from flowpbx.engine.call_events import StepRecord
@@ -100,15 +100,16 @@ class CallService:
         flow = (loaded or self.catalog.default_flow).flow
         return (renderer or self.renderer)(goodbye(flow), 0)
 
-    async def _patiently(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Run `attempt`, again while the store does not answer, for `retry_seconds` in all: a
-        store that hangs is cut off at the deadline too, so Twilio gets an answer in time."""
+    async def _patiently(self, attempt: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """`await attempt(*args)`, again while the store does not answer, for `retry_seconds` in
+        all: a store that hangs is cut off at the deadline too, so Twilio answers in time."""
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.05
         while True:
             remaining = max(deadline - time.monotonic(), MIN_ATTEMPT_SECONDS)
             try:
-                return await self.deadlines.run(attempt, remaining)
+                with self.deadlines.cut_off(remaining):
+                    return await attempt(*args)
             except TimeoutError as exc:
                 raise StoreUnavailable(f"no answer within {self.retry_seconds:g} s") from exc
             except StoreUnavailable:
@@ -172,7 +173,7 @@ class CallService:
         render = renderer or self.renderer
         loaded = self._flow_for(call)
         try:
-            return await self._patiently(lambda: self._start(call, loaded, render))
+            return await self._patiently(self._start, call, loaded, render)
         except StoreUnavailable:
             log.exception("call %s: call store unavailable", call.call_sid)
         return Answer(reply=self.apology(loaded, render))
@@ -214,7 +215,7 @@ class CallService:
         render = renderer or self.renderer
         is_wait = isinstance(event, WAIT_EVENTS)
         try:
-            return await self._patiently(lambda: self._handle(call, seq, event, node, render))
+            return await self._patiently(self._handle, call, seq, event, node, render)
         except StoreUnavailable:
             log.exception("call %s: call store unavailable", call.call_sid)
         if is_wait:

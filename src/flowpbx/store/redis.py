@@ -7,18 +7,20 @@ hash tag, one of `EVENT_SHARDS` chosen from the CallSid, so one script touches o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import zlib
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowpbx.engine.call_events import StepRecord
@@ -42,23 +44,29 @@ LEGACY_PREFIX = "flowpbx:call:"
 # again at 1 when Redis loses its data; tokens never repeat). The first write of a call keeps
 # its reply as the answer to a repeated incoming webhook. The step's call events go to the
 # call's stream in the same script: both are stored, or neither.
+# ARGV[1] is "expected-revision expected-token new-revision new-token ttl stream-length" (one
+# argument: each argument costs the client an encoding step on every webhook), then the state,
+# the reply and the step record ('' for none).
 _SAVE = """
+local expected, token, rev, wid, ttl, length =
+  string.match(ARGV[1], '^(%d+) (%x*) (%d+) (%x+) (%d+) (%d+)$')
 local stored = redis.call('HMGET', KEYS[1], 'rev', 'wid')
-local rev = stored[1] or '0'
-if not tonumber(rev) then rev = '0' end  -- an unreadable revision is replaced like a new call
-if rev ~= ARGV[1] or (stored[2] or '') ~= ARGV[2] then return 0 end
-if ARGV[1] == '0' then
-  redis.call('HSET', KEYS[1], 'rev', ARGV[3], 'wid', ARGV[4], 'state', ARGV[5], 'reply', ARGV[6],
-             'first', ARGV[6])
+local current = stored[1] or '0'
+if not tonumber(current) then current = '0' end  -- an unreadable revision: replaced as new
+if current ~= expected or (stored[2] or '') ~= token then return 0 end
+if expected == '0' then
+  redis.call('HSET', KEYS[1], 'rev', rev, 'wid', wid, 'state', ARGV[2], 'reply', ARGV[3],
+             'first', ARGV[3])
 else
-  redis.call('HSET', KEYS[1], 'rev', ARGV[3], 'wid', ARGV[4], 'state', ARGV[5], 'reply', ARGV[6])
+  redis.call('HSET', KEYS[1], 'rev', rev, 'wid', wid, 'state', ARGV[2], 'reply', ARGV[3])
 end
-redis.call('EXPIRE', KEYS[1], ARGV[7])
-if ARGV[9] ~= '' then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 'record', ARGV[9])
+redis.call('EXPIRE', KEYS[1], ttl)
+if ARGV[4] ~= '' then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', length, '*', 'record', ARGV[4])
 end
 return 1
 """
+_SAVE_SHA = hashlib.sha1(_SAVE.encode()).hexdigest()
 
 
 def shard(call_sid: str) -> int:
@@ -110,7 +118,8 @@ class RedisCallStore:
         self.client = client
         self.ttl = ttl
         self.stream_length = max(100, events_max // EVENT_SHARDS)
-        self._save: Any = client.register_script(_SAVE)
+        # Commands are sent as they are: redis-py's per-command helpers cost every webhook.
+        self._execute = cast(Callable[..., Awaitable[Any]], client.execute_command)
         self._seen: OrderedDict[str, _Seen] = OrderedDict()
 
     @classmethod
@@ -129,7 +138,9 @@ class RedisCallStore:
         if recent is not None and seq is not None and recent.state.seq == seq:
             return recent
         try:
-            fields = await self.client.hmget(call_key(call_sid), ["rev", "wid", "state", "reply"])
+            fields = await self._execute(
+                "HMGET", call_key(call_sid), "rev", "wid", "state", "reply"
+            )
             revision, token, blob, reply = fields
             if blob is None:
                 return await self._legacy(call_sid)
@@ -171,13 +182,16 @@ class RedisCallStore:
         seen = self._seen.get(sid)
         token = seen.token if seen is not None and seen.revision == revision else ""
         new_token = f"{random.getrandbits(64):016x}"
-        keys = [call_key(sid), stream_key(shard(sid))]
+        head = f"{revision} {token} {revision + 1} {new_token} {self.ttl} {self.stream_length}"
         events = record.encode() if record is not None else b""
-        args = [revision, token, revision + 1, new_token, state.encode(), reply]
+        args = (2, call_key(sid), stream_key(shard(sid)), head, state.encode(), reply, events)
         try:
-            stored = bool(
-                await self._save(keys=keys, args=[*args, self.ttl, self.stream_length, events])
-            )
+            try:
+                stored = bool(await self._execute("EVALSHA", _SAVE_SHA, *args))
+            except NoScriptError:
+                # Redis restarted (or flushed its scripts): load the script and go on.
+                await self.client.script_load(_SAVE)
+                stored = bool(await self._execute("EVALSHA", _SAVE_SHA, *args))
         except (RedisError, OSError) as exc:
             self._seen.pop(sid, None)
             raise StoreUnavailable(f"Redis: {exc}") from exc
