@@ -8,7 +8,14 @@ webhooks: start-up and imports cancel out. With `--versus CHECKOUT` it counts an
 checkout's engine the same way (e.g. a git worktree of an older commit), so that a change's
 cost is a ratio of two exact counts.
 
-    .venv/bin/python benchmarks/bench_step_instructions.py [--versus CHECKOUT]
+`--uvicorn` counts the server of bench_webhooks.py instead, under load: webhook_server.py
+(uvicorn, uvloop) runs under callgrind with instrumentation off, the load generator warms it up
+with 32 connections, then instrumentation is switched on (callgrind_control) for 60 s of
+calls, and the instructions are divided by the webhooks answered in that window. This sees
+what a sequential run cannot: the garbage collector and the event loop with 32 requests in
+flight.
+
+    .venv/bin/python benchmarks/bench_step_instructions.py [--uvicorn] [--versus CHECKOUT]
 
 It needs valgrind (Debian's `valgrind` package) and takes about four minutes per checkout.
 """
@@ -16,13 +23,16 @@ It needs valgrind (Debian's `valgrind` package) and takes about four minutes per
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,20 +83,122 @@ def per_webhook(checkout: Path, redis_port: int) -> float:
     return (many - few) / ((MANY - FEW) * WEBHOOKS_PER_CALL)
 
 
+def _loadgen(port: int, seconds: float, prefix: str, seed: int) -> dict[str, object]:
+    spec = {
+        "base": f"http://127.0.0.1:{port}",
+        "mode": "follow",
+        "path": "/api/calls/incoming",
+        "branch": "open",
+        "token": "bench-token",
+        "connections": 32,
+        "warmup": 0,
+        "duration": seconds,
+        "sid_prefix": prefix,
+        "calls": 12_000,
+        "seed": seed,
+        "watch": {},
+    }
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "loadgen.py"), json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+def _wait_for(port: int, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1.0):
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"the server under callgrind did not listen on {port}")
+
+
+def _control(*args: object) -> None:
+    subprocess.run(["callgrind_control", *map(str, args)], check=True, capture_output=True)
+
+
+def per_webhook_under_load(checkout: Path, redis_port: int) -> float:
+    """Instructions per webhook of the uvicorn server with 32 connections of calls."""
+    workdir = Path(tempfile.mkdtemp(prefix="flowpbx-callgrind-"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(checkout / "src"),
+        TWILIO_AUTH_TOKEN="bench-token",
+        REDIS_HOST="127.0.0.1",
+        REDIS_PORT=str(redis_port),
+        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+        FLOWPBX_HOURS_OVERRIDE="open",
+        FLOWPBX_FLOWS_DIR=str(checkout / "flows"),
+        LOG_LEVEL="WARNING",
+    )
+    out = workdir / "callgrind.out"
+    server = subprocess.Popen(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            str(checkout / "benchmarks" / "webhook_server.py"),
+            "flowpbx",
+            "--port",
+            str(port),
+        ],
+        cwd=checkout,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(port)
+        _loadgen(port, 10, "0000aaaa", 1)
+        subprocess.run(
+            ["callgrind_control", "-i", "on", str(server.pid)], check=True, capture_output=True
+        )
+        measured = _loadgen(port, 60, "0000bbbb", 2)
+        subprocess.run(
+            ["callgrind_control", "-i", "off", str(server.pid)], check=True, capture_output=True
+        )
+        subprocess.run(
+            ["callgrind_control", "-d", str(server.pid)], check=True, capture_output=True
+        )
+        time.sleep(2)
+        total = 0
+        for dump in workdir.glob("callgrind.out*"):
+            for line in dump.read_text().splitlines():
+                if line.startswith(("summary:", "totals:")):
+                    total = max(total, int(line.split()[1]))
+        requests = int(str(measured["requests"]))
+        return total / requests
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--versus", type=Path, default=None, metavar="CHECKOUT")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--uvicorn", action="store_true", help="count the server under load")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("bench_step_instructions: valgrind is not installed", file=sys.stderr)
         return 1
     result: dict[str, float] = {}
+    count = per_webhook_under_load if args.uvicorn else per_webhook
     with redis_server() as redis:
-        result["this"] = per_webhook(ROOT, redis.port)
+        result["this"] = count(ROOT, redis.port)
         print(f"this checkout: {result['this']:,.0f} instructions per webhook", flush=True)
         if args.versus is not None:
-            result["versus"] = per_webhook(args.versus.resolve(), redis.port)
+            result["versus"] = count(args.versus.resolve(), redis.port)
             ratio = result["this"] / result["versus"]
             result["ratio"] = ratio
             print(f"versus {args.versus}: {result['versus']:,.0f} instructions per webhook")
