@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.crc import key_slot
+from redis.exceptions import ResponseError
 
 from flowpbx.engine.call_events import (
     CallStarted,
@@ -22,6 +23,7 @@ from flowpbx.engine.state import CallState, Waiting
 from flowpbx.store import CallStore, CorruptState, StoreUnavailable
 from flowpbx.store.memory import MemoryCallStore
 from flowpbx.store.redis import (
+    _SAVE,
     EVENT_SHARDS,
     RedisCallStore,
     call_key,
@@ -378,5 +380,38 @@ async def test_redis_store_unreadable_revision_is_corrupt(redis: RedisServer) ->
             assert stored.state.seq == 7
         finally:
             await fresh.aclose()
+    finally:
+        await store.aclose()
+
+
+async def test_redis_store_damaged_write_token_is_replaced(redis: RedisServer) -> None:
+    """A call whose write token or revision was damaged (not hex, negative) can still be saved
+    over by a process that read it, so recovery works instead of failing forever."""
+    store = RedisCallStore.from_url(redis.url, ttl=60)
+    try:
+        await store.client.flushdb()
+        assert await store.save(_state(), revision=0, reply="", record=None)
+        for rev, wid in (("3", "-garbled-"), ("-2", "zz-top"), ("?", "a b")):
+            await store.client.hset(call_key(SID), mapping={"rev": rev, "wid": wid})
+            fresh = RedisCallStore.from_url(redis.url, ttl=60)
+            try:
+                try:
+                    revision = (await fresh.load(SID) or pytest.fail("no call")).revision
+                except CorruptState as exc:
+                    revision = exc.revision
+                assert await fresh.save(_state(seq=9), revision=revision, reply="", record=None)
+            finally:
+                await fresh.aclose()
+    finally:
+        await store.aclose()
+
+
+async def test_redis_store_malformed_save_is_an_error_not_a_lost_race(redis: RedisServer) -> None:
+    """The save script refuses arguments it cannot read with an error (an outage to the
+    service), never with the 'moved on' answer that would make the service try again."""
+    store = RedisCallStore.from_url(redis.url, ttl=60)
+    try:
+        with pytest.raises(ResponseError, match="malformed save arguments"):
+            await store.client.eval(_SAVE, 2, call_key(SID), stream_key(0), "1 2", "{}", "", "")
     finally:
         await store.aclose()

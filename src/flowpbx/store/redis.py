@@ -44,12 +44,14 @@ LEGACY_PREFIX = "flowpbx:call:"
 # again at 1 when Redis loses its data; tokens never repeat). The first write of a call keeps
 # its reply as the answer to a repeated incoming webhook. The step's call events go to the
 # call's stream in the same script: both are stored, or neither.
-# ARGV[1] is "expected-revision expected-token new-revision new-token ttl stream-length" (one
-# argument: each argument costs the client an encoding step on every webhook), then the state,
-# the reply and the step record ('' for none).
+# ARGV[1] is "expected-revision new-revision new-token ttl stream-length expected-token" (one
+# argument: each argument costs the client an encoding step on every webhook; the token read
+# back comes last, taken as it is, so that even a damaged one can be replaced), then the
+# state, the reply and the step record ('' for none).
 _SAVE = """
-local expected, token, rev, wid, ttl, length =
-  string.match(ARGV[1], '^(%d+) (%x*) (%d+) (%x+) (%d+) (%d+)$')
+local expected, rev, wid, ttl, length, token =
+  string.match(ARGV[1], '^(%-?%d+) (%-?%d+) (%x+) (%d+) (%d+) (.*)$')
+if not expected then return redis.error_reply('flowpbx: malformed save arguments') end
 local stored = redis.call('HMGET', KEYS[1], 'rev', 'wid')
 local current = stored[1] or '0'
 if not tonumber(current) then current = '0' end  -- an unreadable revision: replaced as new
@@ -182,7 +184,7 @@ class RedisCallStore:
         seen = self._seen.get(sid)
         token = seen.token if seen is not None and seen.revision == revision else ""
         new_token = f"{random.getrandbits(64):016x}"
-        head = f"{revision} {token} {revision + 1} {new_token} {self.ttl} {self.stream_length}"
+        head = f"{revision} {revision + 1} {new_token} {self.ttl} {self.stream_length} {token}"
         events = record.encode() if record is not None else b""
         args = (2, call_key(sid), stream_key(shard(sid)), head, state.encode(), reply, events)
         try:
