@@ -13,6 +13,11 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.config import Config
 
+from flowpbx.db import migrate
+from flowpbx.db.database import Database
+from flowpbx.dialing.dialer import Dialer
+from flowpbx.dialing.pacer import MemoryPacer, Pacer
+from flowpbx.dialing.rules import Destinations
 from flowpbx.engine.hours import HoursStatus
 from flowpbx.engine.service import CallService, utc_now
 from flowpbx.engine.storage import CallStore
@@ -20,9 +25,14 @@ from flowpbx.errors import FlowpbxError
 from flowpbx.language.catalog import FlowCatalog, load_catalog
 from flowpbx.settings import Settings
 from flowpbx.store.memory import MemoryCallStore
+from flowpbx.store.pacer import RedisPacer
 from flowpbx.store.redis import RedisCallStore
+from flowpbx.twilio.rest import TwilioCredentials, TwilioRest
+from flowpbx.twilio.tokens import TokenIssuer
 from flowpbx.twilio.twiml import TwimlRenderer, Urls
-from flowpbx.web.app import create_app
+from flowpbx.web.api.framework import Authenticator
+from flowpbx.web.api.routes import RestApi
+from flowpbx.web.app import RestParts, create_app
 
 log = logging.getLogger("flowpbx")
 
@@ -93,10 +103,109 @@ def build_service(
     )
 
 
+def token_issuer(settings: Settings) -> tuple[TokenIssuer | None, tuple[str, ...]]:
+    """The softphone token issuer, or None and the settings it lacks."""
+    needed = {
+        "TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
+        "TWILIO_API_KEY": settings.twilio_api_key,
+        "TWILIO_API_SECRET": settings.twilio_api_secret,
+        "TWILIO_TWIML_APP_SID": settings.twilio_twiml_app_sid,
+    }
+    missing = tuple(name for name, value in needed.items() if not value)
+    if missing:
+        return None, missing
+    return (
+        TokenIssuer(
+            account_sid=settings.twilio_account_sid,
+            api_key=settings.twilio_api_key,
+            api_secret=settings.twilio_api_secret,
+            twiml_app_sid=settings.twilio_twiml_app_sid,
+            ttl=settings.token_ttl,
+        ),
+        (),
+    )
+
+
+def twilio_rest(settings: Settings) -> tuple[TwilioRest | None, tuple[str, ...]]:
+    """Twilio's REST client (an API key when set, else the auth token), or None and the
+    settings it lacks."""
+    if not settings.twilio_account_sid:
+        return None, ("TWILIO_ACCOUNT_SID",)
+    if settings.twilio_api_key and settings.twilio_api_secret:
+        username, password = settings.twilio_api_key, settings.twilio_api_secret
+    else:
+        username, password = settings.twilio_account_sid, settings.twilio_auth_token
+    credentials = TwilioCredentials(
+        account_sid=settings.twilio_account_sid,
+        username=username,
+        password=password,
+        base_url=settings.twilio_api_url,
+    )
+    return TwilioRest(credentials), ()
+
+
+def pacer_from(settings: Settings) -> Pacer:
+    """The outbound pace shared through Redis, or kept in this process without it."""
+    url = settings.redis_url
+    return MemoryPacer() if url is None else RedisPacer.from_url(url)
+
+
+def caller_ids(settings: Settings) -> tuple[str, ...]:
+    """The numbers outbound calls may show: TWILIO_PHONE_NUMBER first, then FLOWPBX_NUMBERS."""
+    numbers = [settings.twilio_phone_number] if settings.twilio_phone_number else []
+    numbers += [n for n in settings.numbers if n not in numbers]
+    return tuple(numbers)
+
+
+def rest_parts(settings: Settings, catalog: FlowCatalog, db: Database) -> RestParts:
+    """The REST API for these settings, with its start (migrations) and stop."""
+    tokens, missing_token = token_issuer(settings)
+    rest, missing_rest = twilio_rest(settings)
+    pacer = pacer_from(settings)
+    dialer = None
+    missing_dialer = missing_rest + (
+        () if settings.twilio_phone_number else ("TWILIO_PHONE_NUMBER",)
+    )
+    if rest is not None and not missing_dialer:
+        dialer = Dialer(
+            rest=rest,
+            pacer=pacer,
+            destinations=Destinations(settings.allowed_prefixes, settings.blocked_prefixes),
+            account=settings.twilio_account_sid,
+            caller_ids=caller_ids(settings),
+            calls_per_second=settings.calls_per_second,
+            max_wait=settings.call_wait,
+        )
+    api = RestApi(
+        db=db,
+        catalog=catalog,
+        public_base_url=settings.public_base_url,
+        tokens=tokens,
+        missing_token=missing_token,
+        dialer=dialer,
+        missing_dialer=missing_dialer,
+    )
+
+    async def upgrade() -> None:
+        before, after = await db.run(migrate.upgrade, db)
+        if before != after:
+            log.info("database %s upgraded: %s -> %s", db.describe(), before, after)
+
+    async def close() -> None:
+        await pacer.aclose()
+        if rest is not None:
+            await rest.aclose()
+        db.dispose()
+
+    startup = [upgrade] if settings.db_upgrade_on_start else []
+    return RestParts(api=api, auth=Authenticator(db), startup=startup, shutdown=[close])
+
+
 def build_app(settings: Settings) -> Starlette:
     """The application for these settings; raises on invalid flows or config."""
     catalog = catalog_from(settings)
     store = store_from(settings)
+    db = Database(settings.database_url)
     log.info(
         "flowpbx: %d flow(s) %s, default %s, listening on %s:%d",
         len(catalog.flows),
@@ -105,4 +214,6 @@ def build_app(settings: Settings) -> Starlette:
         settings.host,
         settings.port,
     )
-    return create_app(settings, build_service(settings, catalog, store))
+    log.info("database: %s", db.describe())
+    service = build_service(settings, catalog, store)
+    return create_app(settings, service, rest_parts(settings, catalog, db))

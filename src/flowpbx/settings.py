@@ -22,6 +22,16 @@ DEFAULT_PORT = 3020
 DEFAULT_CALL_TTL = 6 * 3600
 DEFAULT_STORE_RETRY = 5.0
 DEFAULT_EVENTS_MAX = 100_000
+DEFAULT_DB_PATH = Path("data/flowpbx.sqlite3")
+DEFAULT_TOKEN_TTL = 3600
+MAX_TOKEN_TTL = 24 * 3600
+DEFAULT_CALLS_PER_SECOND = 1.0
+DEFAULT_CALL_WAIT = 60
+DEFAULT_ALLOWED_PREFIXES = ("+34",)
+DEFAULT_BLOCKED_PREFIXES = ("+34803", "+34806", "+34807", "+34905", "+34118", "+3470")
+"""Spain's premium-rate (803, 806, 807), televoting (905), directory (118) and personal (70)
+numbers: expensive to call and favourite targets of toll fraud."""
+_PREFIX = re.compile(r"^\+[0-9]{1,14}$")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -58,6 +68,16 @@ class Settings:
     db_user: str = ""
     db_password: str = field(default="", repr=False)
     db_name: str = ""
+    database_url_override: str = field(default="", repr=False)
+    db_path: Path = DEFAULT_DB_PATH
+    db_upgrade_on_start: bool = True
+    token_ttl: int = DEFAULT_TOKEN_TTL
+    cors_origins: tuple[str, ...] = ()
+    twilio_api_url: str = ""
+    calls_per_second: float = DEFAULT_CALLS_PER_SECOND
+    call_wait: int = DEFAULT_CALL_WAIT
+    allowed_prefixes: tuple[str, ...] = DEFAULT_ALLOWED_PREFIXES
+    blocked_prefixes: tuple[str, ...] = DEFAULT_BLOCKED_PREFIXES
     public_base_url: str = ""
     flows_dir: Path = Path("flows")
     default_flow: str = ""
@@ -78,11 +98,36 @@ class Settings:
         auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
         return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
+    @property
+    def database_url(self) -> str:
+        """DATABASE_URL, else PostgreSQL from DB_HOST and the other DB_ variables, else the
+        embedded SQLite file (FLOWPBX_DB_PATH)."""
+        if self.database_url_override:
+            return self.database_url_override
+        if self.db_host:
+            auth = quote(self.db_user, safe="")
+            if self.db_password:
+                auth += ":" + quote(self.db_password, safe="")
+            return (
+                f"postgresql+psycopg://{auth}@{self.db_host}:{self.db_port}/"
+                f"{quote(self.db_name, safe='')}"
+            )
+        return f"sqlite:///{self.db_path}"
+
+    @property
+    def database_kind(self) -> str:
+        return "sqlite" if self.database_url.startswith("sqlite") else "postgresql"
+
     @classmethod
     def from_env(
-        cls, environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+        cls,
+        environ: Mapping[str, str] | None = None,
+        env_file: Path | None = Path(".env"),
+        *,
+        webhooks: bool = True,
     ) -> Settings:
-        """Read settings; a .env file fills in what the environment does not set."""
+        """Read settings; a .env file fills in what the environment does not set. With
+        `webhooks` False (commands that only use the database), no auth token is needed."""
         file = env_file if env_file is not None and env_file.is_file() else None
         config = Config(file, environ=dict(os.environ if environ is None else environ))
         reader = _Reader(config)
@@ -104,6 +149,22 @@ class Settings:
             db_user=reader.text("DB_USER", ""),
             db_password=reader.text("DB_PASSWORD", ""),
             db_name=reader.text("DB_NAME", ""),
+            database_url_override=reader.database_url("DATABASE_URL"),
+            db_path=Path(reader.text("FLOWPBX_DB_PATH", str(DEFAULT_DB_PATH))),
+            db_upgrade_on_start=reader.boolean("FLOWPBX_DB_UPGRADE", default=True),
+            token_ttl=reader.integer("FLOWPBX_TOKEN_TTL", DEFAULT_TOKEN_TTL, 60, MAX_TOKEN_TTL),
+            cors_origins=reader.origins("FLOWPBX_CORS_ORIGINS"),
+            twilio_api_url=reader.base_url("FLOWPBX_TWILIO_API_URL"),
+            calls_per_second=reader.number(
+                "FLOWPBX_CALLS_PER_SECOND", DEFAULT_CALLS_PER_SECOND, 0.01, 1000
+            ),
+            call_wait=reader.integer("FLOWPBX_CALL_WAIT_SECONDS", DEFAULT_CALL_WAIT, 0, 3600),
+            allowed_prefixes=reader.prefixes(
+                "FLOWPBX_CALL_ALLOWED_PREFIXES", DEFAULT_ALLOWED_PREFIXES
+            ),
+            blocked_prefixes=reader.prefixes(
+                "FLOWPBX_CALL_BLOCKED_PREFIXES", DEFAULT_BLOCKED_PREFIXES
+            ),
             public_base_url=reader.base_url("PUBLIC_BASE_URL"),
             flows_dir=Path(reader.text("FLOWPBX_FLOWS_DIR", "flows")),
             default_flow=reader.text("FLOWPBX_DEFAULT_FLOW", ""),
@@ -118,12 +179,18 @@ class Settings:
             hours_override=reader.hours_override("FLOWPBX_HOURS_OVERRIDE"),
             log_level=reader.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         )
-        if not settings.twilio_auth_token and not settings.skip_signature:
+        if webhooks and not settings.twilio_auth_token and not settings.skip_signature:
             reader.problems.append(
                 "TWILIO_AUTH_TOKEN is not set: webhooks cannot be verified. Set it to the "
                 "account's auth token (or, for local development only, "
                 "FLOWPBX_DEV_SKIP_SIGNATURE=true)"
             )
+        if settings.db_host and not settings.database_url_override:
+            for name, value in (("DB_USER", settings.db_user), ("DB_NAME", settings.db_name)):
+                if not value:
+                    reader.problems.append(
+                        f"DB_HOST is set but {name} is not: set {name} (or DATABASE_URL)"
+                    )
         if reader.problems:
             raise SettingsError(reader.problems)
         return settings
@@ -173,6 +240,62 @@ class _Reader:
             return False
         self.problems.append(f"{name}={value!r} is not valid: expected true or false")
         return default
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        value = self._raw(name)
+        if value is None or value == "":
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            self.problems.append(f"{name}={value!r} is not a number")
+            return default
+        if not low <= number <= high:
+            self.problems.append(f"{name}={value} is out of range: expected {low:g} to {high:g}")
+            return default
+        return number
+
+    def database_url(self, name: str) -> str:
+        value = self._raw(name) or ""
+        if not value:
+            return ""
+        scheme = value.partition("://")[0].partition("+")[0]
+        if scheme not in ("postgres", "postgresql", "sqlite"):
+            self.problems.append(
+                f"{name} is not valid: expected postgresql://user:password@host:5432/name "
+                "or sqlite:///path/to/file.sqlite3"
+            )
+            return ""
+        return value
+
+    def origins(self, name: str) -> tuple[str, ...]:
+        value = self._raw(name) or ""
+        origins: list[str] = []
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            parts = urlsplit(item)
+            if item != "*" and (
+                parts.scheme not in ("http", "https") or not parts.netloc or parts.path
+            ):
+                self.problems.append(
+                    f"{name}: {item!r} is not an origin: expected like https://agents.example.com"
+                )
+                continue
+            origins.append(item.rstrip("/"))
+        return tuple(origins)
+
+    def prefixes(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self._raw(name)
+        if value is None:
+            return default
+        prefixes: list[str] = []
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            if not _PREFIX.match(item):
+                self.problems.append(
+                    f"{name}: {item!r} is not a number prefix: expected + and digits, like +34"
+                )
+                continue
+            prefixes.append(item)
+        return tuple(prefixes)
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = (self._raw(name) or default).upper()

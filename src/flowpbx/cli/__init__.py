@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from flowpbx import __version__
+from flowpbx.cli.apikey import apikey
+from flowpbx.cli.db import db
 from flowpbx.cli.serve import serve
 from flowpbx.cli.sign import sign
 from flowpbx.cli.simulate import simulate
@@ -21,3 +23,5 @@ main.add_command(validate)
 main.add_command(simulate)
 main.add_command(serve)
 main.add_command(sign)
+main.add_command(db)
+main.add_command(apikey)

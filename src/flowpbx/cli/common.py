@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
 
@@ -11,7 +12,7 @@ EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 
 
-def fail(message: str, code: int) -> None:
+def fail(message: str, code: int) -> NoReturn:
     """Print `message` on stderr and exit with `code`."""
     click.echo(message, err=True)
     sys.exit(code)

@@ -34,7 +34,6 @@ def serve(host: str | None, port: int | None, flows_dir: Path | None) -> None:
         settings = Settings.from_env()
     except SettingsError as exc:
         fail(str(exc), EXIT_USAGE)
-        return
     overrides: dict[str, object] = {}
     if host is not None:
         overrides["host"] = host
@@ -51,7 +50,6 @@ def serve(host: str | None, port: int | None, flows_dir: Path | None) -> None:
         app = build_app(settings)
     except Exception as exc:
         fail(f"flowpbx cannot start: {exc}", EXIT_PROBLEMS)
-        return
     uvicorn.run(
         app, host=settings.host, port=settings.port, log_level="warning", proxy_headers=False
     )

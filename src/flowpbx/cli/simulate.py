@@ -342,10 +342,8 @@ def simulate(  # noqa: PLR0917 - one parameter per option
             f"and try again (flowpbx validate {path} lists them too)",
             EXIT_PROBLEMS,
         )
-        return
     except FlowpbxError as exc:
         fail(f"flowpbx simulate: {exc}", EXIT_PROBLEMS)
-        return
     loaded = catalog.default_flow
     zone = flow_timezone(loaded.flow.nodes)
     now = _clock(at, zone)

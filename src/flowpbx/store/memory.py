@@ -49,7 +49,7 @@ class MemoryCallStore:
             return None
         return entry
 
-    async def load(self, call_sid: str, *, seq: int | None = None) -> StoredCall | None:  # noqa: ARG002
+    async def load(self, call_sid: str, *, seq: int | None = None) -> StoredCall | None:
         entry = self._live(call_sid)
         if entry is None:
             return None

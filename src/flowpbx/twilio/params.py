@@ -31,6 +31,7 @@ _DURATION = re.compile(r"-?[0-9]{1,9}")
 _RECORDING_URL = re.compile(r"(https?://[^\s\x00-\x1f\x7f]{1,2000})?")
 _SEQ = re.compile(r"[0-9]{1,9}")
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+_IDENTITY = re.compile(r"[A-Za-z0-9_]{1,121}")
 
 DIAL_RESULTS: Mapping[str, DialResult] = MappingProxyType(
     {
@@ -163,3 +164,19 @@ def callback_summary(form: Mapping[str, str]) -> dict[str, str]:
     """The fields of a status callback worth a log line."""
     names = ("CallSid", "CallStatus", "RecordingSid", "RecordingStatus", "SequenceNumber")
     return {name: form[name][:64] for name in names if name in form}
+
+
+def outbound_flow(query: Mapping[str, str]) -> str:
+    """The flow an outbound call's answer URL names (`?flow=`)."""
+    flow = query.get("flow", "")
+    if not _NAME.fullmatch(flow):
+        raise BadWebhook("flow", f"expected the flow flowpbx put in the URL, got {flow[:40]!r}")
+    return flow
+
+
+def connect_identity(query: Mapping[str, str]) -> str:
+    """The softphone a connect URL names (`?identity=`)."""
+    identity = query.get("identity", "")
+    if not _IDENTITY.fullmatch(identity):
+        raise BadWebhook("identity", f"expected a softphone identity, got {identity[:40]!r}")
+    return identity

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, assert_never
+from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 from twilio.twiml.voice_response import Dial as DialVerb
@@ -43,6 +44,19 @@ class Urls:
     @property
     def recording_status(self) -> str:
         return f"{self.base}/api/webhooks/recording-status"
+
+    @property
+    def call_status(self) -> str:
+        return f"{self.base}/api/webhooks/call-status"
+
+    def outbound(self, flow: str) -> str:
+        """Where Twilio asks what to do when a call flowpbx placed for `flow` is answered."""
+        return f"{self.base}/api/calls/outbound?flow={quote(flow)}"
+
+    def connect(self, identity: str) -> str:
+        """Where Twilio asks what to do when a call placed for softphone `identity` is
+        answered (it is connected to that softphone)."""
+        return f"{self.base}/api/calls/connect?identity={quote(identity)}"
 
 
 def _prompt(parent: VoiceResponse | GatherVerb, prompt: Prompt) -> None:
@@ -171,3 +185,16 @@ class TwimlRenderer:
 
 
 EMPTY = render((), Urls(""), 0)
+
+
+def connect(target: str, *, caller_id: str | None, timeout: int = 30) -> str:
+    """A call connected straight to one number or softphone (`client:<identity>`), without a
+    flow: the caller hears ringing until it answers (answerOnBridge); the call ends with it."""
+    response = VoiceResponse()
+    dial = DialVerb(answer_on_bridge=True, timeout=timeout, caller_id=caller_id)
+    if target.startswith("client:"):
+        dial.client(target.removeprefix("client:"))
+    else:
+        dial.number(target)
+    response.append(dial)
+    return str(response.to_xml(xml_declaration=True))

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from flowpbx.dialing.rules import Destinations
 from flowpbx.engine.actions import Route as CallRoute
 from flowpbx.engine.events import Event
 from flowpbx.engine.service import Answer, CallService, Renderer
 from flowpbx.settings import Settings
 from flowpbx.twilio import params
-from flowpbx.web.webhooks import Handler, Webhooks, error
+from flowpbx.web.api.framework import Authenticator
+from flowpbx.web.api.routes import RestApi
+from flowpbx.web.calls import DirectCalls
+from flowpbx.web.http import error
+from flowpbx.web.webhooks import Handler, Webhooks
 
 log = logging.getLogger("flowpbx.web")
 
@@ -56,15 +64,30 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return error(404, "not_found", f"nothing at {request.url.path}")
 
 
-def create_app(settings: Settings, service: CallService) -> Starlette:
-    """The web application around a call service."""
+@dataclass
+class RestParts:
+    """The REST API and what its lifespan runs: `startup` (e.g. database migrations) before
+    the first request, `shutdown` after the last."""
+
+    api: RestApi
+    auth: Authenticator
+    startup: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    shutdown: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+def create_app(
+    settings: Settings,
+    service: CallService,
+    rest: RestParts | None = None,
+) -> Starlette:
+    """The web application around a call service (and the REST API, when given)."""
     hooks = Webhooks(settings, service)
     store = service.store
-
-    async def incoming(
-        request: Request, fields: Mapping[str, str], renderer: Renderer | None
-    ) -> Answer:
-        return await service.start(params.new_call(fields), renderer=renderer)
+    direct = DirectCalls(
+        service=service,
+        destinations=Destinations(settings.allowed_prefixes, settings.blocked_prefixes),
+        company_number=settings.twilio_phone_number,
+    )
 
     async def health(request: Request) -> Response:
         store_ok = await store.ping()
@@ -89,8 +112,14 @@ def create_app(settings: Settings, service: CallService) -> Starlette:
                 settings.hours_override,
                 settings.hours_override,
             )
-        yield
-        await store.aclose()
+        for start in rest.startup if rest else ():
+            await start()
+        try:
+            yield
+        finally:
+            for stop in rest.shutdown if rest else ():
+                await stop()
+            await store.aclose()
 
     steps = {
         CallRoute.GATHER: _step(params.keys_pressed, service),
@@ -101,7 +130,9 @@ def create_app(settings: Settings, service: CallService) -> Starlette:
         CallRoute.QUEUE_KEY: _wait(params.queue_keys_pressed, service),
     }
     routes = [
-        Route("/api/calls/incoming", hooks.voice(incoming), methods=["POST"]),
+        Route("/api/calls/incoming", hooks.voice(direct.incoming), methods=["POST"]),
+        Route("/api/calls/outbound", hooks.voice(direct.outbound), methods=["POST"]),
+        Route("/api/calls/connect", hooks.voice(direct.connect), methods=["POST"]),
         *(
             Route(
                 f"/api/calls/{route}",
@@ -115,10 +146,26 @@ def create_app(settings: Settings, service: CallService) -> Starlette:
             "/api/webhooks/recording-status", hooks.callback("recording-status"), methods=["POST"]
         ),
         Route("/health", health, methods=["GET"]),
+        *(rest.api.routes(rest.auth) if rest else ()),
     ]
+    middleware = []
+    if settings.cors_origins:
+        # For a softphone served from another origin: the REST API only (webhooks come from
+        # Twilio, not browsers), with the key in the Authorization header (no cookies).
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=["Authorization", "Content-Type"],
+                expose_headers=["Retry-After"],
+                max_age=600,
+            )
+        )
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=middleware,
         exception_handlers={404: _not_found, 405: _not_found},
     )
     # A redirect to the path with(out) a slash would be built from the Host header, before

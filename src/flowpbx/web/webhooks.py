@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from flowpbx.engine.core import HOLD_ON
 from flowpbx.engine.service import Answer, CallService, Renderer
@@ -25,29 +25,11 @@ from flowpbx.twilio.signature import (
     public_url,
 )
 from flowpbx.twilio.twiml import CONTENT_TYPE, TwimlRenderer, Urls
+from flowpbx.web.http import MAX_BODY, error, read_body
 
 log = logging.getLogger("flowpbx.web")
 
-MAX_BODY = 64 * 1024
-
 Handler = Callable[[Request, Mapping[str, str], Renderer | None], Awaitable[Answer]]
-
-
-def error(status: int, code: str, detail: str) -> JSONResponse:
-    """The one JSON error form: {"error": code, "detail": text}."""
-    return JSONResponse({"error": code, "detail": detail}, status_code=status)
-
-
-async def _read_body(request: Request) -> bytes | None:
-    """The body, or None once it passes MAX_BODY (counted as it streams, chunked or not)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class Webhooks:
@@ -59,7 +41,7 @@ class Webhooks:
         self.checker = SignatureChecker(settings.twilio_auth_token)
 
     async def _verified_form(self, request: Request) -> tuple[Form, str] | Response:
-        body = await _read_body(request)
+        body = await read_body(request)
         if body is None:
             return error(413, "body_too_large", f"webhook bodies are at most {MAX_BODY} bytes")
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -1,0 +1,108 @@
+"""The OpenAPI 3.1 document, made from the operations and their msgspec shapes (JSON Schema
+2020-12, which OpenAPI 3.1 uses as it is)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from flowpbx import __version__
+from flowpbx.web.api.framework import ERRORS, Operation
+from flowpbx.web.api.shapes import ErrorBody
+
+REF = "#/components/schemas/{name}"
+
+
+def _ref(shape: type) -> dict[str, str]:
+    return {"$ref": REF.format(name=shape.__name__)}
+
+
+def _parameters(query: type, components: dict[str, Any]) -> list[dict[str, Any]]:
+    schema = components[query.__name__]
+    required = set(schema.get("required", ()))
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "description": prop.get("description", ""),
+            "schema": {k: v for k, v in prop.items() if k != "description"},
+        }
+        for name, prop in schema["properties"].items()
+    ]
+
+
+def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "operationId": op.name,
+        "summary": op.summary,
+        "tags": list(op.tags),
+        "security": [{"apiKey": []}],
+        "responses": {
+            str(op.status): {
+                "description": "Success.",
+                "content": {"application/json": {"schema": _ref(op.response)}},
+            },
+            **{
+                str(status): {
+                    "description": ERRORS[status],
+                    "content": {"application/json": {"schema": _ref(ErrorBody)}},
+                }
+                for status in op.all_errors
+            },
+        },
+    }
+    if op.description:
+        doc["description"] = op.description
+    if op.body is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(op.body)}},
+        }
+    if op.query is not None:
+        doc["parameters"] = _parameters(op.query, components)
+    return doc
+
+
+def document(operations: Iterable[Operation]) -> dict[str, Any]:
+    """The OpenAPI document for these operations."""
+    operations = list(operations)
+    shapes: set[type] = {ErrorBody}
+    for op in operations:
+        shapes.update(s for s in (op.body, op.response, op.query) if s is not None)
+    _, components = msgspec.json.schema_components(
+        sorted(shapes, key=lambda s: s.__name__), ref_template=REF
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        path = re.sub(r"\{(\w+)(:\w+)?\}", r"{\1}", op.path)
+        paths.setdefault(path, {})[op.method.lower()] = _operation(op, components)
+    used = {op.query.__name__ for op in operations if op.query is not None}
+    used -= {s.__name__ for op in operations for s in (op.body, op.response) if s is not None}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "flowpbx REST API",
+            "version": __version__,
+            "description": (
+                "Softphone tokens and outbound calls (call history, recordings and queues "
+                "follow). Every request needs `Authorization: Bearer <key>` "
+                '(`flowpbx apikey create`). Errors are `{"error": code, "detail": text}`.'
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {k: v for k, v in components.items() if k not in used},
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A flowpbx API key, `fpbx_...`",
+                }
+            },
+        },
+        "security": [{"apiKey": []}],
+    }

@@ -1,0 +1,234 @@
+"""The REST endpoints: softphone tokens, outbound calls, API keys, the OpenAPI document."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from flowpbx.db import apikeys
+from flowpbx.db.database import Database
+from flowpbx.dialing.dialer import Dialer, DialRefused
+from flowpbx.language.catalog import FlowCatalog
+from flowpbx.twilio.rest import TwilioFailure
+from flowpbx.twilio.tokens import TokenIssuer
+from flowpbx.twilio.twiml import Urls
+from flowpbx.web.api import openapi
+from flowpbx.web.api.framework import (
+    ApiError,
+    Authenticator,
+    Context,
+    Operation,
+    endpoint,
+)
+from flowpbx.web.api.shapes import (
+    ApiKeyOut,
+    ApiKeyPage,
+    CallRequest,
+    CallResponse,
+    PageQuery,
+    TokenRequest,
+    TokenResponse,
+)
+from flowpbx.web.http import error
+
+log = logging.getLogger("flowpbx.api")
+
+
+@dataclass
+class RestApi:
+    """What the endpoints use; `tokens` and `dialer` are None when their settings are missing
+    (named in `missing_token` / `missing_dialer`): those endpoints then answer 503."""
+
+    db: Database
+    catalog: FlowCatalog
+    public_base_url: str
+    tokens: TokenIssuer | None
+    missing_token: tuple[str, ...]
+    dialer: Dialer | None
+    missing_dialer: tuple[str, ...]
+
+    # -- POST /api/token --
+
+    async def token(self, ctx: Context) -> TokenResponse:
+        body: TokenRequest = ctx.body
+        ctx.act_for(body.identity)
+        if self.tokens is None:
+            raise _not_configured("softphone tokens", self.missing_token)
+        token = self.tokens.issue(body.identity)
+        log.info("token for %s (key %s)", body.identity, ctx.key.label)
+        return TokenResponse(token=token, identity=body.identity, expires_in=self.tokens.ttl)
+
+    # -- POST /api/calls --
+
+    async def place_call(self, ctx: Context) -> CallResponse:
+        body: CallRequest = ctx.body
+        identity = body.identity
+        if body.flow is None:
+            identity = identity or ctx.key.identity
+            if identity is None:
+                raise ApiError(
+                    422,
+                    "invalid",
+                    "name a flow to run, or an identity (a softphone) to connect the call to",
+                )
+        if identity is not None:
+            ctx.act_for(identity)
+        if body.flow is not None and self.catalog.get(body.flow) is None:
+            loaded = ", ".join(sorted(self.catalog.flows))
+            raise ApiError(
+                422, "unknown_flow", f"flow: no flow named {body.flow!r}; loaded: {loaded}"
+            )
+        if self.dialer is None:
+            raise _not_configured("outbound calls", self.missing_dialer)
+        urls = Urls(self.public_base_url or str(ctx.request.base_url).rstrip("/"))
+        answer = urls.outbound(body.flow) if body.flow else urls.connect(identity or "")
+        try:
+            placed = await self.dialer.place(
+                to=body.to, from_=body.from_, answer_url=answer, status_url=urls.call_status
+            )
+        except DialRefused as exc:
+            if exc.code == "busy":
+                retry = str(max(1, math.ceil(exc.retry_after)))
+                raise ApiError(429, "rate_limited", exc.detail, {"Retry-After": retry}) from None
+            raise ApiError(422, exc.code, exc.detail) from None
+        except TwilioFailure as exc:
+            code = f" (Twilio error {exc.code})" if exc.code else ""
+            log.error("call to %s not placed: %s%s", body.to, exc.message, code)
+            raise ApiError(502, "twilio_error", f"{exc.message}{code}") from None
+        log.info(
+            "call %s placed to %s for %s by key %s",
+            placed.call.sid,
+            body.to,
+            f"flow {body.flow}" if body.flow else f"softphone {identity}",
+            ctx.key.label,
+        )
+        return CallResponse(
+            sid=placed.call.sid,
+            status=placed.call.status,
+            to=body.to,
+            from_=placed.from_,
+            flow=body.flow,
+            identity=identity,
+            waited=placed.waited,
+        )
+
+    # -- GET /api/keys --
+
+    async def list_keys(self, ctx: Context) -> ApiKeyPage:
+        ctx.require_admin()
+        query: PageQuery = ctx.query
+        after = _cursor_id(query.cursor)
+        keys = await self.db.run(
+            lambda: apikeys.list_keys(self.db, after=after, limit=query.limit + 1)
+        )
+        page = keys[: query.limit]
+        more = len(keys) > query.limit
+        return ApiKeyPage(
+            keys=[
+                ApiKeyOut(
+                    id=k.id,
+                    name=k.name,
+                    prefix=f"fpbx_{k.prefix}",
+                    identity=k.identity,
+                    admin=k.admin,
+                    created_at=k.created_at,
+                    last_used_at=k.last_used_at,
+                )
+                for k in page
+            ],
+            next_cursor=_cursor(page[-1].id) if more else None,
+        )
+
+    def operations(self) -> list[Operation]:
+        return [
+            Operation(
+                "POST",
+                "/api/token",
+                "createToken",
+                "A Twilio access token for the browser softphone",
+                self.token,
+                TokenResponse,
+                body=TokenRequest,
+                errors=(503,),
+                tags=("softphone",),
+                description=(
+                    "A Voice grant for `identity`: calls out through the TwiML App "
+                    "(TWILIO_TWIML_APP_SID) and incoming calls allowed. A key with an identity "
+                    "gets tokens for that identity only."
+                ),
+            ),
+            Operation(
+                "POST",
+                "/api/calls",
+                "createCall",
+                "Place a call: run a flow, or connect a softphone, when it is answered",
+                self.place_call,
+                CallResponse,
+                status=201,
+                body=CallRequest,
+                errors=(429, 502, 503),
+                tags=("calls",),
+                description=(
+                    "Twilio places the call at its pace (one per second per account by "
+                    "default): a call may wait for its turn (`waited`). Destinations outside "
+                    "the allowed prefixes, or premium-rate, are refused with 422."
+                ),
+            ),
+            Operation(
+                "GET",
+                "/api/keys",
+                "listKeys",
+                "API keys (admin keys only); secrets are never shown",
+                self.list_keys,
+                ApiKeyPage,
+                query=PageQuery,
+                tags=("keys",),
+            ),
+        ]
+
+    def routes(self, auth: Authenticator) -> list[Route]:
+        operations = self.operations()
+        spec = openapi.document(operations)
+
+        async def document(request: Request) -> Response:
+            try:
+                await auth(request)
+            except ApiError as exc:
+                return error(exc.status, exc.code, exc.detail, exc.headers)
+            return JSONResponse(spec)
+
+        routes = [
+            Route(op.path, endpoint(op, auth), methods=[op.method], name=op.name)
+            for op in operations
+        ]
+        routes.append(Route("/api/openapi.json", document, methods=["GET"], name="openapi"))
+        return routes
+
+
+def _not_configured(what: str, missing: Sequence[str]) -> ApiError:
+    return ApiError(
+        503, "not_configured", f"{what} need {', '.join(missing)} to be set in the environment"
+    )
+
+
+def _cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"k{last_id}".encode()).decode().rstrip("=")
+
+
+def _cursor_id(cursor: str) -> int:
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except ValueError:
+        text = ""
+    if not text.startswith("k") or not text[1:].isdigit() or len(text) > 20:
+        raise ApiError(422, "invalid", "cursor: not a cursor this API gave (use nextCursor)")
+    return int(text[1:])
