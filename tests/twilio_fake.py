@@ -80,6 +80,7 @@ ATTRIBUTES: Final[Mapping[str, frozenset[str]]] = {
             "method",
             "timeout",
             "callerId",
+            "answerOnBridge",
             "record",
             "recordingStatusCallback",
             "recordingStatusCallbackMethod",
@@ -283,6 +284,10 @@ class _Checker:
         extra = set(verb.attrs) - allowed
         assert not extra, f"<{verb.name}> has unexpected attributes {sorted(extra)}"
         missing = REQUIRED.get(verb.name, frozenset()) - set(verb.attrs)
+        if verb.name == "Dial" and verb.get("answerOnBridge") == "true":
+            # A call connected straight through (softphone, API call without a flow): no flow
+            # step follows the dial, so there is no action; the call ends with it.
+            missing -= {"action", "method"}
         assert not missing, f"<{verb.name}> lacks {sorted(missing)}"
 
     def prompt(self, verb: Verb) -> None:
@@ -332,6 +337,7 @@ class _Checker:
             case "Dial":
                 self.integer(verb, "timeout", 5, 600)
                 assert verb.get("record", "do-not-record") in DIAL_RECORD
+                self.boolean(verb, "answerOnBridge")
                 caller_id = verb.get("callerId")
                 assert caller_id is None or _E164.match(caller_id), f"callerId {caller_id!r}"
                 assert verb.children, "<Dial> without a destination"

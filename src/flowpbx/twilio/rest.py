@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,8 +98,10 @@ class TwilioRest:
             async with asyncio.timeout(REQUEST_SECONDS):
                 call = await self._api().calls.create_async(**args)
         except TwilioRestException as exc:
+            # The library prefixes Twilio's message with "Unable to create record: ".
+            message = re.sub(r"^Unable to \w+ record: ", "", str(exc.msg))
             raise TwilioFailure(
-                f"Twilio refused the call: {exc.msg}", status=exc.status, code=exc.code
+                f"Twilio refused the call: {message}", status=exc.status, code=exc.code
             ) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise TwilioFailure(f"Twilio could not be reached: {type(exc).__name__}") from exc
