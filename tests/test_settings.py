@@ -148,3 +148,86 @@ def test_settings_store_retry_and_event_limits() -> None:
         "FLOWPBX_STORE_RETRY_SECONDS=30 is out of range: expected 0 to 10",
         "FLOWPBX_EVENTS_MAX=9 is out of range: expected 1000 to 10000000",
     ]
+
+
+def test_database_url_from_database_url_db_variables_or_the_sqlite_file() -> None:
+    token = {"TWILIO_AUTH_TOKEN": "t"}
+    embedded = Settings.from_env(token, env_file=None)
+    assert embedded.database_url == "sqlite:///data/flowpbx.sqlite3"
+    assert embedded.database_kind == "sqlite"
+    moved = Settings.from_env({**token, "FLOWPBX_DB_PATH": "/var/lib/flowpbx/db"}, env_file=None)
+    assert moved.database_url == "sqlite:////var/lib/flowpbx/db"
+    seed = {
+        **token,
+        "DB_HOST": "db",
+        "DB_PORT": "5433",
+        "DB_USER": "app user",
+        "DB_PASSWORD": "p@ss/word",
+        "DB_NAME": "ait_core",
+    }
+    postgres = Settings.from_env(seed, env_file=None)
+    assert postgres.database_url == "postgresql+psycopg://app%20user:p%40ss%2Fword@db:5433/ait_core"
+    assert postgres.database_kind == "postgresql"
+    url = "postgres://x:y@elsewhere:5432/z"
+    assert Settings.from_env({**seed, "DATABASE_URL": url}, env_file=None).database_url == url
+
+
+def test_bad_rest_settings_are_all_reported() -> None:
+    env = {
+        "TWILIO_AUTH_TOKEN": "t",
+        "DB_HOST": "db",
+        "DATABASE_URL_": "",
+        "FLOWPBX_TOKEN_TTL": "90000",
+        "FLOWPBX_CALLS_PER_SECOND": "fast",
+        "FLOWPBX_CALL_ALLOWED_PREFIXES": "+34, 0044",
+        "FLOWPBX_CORS_ORIGINS": "https://agents.example.com, agents.example.com",
+        "FLOWPBX_TWILIO_API_URL": "localhost:8099",
+    }
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env, env_file=None)
+    problems = caught.value.problems
+    assert "FLOWPBX_TOKEN_TTL=90000 is out of range: expected 60 to 86400" in problems
+    assert "FLOWPBX_CALLS_PER_SECOND='fast' is not a number" in problems
+    assert (
+        "FLOWPBX_CALL_ALLOWED_PREFIXES: '0044' is not a number prefix: expected + and digits, "
+        "like +34" in problems
+    )
+    assert (
+        "FLOWPBX_CORS_ORIGINS: 'agents.example.com' is not an origin: expected like "
+        "https://agents.example.com" in problems
+    )
+    assert any(p.startswith("FLOWPBX_TWILIO_API_URL=") for p in problems)
+    assert "DB_HOST is set but DB_USER is not: set DB_USER (or DATABASE_URL)" in problems
+    assert "DB_HOST is set but DB_NAME is not: set DB_NAME (or DATABASE_URL)" in problems
+    with pytest.raises(SettingsError, match="DATABASE_URL is not valid"):
+        Settings.from_env({"TWILIO_AUTH_TOKEN": "t", "DATABASE_URL": "mysql://x"}, env_file=None)
+
+
+def test_rest_settings_defaults_and_values() -> None:
+    defaults = Settings.from_env({"TWILIO_AUTH_TOKEN": "t"}, env_file=None)
+    assert defaults.token_ttl == 3600
+    assert defaults.calls_per_second == 1.0
+    assert defaults.allowed_prefixes == ("+34",)
+    assert "+34806" in defaults.blocked_prefixes
+    assert defaults.cors_origins == ()
+    assert defaults.db_upgrade_on_start is True
+    env = {
+        "TWILIO_AUTH_TOKEN": "t",
+        "FLOWPBX_CALL_ALLOWED_PREFIXES": "",
+        "FLOWPBX_CALL_BLOCKED_PREFIXES": "+3480, +3490",
+        "FLOWPBX_CORS_ORIGINS": "https://agents.example.com/",
+        "FLOWPBX_CALLS_PER_SECOND": "2.5",
+        "FLOWPBX_DB_UPGRADE": "false",
+    }
+    settings = Settings.from_env(env, env_file=None)
+    assert settings.allowed_prefixes == ()  # every country
+    assert settings.blocked_prefixes == ("+3480", "+3490")
+    assert settings.cors_origins == ("https://agents.example.com",)
+    assert settings.calls_per_second == 2.5
+    assert settings.db_upgrade_on_start is False
+
+
+def test_database_commands_need_no_auth_token() -> None:
+    assert Settings.from_env({}, env_file=None, webhooks=False).twilio_auth_token == ""
+    with pytest.raises(SettingsError, match="TWILIO_AUTH_TOKEN is not set"):
+        Settings.from_env({}, env_file=None)

@@ -274,7 +274,7 @@ class _Reader:
         for item in filter(None, (part.strip() for part in value.split(","))):
             parts = urlsplit(item)
             if item != "*" and (
-                parts.scheme not in ("http", "https") or not parts.netloc or parts.path
+                parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/")
             ):
                 self.problems.append(
                     f"{name}: {item!r} is not an origin: expected like https://agents.example.com"

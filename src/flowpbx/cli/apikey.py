@@ -17,14 +17,20 @@ from flowpbx.cli.db import open_database
 
 def _ready() -> Database:
     """The database, upgraded first when FLOWPBX_DB_UPGRADE allows (as `serve` does)."""
+    from sqlalchemy.exc import OperationalError
+
     from flowpbx.db import migrate
     from flowpbx.settings import Settings
 
     database = open_database()
-    if Settings.from_env(webhooks=False).db_upgrade_on_start:
-        migrate.upgrade(database)
-    elif migrate.current(database) != migrate.head():
-        fail("the database is not up to date: run `flowpbx db upgrade` first", EXIT_PROBLEMS)
+    try:
+        if Settings.from_env(webhooks=False).db_upgrade_on_start:
+            migrate.upgrade(database)
+        elif migrate.current(database) != migrate.head():
+            fail("the database is not up to date: run `flowpbx db upgrade` first", EXIT_PROBLEMS)
+    except OperationalError as exc:
+        database.dispose()
+        fail(f"cannot reach the database {database.describe()}: {exc.orig}", EXIT_PROBLEMS)
     return database
 
 

@@ -60,7 +60,9 @@ def _wait(parse: Callable[[Mapping[str, str]], Event], service: CallService) -> 
 async def _not_found(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 404
     if status == 405:
-        return error(405, "method_not_allowed", f"{request.method} is not allowed here")
+        # RFC 9110: a 405 lists the methods the resource allows.
+        headers = exc.headers if isinstance(exc, HTTPException) else None
+        return error(405, "method_not_allowed", f"{request.method} is not allowed here", headers)
     return error(404, "not_found", f"nothing at {request.url.path}")
 
 
