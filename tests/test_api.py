@@ -552,3 +552,42 @@ def test_keys_are_listed_in_pages(api: Api) -> None:
     assert bad.status_code == 422
     assert bad.json()["detail"] == "cursor: not a cursor this API gave (use nextCursor)"
     assert api.client.get("/api/keys", params={"limit": 0}, headers=headers).status_code == 422
+
+
+def test_a_placed_call_keeps_its_flow_when_its_state_is_lost(
+    tmp_path: Path, sqlite_url: str, fake: TwilioRest
+) -> None:
+    """The number called is the customer's, which names no flow: the webhook URLs of a call
+    flowpbx placed name its flow, so that a lost state is recovered in the right one."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "seguros.yaml").write_text((FLOWS / "seguros.yaml").read_text("utf-8"), "utf-8")
+    private = ROOT / "tests" / "flows" / "engine" / "sensitive.yaml"
+    (flows / "privados.yaml").write_text(private.read_text("utf-8"), "utf-8")
+    _FAKES[fake.base_url] = fake
+    settings = settings_for(sqlite_url, fake, flows_dir=flows, numbers={}, default_flow="seguros")
+    for api in running(settings):
+        sid = api.call(api.admin, to=CUSTOMER, flow="datos-privados").json()["sid"]
+        reply = check_reply(api.fake.answer(sid, api.client))
+        assert reply.says == ("Marque su PIN de cuatro cifras.",)
+        action = reply.one("Gather")["action"]
+        assert action == f"{BASE_URL}/api/calls/gather?seq=1&flow=datos-privados"
+    # A new process with the call state gone (memory store): Twilio posts the keys.
+    elsewhere = replace(settings, database_url_override=f"sqlite:///{tmp_path / 'b.sqlite3'}")
+    for api in running(elsewhere):
+        params = {
+            "AccountSid": fake.account_sid,
+            "CallSid": sid,
+            "From": COMPANY,
+            "To": CUSTOMER,
+            "Direction": "outbound-api",
+            "CallStatus": "in-progress",
+            "Digits": "1234",
+        }
+        response = api.client.post(
+            action, data=params, headers=signed_headers(fake.auth_token, action, params)
+        )
+        recovered = check_reply(response)
+        # Recovered in its own flow (seguros would greet and offer its menu).
+        assert recovered.says[-1] == "Marque su PIN de cuatro cifras."
+        assert recovered.one("Gather")["action"].endswith("&flow=datos-privados")

@@ -265,10 +265,15 @@ class _Checker:
         route = parts.path[len(prefix) :]
         assert route in self.routes, f"{where}: {url} is not a route of the app"
         query = parse_qs(parts.query, keep_blank_values=True)
-        # A queue's wait URL also names its flow and enqueue node; every other URL only seq.
-        expected = {"seq", "flow", "node"} if where == "<Enqueue waitUrl>" else {"seq"}
-        assert set(query) == expected, f"{where}: {url} has query {sorted(query)}, not {expected}"
-        for name in expected - {"seq"}:
+        # A queue's wait URL also names its flow and enqueue node; every other URL only seq,
+        # and the flow on calls flowpbx placed.
+        if where == "<Enqueue waitUrl>":
+            assert set(query) == {"seq", "flow", "node"}, f"{where}: {url} lacks flow/node"
+        else:
+            assert set(query) in ({"seq"}, {"seq", "flow"}), f"{where}: {url} has {set(query)}"
+        for name, values in query.items():
+            assert len(values) == 1, f"{where}: {url} repeats {name}"
+        for name in set(query) - {"seq"}:
             assert re.fullmatch(r"[a-z][a-z0-9_-]*", query[name][0]), f"{where}: bad {name}"
         assert len(query["seq"]) == 1, f"{where}: {url} has seq twice"
         assert re.fullmatch(r"[0-9]{1,9}", query["seq"][0]), f"{where}: bad seq in {url}"

@@ -22,7 +22,7 @@ from flowpbx.engine.actions import Action
 from flowpbx.engine.call_events import StepRecord
 from flowpbx.engine.core import HOLD_ON, CallEngine, goodbye
 from flowpbx.engine.deadlines import Deadlines
-from flowpbx.engine.events import WAIT_EVENTS, Event, NewCall, QueueWaitTick
+from flowpbx.engine.events import WAIT_EVENTS, Direction, Event, NewCall, QueueWaitTick
 from flowpbx.engine.hours import HoursStatus
 from flowpbx.engine.interpreter import Step, initial_state
 from flowpbx.engine.state import CallState, Waiting
@@ -46,7 +46,9 @@ T = TypeVar("T")
 class Renderer(Protocol):
     """Turns a step's actions into the document the caller's leg runs (TwiML for Twilio)."""
 
-    def __call__(self, actions: tuple[Action, ...], seq: int) -> str: ...
+    def __call__(self, actions: tuple[Action, ...], seq: int, flow: str = "") -> str:
+        """`flow`, when given, goes into the webhook URLs, for the call to be recovered in it."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -191,7 +193,7 @@ class CallService:
             state = initial_state(call, ctx)
             step = self._safely(partial(self.engine.start, call, ctx), state, ctx)
             assert step is not None
-            reply = render(step.actions, step.state.seq)
+            reply = render(step.actions, step.state.seq, _pinned(step.state))
             # A new call has no state: create it at revision 0 straight away.
             if await self._save(step, 0, reply, ctx):
                 log.info("call %s: flow %s, now at %s", sid, loaded.flow.name, step.state.node)
@@ -306,7 +308,7 @@ class CallService:
             name = type(event).__name__
             log.warning("call %s: %s cannot happen at %s", call.call_sid, name, state.node)
             return Answer(reply=render(HOLD_ON, seq) if is_wait else stored.reply)
-        reply = render(step.actions, step.state.seq)
+        reply = render(step.actions, step.state.seq, _pinned(step.state))
         if is_wait and step.state == stored.state and not step.events:
             return Answer(reply=reply, step=step)  # more hold music: nothing to save
         # A wait document does not replace the step's reply, which a retry must get again.
@@ -343,13 +345,19 @@ class CallService:
             resume = partial(self.engine.resume, call, event, seq=seq, ctx=ctx, reason=reason)
             step = self._safely(resume, state, ctx)
         assert step is not None
-        reply = render(step.actions, step.state.seq)
+        reply = render(step.actions, step.state.seq, _pinned(step.state))
         if step.state.waiting is Waiting.ENDED and not step.events:
             return Answer(reply=reply, step=step)  # nothing known to keep
         if not await self._save(step, revision, reply, ctx):
             return None
         log.warning("call %s: recovered (%s) at %s", call.call_sid, reason, step.state.node)
         return Answer(reply=reply, step=step)
+
+
+def _pinned(state: CallState) -> str:
+    """The flow to name in a call's webhook URLs: a call flowpbx placed cannot be told its flow
+    by the number called (the person's), should its state be lost. Inbound calls: none."""
+    return state.flow if state.direction is Direction.OUTBOUND else ""
 
 
 def _only_queue(loaded: LoadedFlow) -> str:

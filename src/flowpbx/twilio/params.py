@@ -166,6 +166,14 @@ def callback_summary(form: Mapping[str, str]) -> dict[str, str]:
     return {name: form[name][:64] for name in names if name in form}
 
 
+def pinned_flow(query: Mapping[str, str]) -> str | None:
+    """The flow a step URL names (`&flow=`, on calls flowpbx placed), else None."""
+    flow = query.get("flow")
+    if flow is not None and not _NAME.fullmatch(flow):
+        raise BadWebhook("flow", f"malformed value {flow[:40]!r}")
+    return flow
+
+
 def outbound_flow(query: Mapping[str, str]) -> str:
     """The flow an outbound call's answer URL names (`?flow=`)."""
     flow = query.get("flow", "")

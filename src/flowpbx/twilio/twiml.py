@@ -121,7 +121,10 @@ def _append(response: VoiceResponse, action: Action, urls: Urls, seq: int | str)
             response.append(_dial(action, urls, seq))
         case Enqueue():
             # The wait URL names the enqueue node: a caller whose state is lost keeps waiting.
-            wait_url = f"{urls.route(Route.QUEUE_WAIT, seq)}&flow={action.flow}&node={action.node}"
+            wait_seq = _SEQ_ONLY if seq == _SEQ else seq
+            wait_url = (
+                f"{urls.route(Route.QUEUE_WAIT, wait_seq)}&flow={action.flow}&node={action.node}"
+            )
             response.enqueue(
                 action.queue,
                 action=urls.route(Route.ENQUEUE, seq),
@@ -158,6 +161,7 @@ def _append(response: VoiceResponse, action: Action, urls: Urls, seq: int | str)
 # and step go. They hold a NUL, which no flow text or Twilio parameter can contain.
 _BASE = "\x00base\x00"
 _SEQ = "\x00seq\x00"
+_SEQ_ONLY = "\x00seq-only\x00"
 
 
 @lru_cache(maxsize=4096)
@@ -168,10 +172,13 @@ def _template(actions: tuple[Action, ...]) -> str:
     return str(response.to_xml(xml_declaration=True))
 
 
-def render(actions: Iterable[Action], urls: Urls, seq: int) -> str:
-    """A TwiML document; webhook URLs carry `seq` so that replies match their step."""
+def render(actions: Iterable[Action], urls: Urls, seq: int, flow: str = "") -> str:
+    """A TwiML document; webhook URLs carry `seq` so that replies match their step, and `flow`
+    when given (a call whose flow the number called does not tell: one flowpbx placed)."""
     base = escape(urls.base, {'"': "&quot;"})
-    return _template(tuple(actions)).replace(_BASE, base).replace(_SEQ, str(seq))
+    step = f"{seq}&amp;flow={escape(flow)}" if flow else str(seq)
+    document = _template(tuple(actions)).replace(_BASE, base).replace(_SEQ, step)
+    return document.replace(_SEQ_ONLY, str(seq))
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +187,8 @@ class TwimlRenderer:
 
     urls: Urls
 
-    def __call__(self, actions: tuple[Action, ...], seq: int) -> str:
-        return render(actions, self.urls, seq)
+    def __call__(self, actions: tuple[Action, ...], seq: int, flow: str = "") -> str:
+        return render(actions, self.urls, seq, flow)
 
 
 EMPTY = render((), Urls(""), 0)

@@ -38,7 +38,8 @@ def _step(parse: Callable[[Mapping[str, str]], Event], service: CallService) -> 
     ) -> Answer:
         seq = params.sequence(request.query_params)
         event = parse(fields)
-        return await service.handle(params.new_call(fields), seq, event, renderer=renderer)
+        call = params.new_call(fields, params.pinned_flow(request.query_params))
+        return await service.handle(call, seq, event, renderer=renderer)
 
     return handle
 
