@@ -591,3 +591,39 @@ def test_a_placed_call_keeps_its_flow_when_its_state_is_lost(
         # Recovered in its own flow (seguros would greet and offer its menu).
         assert recovered.says[-1] == "Marque su PIN de cuatro cifras."
         assert recovered.one("Gather")["action"].endswith("&flow=datos-privados")
+
+
+def test_with_the_database_down_calls_go_on_and_the_api_answers_503(
+    fake: TwilioRest, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = "postgresql+psycopg://flowpbx:x@127.0.0.1:9/flowpbx"  # nothing listens on port 9
+    settings = settings_for(down, fake)
+    with TestClient(build_app(settings), base_url=BASE_URL) as client:
+        # A caller rings: the IVR answers as ever (it does not need the database).
+        params = {
+            "AccountSid": fake.account_sid,
+            "CallSid": "CA" + "d0" * 16,
+            "From": CUSTOMER,
+            "To": COMPANY,
+            "Direction": "inbound",
+            "CallStatus": "ringing",
+        }
+        url = f"{BASE_URL}/api/calls/incoming"
+        reply = check_reply(
+            client.post(url, data=params, headers=signed_headers(fake.auth_token, url, params))
+        )
+        assert reply.has("Gather")
+        for method, path, body in ENDPOINTS:
+            response = client.request(
+                method, path, json=body, headers={"Authorization": "Bearer fpbx_x"}
+            )
+            assert response.status_code in (401, 503)  # a malformed key needs no database
+            key = "fpbx_0123abcd_" + "A" * 43
+            response = client.request(
+                method, path, json=body, headers={"Authorization": f"Bearer {key}"}
+            )
+            assert response.status_code == 503, (path, response.text)
+            assert response.json()["error"] == "unavailable"
+            assert response.headers["retry-after"] == "5"
+    assert "does not answer" in caplog.text
+    assert "migrations are tried again" in caplog.text

@@ -5,11 +5,13 @@ The only place that chooses implementations; everything else receives what it us
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.config import Config
 
@@ -35,6 +37,8 @@ from flowpbx.web.api.routes import RestApi
 from flowpbx.web.app import RestParts, create_app
 
 log = logging.getLogger("flowpbx")
+
+MIGRATION_RETRY_SECONDS = 10
 
 
 class StoreNotReachable(FlowpbxError):
@@ -186,12 +190,37 @@ def rest_parts(settings: Settings, catalog: FlowCatalog, db: Database) -> RestPa
         missing_dialer=missing_dialer,
     )
 
-    async def upgrade() -> None:
-        before, after = await db.run(migrate.upgrade, db)
+    retry: list[asyncio.Task[None]] = []
+
+    async def upgrade_once() -> bool:
+        try:
+            before, after = await db.run(migrate.upgrade, db)
+        except OperationalError as exc:
+            log.error(
+                "database %s does not answer (%s): calls go on; the REST API answers 503 "
+                "until it does; migrations are tried again every %d s",
+                db.describe(),
+                exc.orig,
+                MIGRATION_RETRY_SECONDS,
+            )
+            return False
         if before != after:
             log.info("database %s upgraded: %s -> %s", db.describe(), before, after)
+        return True
+
+    async def upgrade_until_done() -> None:
+        while not await upgrade_once():
+            await asyncio.sleep(MIGRATION_RETRY_SECONDS)
+
+    async def upgrade() -> None:
+        # Calls must not wait on the database: a database that is down at start-up is
+        # retried in the background, and only the REST API waits for it.
+        if not await upgrade_once():
+            retry.append(asyncio.create_task(upgrade_until_done()))
 
     async def close() -> None:
+        for task in retry:
+            task.cancel()
         await pacer.aclose()
         if rest is not None:
             await rest.aclose()

@@ -45,6 +45,7 @@ def serve(host: str | None, port: int | None, flows_dir: Path | None) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         asyncio.run(check_store(settings))
         app = build_app(settings)

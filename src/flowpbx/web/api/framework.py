@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -184,6 +184,19 @@ def _decode_query(request: Request, shape: type) -> Any:
 _ENCODER = msgspec.json.Encoder()
 
 
+def _failure(request: Request, exc: Exception) -> Response:
+    """The JSON error for a failed request (a 500 only for flowpbx's own bugs)."""
+    if isinstance(exc, ApiError):
+        return error(exc.status, exc.code, exc.detail, exc.headers)
+    if isinstance(exc, DBAPIError | StoreUnavailable):
+        # The database is down, or not migrated yet (its tables missing): say so, 503.
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        detail = "the database or the call store does not answer; try again shortly"
+        return error(503, "unavailable", detail, {"Retry-After": "5"})
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error(500, "internal", "an unexpected error; it has been logged")
+
+
 def endpoint(operation: Operation, auth: Authenticator) -> Callable[[Request], Awaitable[Response]]:
     """The Starlette endpoint for an operation."""
 
@@ -193,15 +206,24 @@ def endpoint(operation: Operation, auth: Authenticator) -> Callable[[Request], A
             body = await _decode_body(request, operation.body) if operation.body else None
             query = _decode_query(request, operation.query) if operation.query else None
             result = await operation.handler(Context(request, key, body, query))
-        except ApiError as exc:
-            return error(exc.status, exc.code, exc.detail, exc.headers)
-        except (OperationalError, StoreUnavailable) as exc:
-            log.error("%s %s: %s", request.method, request.url.path, exc)
-            detail = "a database or store does not answer; try again shortly"
-            return error(503, "unavailable", detail, {"Retry-After": "5"})
-        except Exception:
-            log.exception("%s %s failed", request.method, request.url.path)
-            return error(500, "internal", "an unexpected error; it has been logged")
+        except Exception as exc:
+            return _failure(request, exc)
         return Response(_ENCODER.encode(result), status_code=operation.status, media_type=JSON)
+
+    return run
+
+
+def document_endpoint(
+    document: Mapping[str, Any], auth: Authenticator
+) -> Callable[[Request], Awaitable[Response]]:
+    """The OpenAPI document, for any valid key."""
+    body = _ENCODER.encode(document)
+
+    async def run(request: Request) -> Response:
+        try:
+            await auth(request)
+        except Exception as exc:
+            return _failure(request, exc)
+        return Response(body, media_type=JSON)
 
     return run

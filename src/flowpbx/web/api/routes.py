@@ -8,8 +8,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flowpbx.db import apikeys
@@ -25,6 +23,7 @@ from flowpbx.web.api.framework import (
     Authenticator,
     Context,
     Operation,
+    document_endpoint,
     endpoint,
 )
 from flowpbx.web.api.shapes import (
@@ -36,7 +35,6 @@ from flowpbx.web.api.shapes import (
     TokenRequest,
     TokenResponse,
 )
-from flowpbx.web.http import error
 
 log = logging.getLogger("flowpbx.api")
 
@@ -196,18 +194,11 @@ class RestApi:
     def routes(self, auth: Authenticator) -> list[Route]:
         operations = self.operations()
         spec = openapi.document(operations)
-
-        async def document(request: Request) -> Response:
-            try:
-                await auth(request)
-            except ApiError as exc:
-                return error(exc.status, exc.code, exc.detail, exc.headers)
-            return JSONResponse(spec)
-
         routes = [
             Route(op.path, endpoint(op, auth), methods=[op.method], name=op.name)
             for op in operations
         ]
+        document = document_endpoint(spec, auth)
         routes.append(Route("/api/openapi.json", document, methods=["GET"], name="openapi"))
         return routes
 
