@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
-import itertools
 import logging
 import time
 from collections.abc import Iterator
@@ -221,7 +220,7 @@ def test_a_key_acts_only_for_its_own_identity(api: Api) -> None:
             "application/json",
             422,
             "invalid",
-            "to: expected `str` matching regex",
+            "to: expected a phone number in E.164 form, like +34612345678",
         ),
         (
             b'{"to": "+34612345678", "flow": "seguros", "priority": 1}',
@@ -262,11 +261,18 @@ def test_bad_bodies_get_the_json_error_and_create_nothing(
 
 
 def test_bad_identities_for_tokens(api: Api) -> None:
-    for identity in ("ana-maria", "", "a" * 122, "ana maria", "client:ana", 7, None):
+    for identity in ("user-123", "", "a" * 122, "ana maria", "client:ana"):
         response = api.token(api.admin, identity)
         assert response.status_code == 422, identity
-        assert response.json()["error"] == "invalid"
-        assert response.json()["detail"].startswith("identity: ")
+        assert response.json() == {
+            "error": "invalid",
+            "detail": "identity: expected a softphone identity: letters, digits and "
+            "underscores only, at most 121 (Twilio client identities), like user_123",
+        }
+    for identity in (7, None):
+        response = api.token(api.admin, identity)
+        assert response.status_code == 422
+        assert response.json()["detail"].startswith("identity: expected `str`, got")
 
 
 # -- tokens --
@@ -277,9 +283,8 @@ def test_a_token_decodes_to_the_voice_grant(api: Api) -> None:
     response = api.token(api.ana, "ana")
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"token", "identity", "expiresIn"}
+    assert set(body) == {"token", "identity"}  # the seed's shape, exactly
     assert body["identity"] == "ana"
-    assert body["expiresIn"] == 3600
     header = jwt.get_unverified_header(body["token"])
     assert header == {"alg": "HS256", "typ": "JWT", "cty": "twilio-fpa;v=1"}
     claims = jwt.decode(body["token"], api.fake.api_secret, algorithms=["HS256"])
@@ -417,15 +422,20 @@ def test_a_burst_keeps_twilios_pace_and_drops_nothing(sqlite_url: str, fake: Twi
         def place(_: int, api: Api = api) -> httpx.Response:
             return api.call(api.admin, to=CUSTOMER, flow="seguros")
 
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            responses = list(pool.map(place, range(8)))
-        assert [r.status_code for r in responses] == [201] * 8
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            responses = list(pool.map(place, range(12)))
+        assert [r.status_code for r in responses] == [201] * 12  # none dropped
         created = fake.created()
-        assert len(created) == 8
-        gaps = [b.at - a.at for a, b in itertools.pairwise(created)]
-        assert min(gaps) >= 0.2 - 0.03, gaps  # 5 per second, whatever the order of arrival
-        waited = sorted(r.json()["waited"] for r in responses)
-        assert waited[-1] >= 7 * 0.2 - 0.05
+        assert len(created) == 12
+        # Requests are sent 0.2 s apart; they reach Twilio give or take the network's jitter
+        # (the first one also opens the connection). Whatever 6 calls in a row: at least
+        # 5 gaps of 0.2 s between the first and the last, less that jitter.
+        arrivals = [r.at for r in created]
+        spans = [b - a for a, b in zip(arrivals, arrivals[5:], strict=False)]
+        assert min(spans) >= 1.0 - 0.2, spans
+        assert arrivals[-1] - arrivals[0] >= 11 * 0.2 - 0.2
+        # The last calls waited their turn, and said so.
+        assert max(r.json()["waited"] for r in responses) >= 1.5
 
 
 def test_calls_beyond_the_longest_wait_are_refused_with_retry_after(

@@ -39,6 +39,8 @@ from flowpbx.web.app import RestParts, create_app
 log = logging.getLogger("flowpbx")
 
 MIGRATION_RETRY_SECONDS = 10
+PLACEHOLDER_ACCOUNT = "AC" + "0" * 32
+"""The account SID .env.example ships for local development."""
 
 
 class StoreNotReachable(FlowpbxError):
@@ -244,5 +246,10 @@ def build_app(settings: Settings) -> Starlette:
         settings.port,
     )
     log.info("database: %s", db.describe())
+    if settings.twilio_account_sid == PLACEHOLDER_ACCOUNT:
+        log.warning(
+            "TWILIO_ACCOUNT_SID is the .env.example placeholder: softphone tokens and "
+            "outbound calls will not work with Twilio until .env has your account's values"
+        )
     service = build_service(settings, catalog, store)
     return create_app(settings, service, rest_parts(settings, catalog, db))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from starlette.responses import Response
 from flowpbx.db.apikeys import KeyInfo, verify
 from flowpbx.db.database import Database
 from flowpbx.engine.storage import StoreUnavailable
+from flowpbx.web.api.shapes import PATTERN_HELP
 from flowpbx.web.http import MAX_BODY, error, read_body
 
 log = logging.getLogger("flowpbx.api")
@@ -143,6 +145,9 @@ def _validation_detail(exc: msgspec.ValidationError) -> str:
     """msgspec's message ('Expected `str`, got `int` - at `$.identity`') in plainer words."""
     message = str(exc)
     text, _, where = message.partition(" - at `")
+    pattern = re.search(r"matching regex '(.*)'$", text)
+    if pattern:  # msgspec shows the pattern with its backslashes doubled
+        text = PATTERN_HELP.get(pattern.group(1).replace("\\\\", "\\"), text)
     if where:
         path = where.rstrip("`").removeprefix("$").lstrip(".") or "the body"
         return f"{path}: {text[0].lower()}{text[1:]}"

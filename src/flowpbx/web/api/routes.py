@@ -61,7 +61,7 @@ class RestApi:
             raise _not_configured("softphone tokens", self.missing_token)
         token = self.tokens.issue(body.identity)
         log.info("token for %s (key %s)", body.identity, ctx.key.label)
-        return TokenResponse(token=token, identity=body.identity, expires_in=self.tokens.ttl)
+        return TokenResponse(token=token, identity=body.identity)
 
     # -- POST /api/calls --
 

@@ -10,11 +10,25 @@ import msgspec
 
 from flowpbx.twilio.tokens import IDENTITY_MAX
 
+IDENTITY_PATTERN = f"^[A-Za-z0-9_]{{1,{IDENTITY_MAX}}}$"
+PHONE_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+FLOW_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
+CURSOR_PATTERN = "^[A-Za-z0-9_-]*$"
+PATTERN_HELP = {
+    IDENTITY_PATTERN: (
+        f"expected a softphone identity: letters, digits and underscores only, at most "
+        f"{IDENTITY_MAX} (Twilio client identities), like user_123"
+    ),
+    PHONE_PATTERN: "expected a phone number in E.164 form, like +34612345678",
+    FLOW_PATTERN: "expected a flow name: lowercase letters, digits, - and _, like seguros",
+    CURSOR_PATTERN: "expected the nextCursor of a previous page",
+}
+"""What each pattern means, for error messages people read."""
+
 Identity = Annotated[
     str,
     msgspec.Meta(
-        pattern=f"^[A-Za-z0-9_]{{1,{IDENTITY_MAX}}}$",
-        max_length=IDENTITY_MAX,
+        pattern=IDENTITY_PATTERN,
         description="A softphone (Twilio Client) identity: letters, digits and underscores.",
         examples=["user_123"],
     ),
@@ -22,7 +36,7 @@ Identity = Annotated[
 PhoneNumber = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^\+[1-9][0-9]{6,14}$",
+        pattern=PHONE_PATTERN,
         description="A phone number in E.164 form.",
         examples=["+34612345678"],
     ),
@@ -30,7 +44,7 @@ PhoneNumber = Annotated[
 FlowName = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[a-z][a-z0-9_-]{0,63}$",
+        pattern=FLOW_PATTERN,
         description="The name of a loaded flow (the `name` in its file).",
         examples=["seguros"],
     ),
@@ -53,9 +67,14 @@ class TokenRequest(Shape):
 
 
 class TokenResponse(Shape):
-    token: Annotated[str, msgspec.Meta(description="A Twilio access token (JWT), Voice grant.")]
+    token: Annotated[
+        str,
+        msgspec.Meta(
+            description="A Twilio access token (JWT) with a Voice grant, valid for "
+            "FLOWPBX_TOKEN_TTL seconds (1 hour by default)."
+        ),
+    ]
     identity: Identity
-    expires_in: Annotated[int, msgspec.Meta(description="Seconds the token is valid.")]
 
 
 class CallRequest(Shape):
@@ -107,7 +126,7 @@ class PageQuery(Shape):
         str,
         msgspec.Meta(
             max_length=200,
-            pattern="^[A-Za-z0-9_-]*$",
+            pattern=CURSOR_PATTERN,
             description="`nextCursor` of the previous page.",
         ),
     ] = ""
