@@ -269,8 +269,8 @@ def test_bad_identities_for_tokens(api: Api) -> None:
             "detail": "identity: expected a softphone identity: letters, digits and "
             "underscores only, at most 121 (Twilio client identities), like user_123",
         }
-    for identity in (7, None):
-        response = api.token(api.admin, identity)
+    for wrong_type in (7, None):
+        response = api.token(api.admin, wrong_type)
         assert response.status_code == 422
         assert response.json()["detail"].startswith("identity: expected `str`, got")
 
