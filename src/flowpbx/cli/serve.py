@@ -46,6 +46,7 @@ def serve(host: str | None, port: int | None, flows_dir: Path | None) -> None:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("twilio").setLevel(logging.WARNING)  # eight lines per REST request
     try:
         asyncio.run(check_store(settings))
         app = build_app(settings)
