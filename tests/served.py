@@ -19,6 +19,7 @@ START_TIMEOUT = 15.0
 def served(app: Any) -> Iterator[str]:
     """Serve `app` for the block; yields its base URL (http://127.0.0.1:<port>)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(

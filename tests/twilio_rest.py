@@ -269,6 +269,7 @@ class TwilioRest:
         """Serve on a free port of 127.0.0.1; returns once the server accepts connections."""
         assert self._server is None, "already started"
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # else ~40 ms per request
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         self._socket = sock
