@@ -207,7 +207,7 @@ def test_a_key_acts_only_for_its_own_identity(api: Api) -> None:
             "bad_json",
             "not valid JSON",
         ),
-        (b"[1, 2]", "application/json", 422, "invalid", "must be a JSON object"),
+        (b"[1, 2]", "application/json", 422, "invalid", "the body: expected `object`, got `array`"),
         (
             b'{"to": 34612345678, "flow": "seguros"}',
             "application/json",
@@ -302,10 +302,11 @@ def test_a_token_decodes_to_the_voice_grant(api: Api) -> None:
 def test_token_ttl_is_configurable(sqlite_url: str, fake: TwilioRest) -> None:
     _FAKES[fake.base_url] = fake
     for api in running(settings_for(sqlite_url, fake, token_ttl=600)):
-        claims = jwt.decode(
-            api.token(api.ana).json()["token"], fake.api_secret, algorithms=["HS256"]
-        )
-        assert claims["exp"] - int(time.time()) in range(598, 601)
+        before = int(time.time())
+        token = api.token(api.ana).json()["token"]
+        after = int(time.time())
+        claims = jwt.decode(token, fake.api_secret, algorithms=["HS256"])
+        assert before + 600 <= claims["exp"] <= after + 600
 
 
 def test_without_twilio_keys_tokens_say_what_is_missing(sqlite_url: str, fake: TwilioRest) -> None:
@@ -354,7 +355,7 @@ def test_a_call_for_a_flow_reaches_twilio_and_runs_the_flow_when_answered(api: A
     assert answered.status_code == 200
     reply = check_reply(answered)
     gather = reply.one("Gather")
-    assert "pulse 1" in " ".join(reply.says).lower() or "pulse" in reply.text
+    assert "Para hablar con un agente, pulse 9." in " ".join(reply.says)
     assert gather["action"].startswith(f"{BASE_URL}/api/calls/gather?seq=")
     # The status callbacks are signed webhooks the service accepts.
     assert api.fake.send_status(body["sid"], "ringing", api.client).status_code == 204
@@ -447,7 +448,7 @@ def test_calls_beyond_the_longest_wait_are_refused_with_retry_after(
         response = api.call(api.admin, to=CUSTOMER, flow="seguros")
         assert response.status_code == 429
         assert response.json()["error"] == "rate_limited"
-        assert response.headers["retry-after"] == "2"
+        assert response.headers["retry-after"] in ("1", "2")  # 2 s, less the time since
         assert len(fake.created()) == 1
 
 
@@ -627,7 +628,7 @@ def test_with_the_database_down_calls_go_on_and_the_api_answers_503(
             response = client.request(
                 method, path, json=body, headers={"Authorization": "Bearer fpbx_x"}
             )
-            assert response.status_code in (401, 503)  # a malformed key needs no database
+            assert response.status_code == 401  # a malformed key needs no database
             key = "fpbx_0123abcd_" + "A" * 43
             response = client.request(
                 method, path, json=body, headers={"Authorization": f"Bearer {key}"}
@@ -635,5 +636,44 @@ def test_with_the_database_down_calls_go_on_and_the_api_answers_503(
             assert response.status_code == 503, (path, response.text)
             assert response.json()["error"] == "unavailable"
             assert response.headers["retry-after"] == "5"
-    assert "does not answer" in caplog.text
+    assert "cannot be migrated" in caplog.text
     assert "migrations are tried again" in caplog.text
+
+
+def test_deeply_nested_json_is_a_400_not_a_crash(api: Api) -> None:
+    body = b"[" * 5000 + b"]" * 5000
+    for path in ("/api/token", "/api/calls"):
+        response = api.client.post(
+            path,
+            content=body,
+            headers={"Authorization": f"Bearer {api.admin}", "Content-Type": "application/json"},
+        )
+        assert response.status_code in (400, 422), response.text
+        assert response.json()["error"] in ("bad_json", "invalid")
+
+
+@pytest.mark.parametrize("cursor", ["a8Ky", "azk5OTk5OTk5OTk5OTk5OTk5OTk5", "%%%", "k1"])
+def test_foreign_cursors_are_a_422(api: Api, cursor: str) -> None:
+    response = api.client.get(
+        "/api/keys", params={"cursor": cursor}, headers={"Authorization": f"Bearer {api.admin}"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid"
+
+
+def test_who_may_place_which_call(api: Api) -> None:
+    both = api.call(api.admin, to=CUSTOMER, flow="seguros", identity="ana")
+    assert both.status_code == 422
+    assert both.json()["detail"].startswith("give a flow or an identity, not both")
+    nobody = api.call(api.anonymous, to=CUSTOMER, flow="seguros")
+    assert nobody.status_code == 403
+    assert nobody.json()["detail"] == "this key has no identity: placing calls needs an admin key"
+    assert api.fake.received == []
+    own = api.call(api.ana, to=CUSTOMER, flow="seguros")
+    assert own.status_code == 201, own.text
+    assert own.json()["identity"] == "ana"  # placed for ana, who asked
+
+
+def test_a_malformed_softphone_never_reaches_the_ivr(api: Api) -> None:
+    reply = softphone(api, CUSTOMER, identity="bad-id")
+    assert reply.names == ("Say", "Hangup")

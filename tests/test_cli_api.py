@@ -14,8 +14,16 @@ from flowpbx.db import apikeys, migrate
 from flowpbx.db.database import Database
 
 
+@pytest.fixture(autouse=True)
+def _elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in an empty folder: no .env of the repository's is read."""
+    monkeypatch.chdir(tmp_path)
+
+
 def run(database_url: str, *args: str) -> tuple[int, str, str]:
-    env = {"DATABASE_URL": database_url, "TWILIO_AUTH_TOKEN": ""}
+    # Everything the commands read is set here: a developer's .env or environment must not
+    # change what is tested.
+    env = {"DATABASE_URL": database_url, "TWILIO_AUTH_TOKEN": "", "FLOWPBX_DB_UPGRADE": "true"}
     result = CliRunner().invoke(main, list(args), env=env)
     return result.exit_code, result.stdout, result.stderr
 

@@ -6,18 +6,20 @@ at once are safe; API keys are stored hashed and checked as the REST API checks 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import func, inspect, select, text
 
 from flowpbx.db import apikeys, migrate
-from flowpbx.db.database import Database, DatabaseError, normalize_url
+from flowpbx.db.database import Database, DatabaseError, normalize_url, sqlite_path
 from flowpbx.db.models import ApiKey
 
 NOW = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)
@@ -64,12 +66,16 @@ def test_a_model_change_without_a_migration_is_found(database_url: str) -> None:
 def test_several_processes_upgrading_at_once_all_succeed(database_url: str, tmp_path: Path) -> None:
     env = {**os.environ, "DATABASE_URL": database_url, "FLOWPBX_DB_UPGRADE": "true"}
     command = [sys.executable, "-m", "flowpbx.cli", "db", "upgrade"]
-    processes = [
-        subprocess.Popen(
-            command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        for _ in range(4)
-    ]
+    # The lock is held while the four start, so that they all reach it together.
+    with holding_migration_lock(database_url):
+        processes = [
+            subprocess.Popen(
+                command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            for _ in range(4)
+        ]
+        time.sleep(2.0)
+        assert all(p.poll() is None for p in processes)  # all four wait for the lock
     results = []
     for process in processes:
         out, err = process.communicate(timeout=60)
@@ -84,6 +90,26 @@ def test_several_processes_upgrading_at_once_all_succeed(database_url: str, tmp_
         assert migrate.current(database) == migrate.head()
         with database.engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+    finally:
+        database.dispose()
+
+
+@contextlib.contextmanager
+def holding_migration_lock(url: str) -> Iterator[None]:
+    """Hold the lock `flowpbx db upgrade` takes, as another process migrating would."""
+    database = Database(url)
+    path = sqlite_path(database.url)
+    try:
+        if path is not None:
+            with migrate._file_lock(path.with_name(path.name + ".migrate-lock")):
+                yield
+        else:
+            with database.engine.connect() as conn:
+                conn.execute(select(func.pg_advisory_lock(migrate.ADVISORY_LOCK)))
+                try:
+                    yield
+                finally:
+                    conn.execute(select(func.pg_advisory_unlock(migrate.ADVISORY_LOCK)))
     finally:
         database.dispose()
 
@@ -180,3 +206,12 @@ def test_names_identities_and_revocation_by_id_prefix_or_name(db: Database) -> N
     assert not c.may_act_for(None)
     assert b.may_act_for("anyone")
     assert b.may_act_for(None)
+
+
+def test_revoking_by_something_that_names_two_keys_is_refused(db: Database) -> None:
+    admin, _ = apikeys.create(db, "ops", identity=None, admin=True, now=NOW)
+    named_one, _ = apikeys.create(db, str(admin.id), identity=None, admin=False, now=NOW)
+    with pytest.raises(apikeys.ApiKeyError, match="could mean several keys"):
+        apikeys.revoke(db, str(admin.id), now=NOW)
+    assert [k.revoked_at for k in apikeys.list_keys(db)] == [None, None]
+    assert apikeys.revoke(db, named_one.prefix, now=NOW).name == str(admin.id)

@@ -92,16 +92,16 @@ def test_caller_identity() -> None:
 def test_memory_pacer_spaces_slots_and_refuses_beyond_the_wait() -> None:
     async def scenario() -> list[tuple[float, bool]]:
         pacer = MemoryPacer()
-        slots = [await pacer.reserve("AC1", 0.5, 1.0) for _ in range(4)]
-        other = await pacer.reserve("AC2", 0.5, 1.0)  # another account has its own pace
-        return [(round(s.delay, 1), s.refused) for s in [*slots, other]]
+        slots = [await pacer.reserve("AC1", 10.0, 25.0) for _ in range(4)]
+        other = await pacer.reserve("AC2", 10.0, 25.0)  # another account has its own pace
+        return [(round(s.delay), s.refused) for s in [*slots, other]]
 
     assert asyncio.run(scenario()) == [
-        (0.0, False),
-        (0.5, False),
-        (1.0, False),
-        (0.0, True),  # 1.5 s away: more than the 1 s a call may wait
-        (0.0, False),
+        (0, False),
+        (10, False),
+        (20, False),
+        (0, True),  # 30 s away: more than the 25 s a call may wait
+        (0, False),
     ]
 
 
@@ -119,8 +119,8 @@ def test_processes_share_one_pace_through_redis(redis_db: RedisServer) -> None:
         try:
             await first.client.delete(pace_key("ACshared"))
             slots = []
-            for pacer in (first, second, first, second, first):
-                slots.append(await pacer.reserve("ACshared", 0.25, 0.8))
+            for pacer in (first, second, first, second):
+                slots.append(await pacer.reserve("ACshared", 1.0, 2.5))
             ttl = await first.client.pttl(pace_key("ACshared"))
         finally:
             await first.aclose()
@@ -130,12 +130,12 @@ def test_processes_share_one_pace_through_redis(redis_db: RedisServer) -> None:
     started = time.monotonic()
     delays, refused, ttl = asyncio.run(scenario())
     elapsed = time.monotonic() - started
-    assert refused == [False, False, False, False, True]
-    accepted = delays[:4]
-    # Each slot 0.25 s after the one before, less the time the test itself took.
+    assert refused == [False, False, False, True]  # the 4th is 3 s away: over 2.5 s
+    accepted = delays[:3]
+    # Each slot 1 s after the one before, less the time the test itself took.
     for n, delay in enumerate(accepted):
-        assert n * 0.25 - elapsed - 0.01 <= delay <= n * 0.25 + 0.01, accepted
-    assert 0 < ttl <= 2000  # the key goes away once the pace is idle
+        assert n - elapsed - 0.01 <= delay <= n + 0.01, accepted
+    assert 0 < ttl <= 4000  # the key goes away once the pace is idle
 
 
 def test_a_refused_slot_says_when_to_retry(redis_db: RedisServer) -> None:

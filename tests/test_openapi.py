@@ -56,7 +56,7 @@ def _document() -> dict[str, Any]:
     api = RestApi(
         db=cast(Any, None),
         catalog=cast(Any, None),
-        public_base_url="",
+        base_url=cast(Any, None),
         tokens=None,
         missing_token=(),
         dialer=None,

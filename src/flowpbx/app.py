@@ -9,11 +9,13 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.config import Config
+from starlette.requests import Request
 
 from flowpbx.db import migrate
 from flowpbx.db.database import Database
@@ -30,6 +32,7 @@ from flowpbx.store.memory import MemoryCallStore
 from flowpbx.store.pacer import RedisPacer
 from flowpbx.store.redis import RedisCallStore
 from flowpbx.twilio.rest import TwilioCredentials, TwilioRest
+from flowpbx.twilio.signature import base_of, public_url
 from flowpbx.twilio.tokens import TokenIssuer
 from flowpbx.twilio.twiml import TwimlRenderer, Urls
 from flowpbx.web.api.framework import Authenticator
@@ -41,6 +44,7 @@ log = logging.getLogger("flowpbx")
 MIGRATION_RETRY_SECONDS = 10
 PLACEHOLDER_ACCOUNT = "AC" + "0" * 32
 """The account SID .env.example ships for local development."""
+PLACEHOLDER_AUTH_TOKEN = "local-development-token"
 
 
 class StoreNotReachable(FlowpbxError):
@@ -163,6 +167,15 @@ def caller_ids(settings: Settings) -> tuple[str, ...]:
     return tuple(numbers)
 
 
+def public_base(settings: Settings, request: Request) -> str:
+    """Where Twilio reaches this service: PUBLIC_BASE_URL, else the address the request was
+    made to as the webhooks see it (proxy headers only from FLOWPBX_TRUSTED_PROXIES)."""
+    if settings.public_base_url:
+        return settings.public_base_url
+    url = public_url(request, "", settings.trusted_proxies)
+    return base_of(url, request.url.path)
+
+
 def rest_parts(settings: Settings, catalog: FlowCatalog, db: Database) -> RestParts:
     """The REST API for these settings, with its start (migrations) and stop."""
     tokens, missing_token = token_issuer(settings)
@@ -185,7 +198,7 @@ def rest_parts(settings: Settings, catalog: FlowCatalog, db: Database) -> RestPa
     api = RestApi(
         db=db,
         catalog=catalog,
-        public_base_url=settings.public_base_url,
+        base_url=partial(public_base, settings),
         tokens=tokens,
         missing_token=missing_token,
         dialer=dialer,
@@ -197,12 +210,15 @@ def rest_parts(settings: Settings, catalog: FlowCatalog, db: Database) -> RestPa
     async def upgrade_once() -> bool:
         try:
             before, after = await db.run(migrate.upgrade, db)
-        except OperationalError as exc:
+        except Exception as exc:
+            # Down, locked by a stuck migration, newer than this release, no rights: whatever
+            # it is, calls must go on. Only the REST API waits for the database.
+            why = exc.orig if isinstance(exc, OperationalError) else exc
             log.error(
-                "database %s does not answer (%s): calls go on; the REST API answers 503 "
-                "until it does; migrations are tried again every %d s",
+                "database %s cannot be migrated (%s): calls go on; the REST API answers 503 "
+                "until it can; migrations are tried again every %d s",
                 db.describe(),
-                exc.orig,
+                why,
                 MIGRATION_RETRY_SECONDS,
             )
             return False
@@ -246,6 +262,14 @@ def build_app(settings: Settings) -> Starlette:
         settings.port,
     )
     log.info("database: %s", db.describe())
+    if (
+        settings.twilio_auth_token == PLACEHOLDER_AUTH_TOKEN
+        and settings.twilio_account_sid != PLACEHOLDER_ACCOUNT
+    ):
+        log.warning(
+            "TWILIO_AUTH_TOKEN is still the .env.example placeholder with a real account: "
+            "anyone who reads it can sign webhooks; set the account's auth token"
+        )
     if settings.twilio_account_sid == PLACEHOLDER_ACCOUNT:
         log.warning(
             "TWILIO_ACCOUNT_SID is the .env.example placeholder: softphone tokens and "

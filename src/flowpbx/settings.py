@@ -26,7 +26,7 @@ DEFAULT_DB_PATH = Path("data/flowpbx.sqlite3")
 DEFAULT_TOKEN_TTL = 3600
 MAX_TOKEN_TTL = 24 * 3600
 DEFAULT_CALLS_PER_SECOND = 1.0
-DEFAULT_CALL_WAIT = 60
+DEFAULT_CALL_WAIT = 20
 DEFAULT_ALLOWED_PREFIXES = ("+34",)
 DEFAULT_BLOCKED_PREFIXES = ("+34803", "+34806", "+34807", "+34905", "+34118", "+3470")
 """Spain's premium-rate (803, 806, 807), televoting (905), directory (118) and personal (70)

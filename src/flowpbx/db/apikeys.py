@@ -137,15 +137,22 @@ def list_keys(
 
 
 def _find(session: Session, which: str) -> ApiKey | None:
-    """A key by its id, its prefix (with or without `fpbx_`), or its name (active keys)."""
+    """A key by its id, its prefix (with or without `fpbx_`), or its name (active keys).
+    Refused when these name different keys ('12345678' as an id, a prefix and a name)."""
     which = which.strip()
-    if which.isdigit():
-        return session.get(ApiKey, int(which))
+    by_id = session.get(ApiKey, int(which)) if which.isdigit() and len(which) < 10 else None
     prefix = which.removeprefix("fpbx_")
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
-    if row is not None:
-        return row
-    return session.scalar(select(ApiKey).where(ApiKey.name == which, ApiKey.revoked_at.is_(None)))
+    by_prefix = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    by_name = session.scalar(
+        select(ApiKey).where(ApiKey.name == which, ApiKey.revoked_at.is_(None))
+    )
+    found = {row.id: row for row in (by_id, by_prefix, by_name) if row is not None}
+    if len(found) > 1:
+        named = ", ".join(f"{row.name!r} (id {row.id})" for row in found.values())
+        raise ApiKeyError(
+            f"{which!r} could mean several keys: {named}; give its prefix fpbx_xxxxxxxx"
+        )
+    return next(iter(found.values()), None)
 
 
 def revoke(db: Database, which: str, *, now: dt.datetime) -> KeyInfo:

@@ -18,13 +18,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, text
 
 from flowpbx.db.database import Database, sqlite_path
 from flowpbx.db.models import Base
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ADVISORY_LOCK = 0x666C6F77706278  # "flowpbx"
+LOCK_TIMEOUT_MS = 60_000
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -67,6 +68,8 @@ def _locked(db: Database) -> Iterator[Connection]:
     )
     with lock, db.engine.begin() as connection:
         if db.dialect == "postgresql":
+            # Another process migrating holds the lock: wait for it, but not forever.
+            connection.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'"))
             connection.execute(select(func.pg_advisory_xact_lock(ADVISORY_LOCK)))
         yield connection
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from flowpbx.dialing.pacer import Pacer, wait_for
@@ -64,7 +65,13 @@ class Dialer:
         return self.caller_id(from_)
 
     async def place(
-        self, *, to: str, from_: str | None, answer_url: str, status_url: str
+        self,
+        *,
+        to: str,
+        from_: str | None,
+        answer_url: str,
+        status_url: str,
+        still_wanted: Callable[[], Awaitable[bool]] | None = None,
     ) -> Placed:
         """Place the call once its slot in the pace comes; refused (nothing placed) when more
         calls are waiting than `max_wait` seconds of slots."""
@@ -79,6 +86,10 @@ class Dialer:
                 retry_after=slot.retry_after,
             )
         await wait_for(slot)
+        if still_wanted is not None and not await still_wanted():
+            # The client gave up while the call waited its turn: placing it now would make a
+            # call nobody is told about (and its retry a second one).
+            raise DialRefused("abandoned", "the request was abandoned before its turn came")
         call = await self.rest.create_call(
             to=to, from_=caller, url=answer_url, status_callback=status_url
         )

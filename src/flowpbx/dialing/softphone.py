@@ -27,9 +27,14 @@ class Refuse:
     """For the log; the agent hears a short apology."""
 
 
+def is_softphone(caller: str) -> bool:
+    """A call from the browser softphone (`client:...`): never one for the IVR."""
+    return caller.startswith("client:")
+
+
 def caller_identity(caller: str) -> str | None:
     """The softphone identity of a `client:<identity>` caller, else None."""
-    if not caller.startswith("client:"):
+    if not is_softphone(caller):
         return None
     identity = caller.removeprefix("client:")
     return identity if is_identity(identity) else None

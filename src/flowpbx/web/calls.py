@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from flowpbx.dialing.rules import Destinations
-from flowpbx.dialing.softphone import Connect, caller_identity, route
+from flowpbx.dialing.softphone import Connect, caller_identity, is_softphone, route
 from flowpbx.engine.actions import Hangup, Say
 from flowpbx.engine.service import Answer, CallService, Renderer
 from flowpbx.twilio import params, twiml
@@ -41,9 +41,12 @@ class DirectCalls:
     ) -> Answer:
         """The Voice URL: a softphone calling out is connected; anyone else enters the IVR."""
         call = params.new_call(fields)
+        if not is_softphone(call.caller):
+            return await self.service.start(call, renderer=renderer)
         identity = caller_identity(call.caller)
         if identity is None:
-            return await self.service.start(call, renderer=renderer)
+            log.warning("call %s: a softphone with a malformed identity; refused", call.call_sid)
+            return Answer(reply=self.refusal())
         routed = route(
             call.called, destinations=self.destinations, company_number=self.company_number
         )

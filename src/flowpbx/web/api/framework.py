@@ -56,8 +56,14 @@ class Context:
     def act_for(self, identity: str | None) -> None:
         """Refuse (403) unless this key may act for `identity`."""
         if not self.key.may_act_for(identity):
-            own = f"its own identity {self.key.identity!r}" if self.key.identity else "no one"
-            raise forbidden(f"this key may act for {own} only (not {identity!r})")
+            if self.key.identity is None:
+                raise forbidden(
+                    f"this key has no identity: acting for {identity!r} needs an admin key"
+                )
+            raise forbidden(
+                f"this key may act for its own identity {self.key.identity!r} only "
+                f"(not {identity!r})"
+            )
 
     def require_admin(self) -> None:
         if not self.key.admin:
@@ -97,7 +103,7 @@ class Operation:
 
     @property
     def all_errors(self) -> tuple[int, ...]:
-        base = {401, 403}
+        base = {401, 403, 503}
         if self.body is not None:
             base |= {400, 413, 415, 422}
         if self.query is not None:
@@ -148,10 +154,8 @@ def _validation_detail(exc: msgspec.ValidationError) -> str:
     pattern = re.search(r"matching regex '(.*)'$", text)
     if pattern:  # msgspec shows the pattern with its backslashes doubled
         text = PATTERN_HELP.get(pattern.group(1).replace("\\\\", "\\"), text)
-    if where:
-        path = where.rstrip("`").removeprefix("$").lstrip(".") or "the body"
-        return f"{path}: {text[0].lower()}{text[1:]}"
-    return message
+    path = where.rstrip("`").removeprefix("$").lstrip(".") or "the body"
+    return f"{path}: {text[0].lower()}{text[1:]}"
 
 
 async def _decode_body(request: Request, shape: type) -> Any:
@@ -164,15 +168,13 @@ async def _decode_body(request: Request, shape: type) -> Any:
     if body is None:
         raise ApiError(413, "body_too_large", f"bodies are at most {MAX_BODY} bytes")
     try:
-        raw = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ApiError(422, "invalid", f"the body must be a JSON object, got {type(raw).__name__}")
-    try:
-        return msgspec.convert(raw, shape)
+        # Straight into the shape: a nested document is refused at its first wrong token, so
+        # no depth of nesting can exhaust the stack.
+        return msgspec.json.decode(body, type=shape)
     except msgspec.ValidationError as exc:
         raise ApiError(422, "invalid", _validation_detail(exc)) from None
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
 
 
 def _decode_query(request: Request, shape: type) -> Any:

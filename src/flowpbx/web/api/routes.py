@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import logging
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from starlette.requests import Request
 from starlette.routing import Route
 
 from flowpbx.db import apikeys
@@ -25,6 +27,7 @@ from flowpbx.web.api.framework import (
     Operation,
     document_endpoint,
     endpoint,
+    forbidden,
 )
 from flowpbx.web.api.shapes import (
     ApiKeyOut,
@@ -46,7 +49,8 @@ class RestApi:
 
     db: Database
     catalog: FlowCatalog
-    public_base_url: str
+    base_url: Callable[[Request], str]
+    """Where Twilio reaches this service: PUBLIC_BASE_URL, or the request's public address."""
     tokens: TokenIssuer | None
     missing_token: tuple[str, ...]
     dialer: Dialer | None
@@ -67,17 +71,21 @@ class RestApi:
 
     async def place_call(self, ctx: Context) -> CallResponse:
         body: CallRequest = ctx.body
-        identity = body.identity
-        if body.flow is None:
-            identity = identity or ctx.key.identity
-            if identity is None:
-                raise ApiError(
-                    422,
-                    "invalid",
-                    "name a flow to run, or an identity (a softphone) to connect the call to",
-                )
+        if body.flow is not None and body.identity is not None:
+            raise ApiError(
+                422, "invalid", "give a flow or an identity, not both: a call does one or the other"
+            )
+        # A call acts for someone: the softphone it connects, or the key's own identity. A key
+        # with no identity places calls only if it is an admin key.
+        identity = body.identity or ctx.key.identity
+        if body.flow is None and identity is None:
+            raise ApiError(
+                422, "invalid", "name a flow to run, or an identity (a softphone) to connect"
+            )
         if identity is not None:
             ctx.act_for(identity)
+        elif not ctx.key.admin:
+            raise forbidden("this key has no identity: placing calls needs an admin key")
         if body.flow is not None and self.catalog.get(body.flow) is None:
             loaded = ", ".join(sorted(self.catalog.flows))
             raise ApiError(
@@ -85,11 +93,15 @@ class RestApi:
             )
         if self.dialer is None:
             raise _not_configured("outbound calls", self.missing_dialer)
-        urls = Urls(self.public_base_url or str(ctx.request.base_url).rstrip("/"))
+        urls = Urls(self.base_url(ctx.request))
         answer = urls.outbound(body.flow) if body.flow else urls.connect(identity or "")
         try:
             placed = await self.dialer.place(
-                to=body.to, from_=body.from_, answer_url=answer, status_url=urls.call_status
+                to=body.to,
+                from_=body.from_,
+                answer_url=answer,
+                status_url=urls.call_status,
+                still_wanted=_connected(ctx.request),
             )
         except DialRefused as exc:
             if exc.code == "busy":
@@ -209,6 +221,13 @@ def _not_configured(what: str, missing: Sequence[str]) -> ApiError:
     )
 
 
+def _connected(request: Request) -> Callable[[], Awaitable[bool]]:
+    async def still_wanted() -> bool:
+        return not await request.is_disconnected()
+
+    return still_wanted
+
+
 def _cursor(last_id: int) -> str:
     return base64.urlsafe_b64encode(f"k{last_id}".encode()).decode().rstrip("=")
 
@@ -218,8 +237,8 @@ def _cursor_id(cursor: str) -> int:
         return 0
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         text = ""
-    if not text.startswith("k") or not text[1:].isdigit() or len(text) > 20:
+    if not re.fullmatch(r"k[0-9]{1,18}", text):
         raise ApiError(422, "invalid", "cursor: not a cursor this API gave (use nextCursor)")
     return int(text[1:])

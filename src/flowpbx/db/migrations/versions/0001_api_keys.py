@@ -10,8 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import flowpbx.db.models
-
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -27,9 +25,9 @@ def upgrade() -> None:
         sa.Column("secret_hash", sa.String(length=64), nullable=False),
         sa.Column("identity", sa.String(length=121), nullable=True),
         sa.Column("admin", sa.Boolean(), nullable=False),
-        sa.Column("created_at", flowpbx.db.models.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("last_used_at", flowpbx.db.models.UtcDateTime(timezone=True), nullable=True),
-        sa.Column("revoked_at", flowpbx.db.models.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
         sa.UniqueConstraint("prefix", name=op.f("uq_api_keys_prefix")),
     )
