@@ -108,7 +108,7 @@ def test_apikey_create_refuses_bad_values(database_url: str, args: list[str], me
 def test_apikey_revoke_unknown(database_url: str) -> None:
     code, _, err = run(database_url, "apikey", "revoke", "nobody")
     assert code == 1
-    assert "no key 'nobody': give its id, its prefix or its name" in err
+    assert "no active key 'nobody': give its id, its prefix or its name" in err
 
 
 def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:

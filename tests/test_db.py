@@ -191,7 +191,7 @@ def test_names_identities_and_revocation_by_id_prefix_or_name(db: Database) -> N
     assert apikeys.revoke(db, str(a.id), now=NOW).revoked_at == NOW
     assert apikeys.revoke(db, b.prefix, now=NOW).revoked_at == NOW
     assert apikeys.revoke(db, "c", now=NOW).revoked_at == NOW
-    with pytest.raises(apikeys.ApiKeyError, match="no key 'zzz'"):
+    with pytest.raises(apikeys.ApiKeyError, match="no active key 'zzz'"):
         apikeys.revoke(db, "zzz", now=NOW)
     assert apikeys.list_keys(db) == []
     assert [k.id for k in apikeys.list_keys(db, include_revoked=True)] == [a.id, b.id, c.id]
@@ -215,3 +215,11 @@ def test_revoking_by_something_that_names_two_keys_is_refused(db: Database) -> N
         apikeys.revoke(db, str(admin.id), now=NOW)
     assert [k.revoked_at for k in apikeys.list_keys(db)] == [None, None]
     assert apikeys.revoke(db, named_one.prefix, now=NOW).name == str(admin.id)
+
+
+def test_revoking_twice_says_so_and_a_pasted_key_names_itself(db: Database) -> None:
+    info, key = apikeys.create(db, "ana", identity="ana", admin=False, now=NOW)
+    assert apikeys.revoke(db, key, now=NOW).id == info.id  # the whole key, pasted
+    with pytest.raises(apikeys.ApiKeyError, match="was revoked already") as caught:
+        apikeys.revoke(db, key, now=NOW)
+    assert key[len("fpbx_12345678_") :] not in str(caught.value)

@@ -70,7 +70,15 @@ def create(name: str, identity: str | None, admin: bool) -> None:
         fail(f"cannot reach the database {database.describe()}: {exc.orig}", EXIT_PROBLEMS)
     finally:
         database.dispose()
-    rights = "admin" if admin else f"acts for {identity}" if identity else "no identity"
+    rights = (
+        f"admin (identity {identity})"
+        if admin and identity
+        else "admin"
+        if admin
+        else f"acts for {identity}"
+        if identity
+        else "no identity: tokens and calls need an identity or --admin"
+    )
     click.echo(f"created key {info.label}, id {info.id}, {rights}", err=True)
     click.echo(key)
     click.echo(

@@ -56,11 +56,15 @@ def upgrade() -> None:
 @db.command(short_help="Show the revision the database is at.")
 def current() -> None:
     """Show the database's revision and the newest one flowpbx has."""
+    from sqlalchemy.exc import OperationalError
+
     from flowpbx.db import migrate
 
     database = open_database()
     try:
         at = migrate.current(database)
+    except OperationalError as exc:
+        fail(f"cannot reach the database {database.describe()}: {exc.orig}", EXIT_PROBLEMS)
     finally:
         database.dispose()
     head = migrate.head()

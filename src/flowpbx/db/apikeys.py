@@ -140,6 +140,9 @@ def _find(session: Session, which: str) -> ApiKey | None:
     """A key by its id, its prefix (with or without `fpbx_`), or its name (active keys).
     Refused when these name different keys ('12345678' as an id, a prefix and a name)."""
     which = which.strip()
+    whole = prefix_of(which)  # the whole key pasted: its prefix names it
+    if whole is not None:
+        which = whole
     by_id = session.get(ApiKey, int(which)) if which.isdigit() and len(which) < 10 else None
     prefix = which.removeprefix("fpbx_")
     by_prefix = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
@@ -156,14 +159,19 @@ def _find(session: Session, which: str) -> ApiKey | None:
 
 
 def revoke(db: Database, which: str, *, now: dt.datetime) -> KeyInfo:
-    """Revoke a key (by id, prefix or name); it stops working at once. Revoking a revoked key
-    changes nothing."""
+    """Revoke a key (by id, prefix, name or the whole key); it stops working at once."""
     with db.session() as session:
         row = _find(session, which)
         if row is None:
-            raise ApiKeyError(f"no key {which!r}: give its id, its prefix or its name")
-        if row.revoked_at is None:
-            row.revoked_at = now
+            shown = f"fpbx_{prefix_of(which)}" if prefix_of(which) else repr(which[:40])
+            raise ApiKeyError(
+                f"no active key {shown}: give its id, its prefix or its name "
+                "(flowpbx apikey list --all shows them)"
+            )
+        if row.revoked_at is not None:
+            when = f"{row.revoked_at:%Y-%m-%d %H:%M} UTC"
+            raise ApiKeyError(f"key {_info(row).label} was revoked already, on {when}")
+        row.revoked_at = now
         return _info(row)
 
 

@@ -167,6 +167,8 @@ async def _decode_body(request: Request, shape: type) -> Any:
     body = await read_body(request)
     if body is None:
         raise ApiError(413, "body_too_large", f"bodies are at most {MAX_BODY} bytes")
+    if not body.strip():
+        raise ApiError(400, "bad_json", "the body is empty: expected a JSON object")
     try:
         # Straight into the shape: a nested document is refused at its first wrong token, so
         # no depth of nesting can exhaust the stack.
@@ -194,6 +196,8 @@ _ENCODER = msgspec.json.Encoder()
 def _failure(request: Request, exc: Exception) -> Response:
     """The JSON error for a failed request (a 500 only for flowpbx's own bugs)."""
     if isinstance(exc, ApiError):
+        if exc.status in (403, 422, 429):  # refusals an operator wants to see (401s are logged)
+            log.warning("refused %s %s: %s", request.method, request.url.path, exc.detail)
         return error(exc.status, exc.code, exc.detail, exc.headers)
     if isinstance(exc, DBAPIError | StoreUnavailable):
         # The database is down, or not migrated yet (its tables missing): say so, 503.
