@@ -47,14 +47,13 @@ from starlette.routing import Route
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from served import served  # noqa: E402
-from servers import postgres_server  # noqa: E402
-
 from flowpbx.app import build_app  # noqa: E402
 from flowpbx.db import apikeys  # noqa: E402
 from flowpbx.db.database import Database  # noqa: E402
 from flowpbx.db.models import ApiKey  # noqa: E402
 from flowpbx.settings import Settings  # noqa: E402
+from served import served  # noqa: E402
+from servers import postgres_server  # noqa: E402
 
 BODY = {"identity": "user_123"}
 SETTINGS = Settings(
@@ -202,7 +201,11 @@ def main() -> int:
     for name, by_count in growth.items():
         print(f"| p50 ms, {name} | " + " | ".join(f"{v:.2f}" for v in by_count.values()) + " |")
     commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ["git", "rev-parse", "--short", "HEAD"],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     ).stdout.strip()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(
