@@ -91,7 +91,7 @@ class Api:
         return response
 
 
-def running(settings: Settings) -> Iterator[Api]:
+def running(settings: Settings, fake: TwilioRest) -> Iterator[Api]:
     app = build_app(settings)
     with TestClient(app, base_url=BASE_URL) as client:  # the lifespan migrates the database
         db = Database(settings.database_url)
@@ -105,22 +105,14 @@ def running(settings: Settings) -> Iterator[Api]:
                     ("anonymous", None, False),
                 )
             }
-            yield Api(client=client, db=db, **keys, fake=_fake_of(settings))
+            yield Api(client=client, db=db, **keys, fake=fake)
         finally:
             db.dispose()
 
 
-_FAKES: dict[str, TwilioRest] = {}
-
-
-def _fake_of(settings: Settings) -> TwilioRest:
-    return _FAKES[settings.twilio_api_url]
-
-
 @pytest.fixture
 def api(database_url: str, fake: TwilioRest) -> Iterator[Api]:
-    _FAKES[fake.base_url] = fake
-    yield from running(settings_for(database_url, fake))
+    yield from running(settings_for(database_url, fake), fake)
 
 
 @pytest.fixture
@@ -300,8 +292,7 @@ def test_a_token_decodes_to_the_voice_grant(api: Api) -> None:
 
 
 def test_token_ttl_is_configurable(sqlite_url: str, fake: TwilioRest) -> None:
-    _FAKES[fake.base_url] = fake
-    for api in running(settings_for(sqlite_url, fake, token_ttl=600)):
+    for api in running(settings_for(sqlite_url, fake, token_ttl=600), fake):
         before = int(time.time())
         token = api.token(api.ana).json()["token"]
         after = int(time.time())
@@ -310,9 +301,8 @@ def test_token_ttl_is_configurable(sqlite_url: str, fake: TwilioRest) -> None:
 
 
 def test_without_twilio_keys_tokens_say_what_is_missing(sqlite_url: str, fake: TwilioRest) -> None:
-    _FAKES[fake.base_url] = fake
     settings = settings_for(sqlite_url, fake, twilio_api_secret="", twilio_twiml_app_sid="")
-    for api in running(settings):
+    for api in running(settings, fake):
         response = api.token(api.ana)
         assert response.status_code == 503
         assert response.json() == {
@@ -417,8 +407,7 @@ def test_twilio_errors_are_reported_with_their_code(api: Api) -> None:
 
 
 def test_a_burst_keeps_twilios_pace_and_drops_nothing(sqlite_url: str, fake: TwilioRest) -> None:
-    _FAKES[fake.base_url] = fake
-    for api in running(settings_for(sqlite_url, fake, calls_per_second=5)):
+    for api in running(settings_for(sqlite_url, fake, calls_per_second=5), fake):
 
         def place(_: int, api: Api = api) -> httpx.Response:
             return api.call(api.admin, to=CUSTOMER, flow="seguros")
@@ -442,8 +431,7 @@ def test_a_burst_keeps_twilios_pace_and_drops_nothing(sqlite_url: str, fake: Twi
 def test_calls_beyond_the_longest_wait_are_refused_with_retry_after(
     sqlite_url: str, fake: TwilioRest
 ) -> None:
-    _FAKES[fake.base_url] = fake
-    for api in running(settings_for(sqlite_url, fake, calls_per_second=0.5, call_wait=0)):
+    for api in running(settings_for(sqlite_url, fake, calls_per_second=0.5, call_wait=0), fake):
         assert api.call(api.admin, to=CUSTOMER, flow="seguros").status_code == 201
         response = api.call(api.admin, to=CUSTOMER, flow="seguros")
         assert response.status_code == 429
@@ -501,9 +489,8 @@ def test_a_softphone_cannot_reach_blocked_destinations(api: Api, to: str) -> Non
 
 
 def test_cors_lets_the_softphones_origin_in_and_no_other(sqlite_url: str, fake: TwilioRest) -> None:
-    _FAKES[fake.base_url] = fake
     origin = "https://agents.example.com"
-    for api in running(settings_for(sqlite_url, fake, cors_origins=(origin,))):
+    for api in running(settings_for(sqlite_url, fake, cors_origins=(origin,)), fake):
         preflight = {
             "Access-Control-Request-Method": "POST",
             "Access-Control-Request-Headers": "authorization,content-type",
@@ -575,9 +562,8 @@ def test_a_placed_call_keeps_its_flow_when_its_state_is_lost(
     (flows / "seguros.yaml").write_text((FLOWS / "seguros.yaml").read_text("utf-8"), "utf-8")
     private = ROOT / "tests" / "flows" / "engine" / "sensitive.yaml"
     (flows / "privados.yaml").write_text(private.read_text("utf-8"), "utf-8")
-    _FAKES[fake.base_url] = fake
     settings = settings_for(sqlite_url, fake, flows_dir=flows, numbers={}, default_flow="seguros")
-    for api in running(settings):
+    for api in running(settings, fake):
         sid = api.call(api.admin, to=CUSTOMER, flow="datos-privados").json()["sid"]
         reply = check_reply(api.fake.answer(sid, api.client))
         assert reply.says == ("Marque su PIN de cuatro cifras.",)
@@ -585,7 +571,7 @@ def test_a_placed_call_keeps_its_flow_when_its_state_is_lost(
         assert action == f"{BASE_URL}/api/calls/gather?seq=1&flow=datos-privados"
     # A new process with the call state gone (memory store): Twilio posts the keys.
     elsewhere = replace(settings, database_url_override=f"sqlite:///{tmp_path / 'b.sqlite3'}")
-    for api in running(elsewhere):
+    for api in running(elsewhere, fake):
         params = {
             "AccountSid": fake.account_sid,
             "CallSid": sid,

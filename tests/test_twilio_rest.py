@@ -33,8 +33,6 @@ EVENTS = ["initiated", "ringing", "answered", "completed"]
 
 # aiohttp 3.14 deprecates BasicAuth and the auth= parameter, which AsyncTwilioHttpClient.request
 # (twilio 9.13) uses on every call.
-AIOHTTP_BASIC_AUTH = "ignore:BasicAuth is deprecated:DeprecationWarning"
-AIOHTTP_AUTH_PARAMETER = "ignore:The 'auth' parameter is deprecated:DeprecationWarning"
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +138,6 @@ def test_sync_client_creates_a_call_and_the_fake_records_the_exact_form(
     assert fake_call.sequence == 0
 
 
-@pytest.mark.filterwarnings(AIOHTTP_BASIC_AUTH, AIOHTTP_AUTH_PARAMETER)
 def test_async_client_creates_updates_and_fetches(fake: TwilioRest) -> None:
     async def main() -> tuple[list[str], str, str]:
         http = AsyncTwilioHttpClient()

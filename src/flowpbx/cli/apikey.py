@@ -4,34 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import TYPE_CHECKING
 
 import click
 
-if TYPE_CHECKING:
-    from flowpbx.db.database import Database
-
 from flowpbx.cli.common import EXIT_PROBLEMS, fail
-from flowpbx.cli.db import open_database
-
-
-def _ready() -> Database:
-    """The database, upgraded first when FLOWPBX_DB_UPGRADE allows (as `serve` does)."""
-    from sqlalchemy.exc import OperationalError
-
-    from flowpbx.db import migrate
-    from flowpbx.settings import Settings
-
-    database = open_database()
-    try:
-        if Settings.from_env(webhooks=False).db_upgrade_on_start:
-            migrate.upgrade(database)
-        elif migrate.current(database) != migrate.head():
-            fail("the database is not up to date: run `flowpbx db upgrade` first", EXIT_PROBLEMS)
-    except OperationalError as exc:
-        database.dispose()
-        fail(f"cannot reach the database {database.describe()}: {exc.orig}", EXIT_PROBLEMS)
-    return database
+from flowpbx.cli.db import database_for_command
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -55,21 +32,15 @@ def apikey() -> None:
 def create(name: str, identity: str | None, admin: bool) -> None:
     """Make a key. The key is printed on standard output, alone, once: flowpbx keeps only a
     hash of it."""
-    from sqlalchemy.exc import OperationalError
-
     from flowpbx.db import apikeys
 
-    database = _ready()
-    try:
-        info, key = apikeys.create(
-            database, name, identity=identity, admin=admin, now=dt.datetime.now(dt.UTC)
-        )
-    except apikeys.ApiKeyError as exc:
-        fail(str(exc), EXIT_PROBLEMS)
-    except OperationalError as exc:
-        fail(f"cannot reach the database {database.describe()}: {exc.orig}", EXIT_PROBLEMS)
-    finally:
-        database.dispose()
+    with database_for_command(upgraded=True) as database:
+        try:
+            info, key = apikeys.create(
+                database, name, identity=identity, admin=admin, now=dt.datetime.now(dt.UTC)
+            )
+        except apikeys.ApiKeyError as exc:
+            fail(str(exc), EXIT_PROBLEMS)
     rights = (
         f"admin (identity {identity})"
         if admin and identity
@@ -93,11 +64,8 @@ def list_(show_all: bool, fmt: str) -> None:
     """List keys: id, name, public prefix, identity, rights, when made and last used."""
     from flowpbx.db import apikeys
 
-    database = _ready()
-    try:
+    with database_for_command(upgraded=True) as database:
         keys = apikeys.list_keys(database, include_revoked=show_all)
-    finally:
-        database.dispose()
     if fmt == "json":
         rows = [
             {
@@ -156,11 +124,9 @@ def revoke(key: str) -> None:
     """Revoke KEY (its id, its prefix fpbx_xxxxxxxx, or its name): it stops working at once."""
     from flowpbx.db import apikeys
 
-    database = _ready()
-    try:
-        info = apikeys.revoke(database, key, now=dt.datetime.now(dt.UTC))
-    except apikeys.ApiKeyError as exc:
-        fail(str(exc), EXIT_PROBLEMS)
-    finally:
-        database.dispose()
+    with database_for_command(upgraded=True) as database:
+        try:
+            info = apikeys.revoke(database, key, now=dt.datetime.now(dt.UTC))
+        except apikeys.ApiKeyError as exc:
+            fail(str(exc), EXIT_PROBLEMS)
     click.echo(f"revoked key {info.label} (id {info.id})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +28,32 @@ def open_database() -> Database:
         fail(str(exc), EXIT_USAGE)
 
 
+@contextlib.contextmanager
+def database_for_command(*, upgraded: bool = False) -> Iterator[Database]:
+    """The configured database for one command, disposed at its end. A database that does not
+    answer ends the command with one clear line. With `upgraded`, migrations the database lacks
+    are applied first when FLOWPBX_DB_UPGRADE allows (as `serve` does)."""
+    from sqlalchemy.exc import OperationalError
+
+    from flowpbx.db import migrate
+    from flowpbx.settings import Settings
+
+    database = open_database()
+    try:
+        if upgraded:
+            if Settings.from_env(webhooks=False).db_upgrade_on_start:
+                migrate.upgrade(database)
+            elif migrate.current(database) != migrate.head():
+                fail(
+                    "the database is not up to date: run `flowpbx db upgrade` first", EXIT_PROBLEMS
+                )
+        yield database
+    except OperationalError as exc:
+        fail(f"cannot reach the database {database.describe()}: {exc.orig}", EXIT_PROBLEMS)
+    finally:
+        database.dispose()
+
+
 @click.group(short_help="Database schema: upgrade, current, check.")
 def db() -> None:
     """The database's schema (DATABASE_URL, or DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME for
@@ -36,17 +64,10 @@ def db() -> None:
 def upgrade() -> None:
     """Apply the migrations the database lacks. Safe to run from several processes at once:
     one applies them, the others wait and find the work done."""
-    from sqlalchemy.exc import OperationalError
-
     from flowpbx.db import migrate
 
-    database = open_database()
-    try:
+    with database_for_command() as database:
         before, after = migrate.upgrade(database)
-    except OperationalError as exc:
-        fail(f"cannot reach the database {database.describe()}: {exc.orig}", EXIT_PROBLEMS)
-    finally:
-        database.dispose()
     if before == after:
         click.echo(f"{database.describe()}: up to date (revision {after})")
     else:
@@ -56,17 +77,10 @@ def upgrade() -> None:
 @db.command(short_help="Show the revision the database is at.")
 def current() -> None:
     """Show the database's revision and the newest one flowpbx has."""
-    from sqlalchemy.exc import OperationalError
-
     from flowpbx.db import migrate
 
-    database = open_database()
-    try:
+    with database_for_command() as database:
         at = migrate.current(database)
-    except OperationalError as exc:
-        fail(f"cannot reach the database {database.describe()}: {exc.orig}", EXIT_PROBLEMS)
-    finally:
-        database.dispose()
     head = migrate.head()
     state = "up to date" if at == head else f"behind: run `flowpbx db upgrade` to reach {head}"
     click.echo(f"{database.describe()}: revision {at or 'none (empty)'}, {state}")

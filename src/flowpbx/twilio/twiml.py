@@ -88,13 +88,18 @@ def _dial(action: Dial, urls: Urls, seq: int | str) -> DialVerb:
         **extra,
     )
     for target in action.targets:
-        if target.startswith("client:"):
-            dial.client(target.removeprefix("client:"))
-        elif target.startswith(("sip:", "sips:")):
-            dial.sip(target)
-        else:
-            dial.number(target)
+        _dial_target(dial, target)
     return dial
+
+
+def _dial_target(dial: DialVerb, target: str) -> None:
+    """A softphone (`client:<identity>`), a SIP address or a number, as `<Dial>`'s noun."""
+    if target.startswith("client:"):
+        dial.client(target.removeprefix("client:"))
+    elif target.startswith(("sip:", "sips:")):
+        dial.sip(target)
+    else:
+        dial.number(target)
 
 
 def _append(response: VoiceResponse, action: Action, urls: Urls, seq: int | str) -> None:
@@ -199,9 +204,6 @@ def connect(target: str, *, caller_id: str | None, timeout: int = 30) -> str:
     flow: the caller hears ringing until it answers (answerOnBridge); the call ends with it."""
     response = VoiceResponse()
     dial = DialVerb(answer_on_bridge=True, timeout=timeout, caller_id=caller_id)
-    if target.startswith("client:"):
-        dial.client(target.removeprefix("client:"))
-    else:
-        dial.number(target)
+    _dial_target(dial, target)
     response.append(dial)
     return str(response.to_xml(xml_declaration=True))
