@@ -133,7 +133,8 @@ def test_settings_repr_hides_secrets() -> None:
 def test_settings_store_retry_and_event_limits() -> None:
     """The store's retry time and the call-event backlog are read, with defaults and bounds."""
     defaults = Settings.from_env({"TWILIO_AUTH_TOKEN": "t"}, env_file=None)
-    assert (defaults.store_retry_seconds, defaults.events_max) == (5, 100_000)
+    assert (defaults.store_retry_seconds, defaults.events_max) == (5, 500_000)
+    assert defaults.history_writer is True
     env = {
         "TWILIO_AUTH_TOKEN": "t",
         "FLOWPBX_STORE_RETRY_SECONDS": "2",

@@ -91,7 +91,7 @@ async def store(request: pytest.FixtureRequest, redis: RedisServer) -> AsyncIter
 async def _records(store: CallStore) -> list[StepRecord]:
     """Every step record the store holds for SID, oldest first."""
     if isinstance(store, MemoryCallStore):
-        return list(store.records)
+        return [r for r in store.records if isinstance(r, StepRecord)]
     assert isinstance(store, RedisCallStore)
     entries = await store.client.xrange(stream_key(shard(SID)))
     assert entries is not None

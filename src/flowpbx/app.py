@@ -23,21 +23,25 @@ from flowpbx.dialing.dialer import Dialer
 from flowpbx.dialing.pacer import MemoryPacer, Pacer
 from flowpbx.dialing.rules import Destinations
 from flowpbx.engine.hours import HoursStatus
+from flowpbx.engine.progress import Report
 from flowpbx.engine.service import CallService, utc_now
 from flowpbx.engine.storage import CallStore
 from flowpbx.errors import FlowpbxError
+from flowpbx.history import sink
+from flowpbx.history.sources import EventSource, MemoryEventSource, RedisEventSource
+from flowpbx.history.writer import HistoryWriter
 from flowpbx.language.catalog import FlowCatalog, load_catalog
 from flowpbx.settings import Settings
 from flowpbx.store.memory import MemoryCallStore
 from flowpbx.store.pacer import RedisPacer
-from flowpbx.store.redis import RedisCallStore
+from flowpbx.store.redis import RedisCallStore, connect
 from flowpbx.twilio.rest import TwilioCredentials, TwilioRest
 from flowpbx.twilio.signature import base_of, public_url
 from flowpbx.twilio.tokens import TokenIssuer
 from flowpbx.twilio.twiml import TwimlRenderer, Urls
 from flowpbx.web.api.framework import Authenticator
 from flowpbx.web.api.routes import RestApi
-from flowpbx.web.app import RestParts, create_app
+from flowpbx.web.app import HistoryParts, RestParts, create_app
 
 log = logging.getLogger("flowpbx")
 
@@ -248,6 +252,47 @@ def rest_parts(settings: Settings, catalog: FlowCatalog, db: Database) -> RestPa
     return RestParts(api=api, auth=Authenticator(db), startup=startup, shutdown=[close])
 
 
+def event_source(settings: Settings, store: CallStore) -> EventSource:
+    """Where call history reads: the Redis streams, or the memory store's log."""
+    if isinstance(store, MemoryCallStore):
+        return MemoryEventSource(store.records)
+    url = settings.redis_url
+    assert url is not None, "a Redis store has a Redis URL"
+    return RedisEventSource(connect(url))
+
+
+def history_parts(settings: Settings, store: CallStore, db: Database) -> HistoryParts:
+    """Call history in the web process: its writer unless FLOWPBX_HISTORY_WRITER=false."""
+    source = event_source(settings, store)
+    writer = HistoryWriter(source, db)
+    if not settings.history_writer:
+        if isinstance(store, MemoryCallStore):
+            log.warning(
+                "FLOWPBX_HISTORY_WRITER=false without Redis: no process can write call "
+                "history (a separate history writer needs Redis)"
+            )
+        else:
+            log.info("call history is written by a separate `flowpbx history-writer`")
+
+    async def direct(report: Report) -> bool:
+        try:
+            await db.run(sink.write, db, [report])
+        except Exception as exc:
+            log.error("call history: %s could not be written to the database: %s", report.id, exc)
+            return False
+        return True
+
+    def state() -> str:
+        return writer.status.state if settings.history_writer else "separate process"
+
+    return HistoryParts(
+        writer=writer if settings.history_writer else None,
+        direct=direct,
+        backlog=writer.backlog,
+        state=state,
+    )
+
+
 def build_app(settings: Settings) -> Starlette:
     """The application for these settings; raises on invalid flows or config."""
     catalog = catalog_from(settings)
@@ -276,4 +321,6 @@ def build_app(settings: Settings) -> Starlette:
             "outbound calls will not work with Twilio until .env has your account's values"
         )
     service = build_service(settings, catalog, store)
-    return create_app(settings, service, rest_parts(settings, catalog, db))
+    return create_app(
+        settings, service, rest_parts(settings, catalog, db), history_parts(settings, store, db)
+    )

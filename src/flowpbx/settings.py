@@ -21,7 +21,7 @@ from flowpbx.errors import FlowpbxError
 DEFAULT_PORT = 3020
 DEFAULT_CALL_TTL = 6 * 3600
 DEFAULT_STORE_RETRY = 5.0
-DEFAULT_EVENTS_MAX = 100_000
+DEFAULT_EVENTS_MAX = 500_000
 DEFAULT_DB_PATH = Path("data/flowpbx.sqlite3")
 DEFAULT_TOKEN_TTL = 3600
 MAX_TOKEN_TTL = 24 * 3600
@@ -87,6 +87,9 @@ class Settings:
     call_ttl: int = DEFAULT_CALL_TTL
     store_retry_seconds: float = DEFAULT_STORE_RETRY
     events_max: int = DEFAULT_EVENTS_MAX
+    history_writer: bool = True
+    """Run the history writer inside `flowpbx serve` (off when `flowpbx history-writer` runs
+    apart)."""
     hours_override: str = ""
     log_level: str = "INFO"
 
@@ -176,6 +179,7 @@ class Settings:
                 "FLOWPBX_STORE_RETRY_SECONDS", int(DEFAULT_STORE_RETRY), 0, 10
             ),
             events_max=reader.integer("FLOWPBX_EVENTS_MAX", DEFAULT_EVENTS_MAX, 1000, 10_000_000),
+            history_writer=reader.boolean("FLOWPBX_HISTORY_WRITER", default=True),
             hours_override=reader.hours_override("FLOWPBX_HOURS_OVERRIDE"),
             log_level=reader.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         )

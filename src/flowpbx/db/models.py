@@ -5,7 +5,20 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, DateTime, Integer, MetaData, String, TypeDecorator
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -62,3 +75,120 @@ class ApiKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+ID = BigInteger().with_variant(Integer, "sqlite")
+"""A 64-bit key (SQLite's autoincrementing key is its 64-bit INTEGER)."""
+
+
+class Call(Base):
+    """One call as history knows it: merged from the engine's call events and Twilio's status
+    callbacks, whatever order they arrive in (see `flowpbx.history.projection`)."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        Index("ix_calls_started_at_sid", "started_at", "sid"),
+        Index("ix_calls_from_number_started_at", "from_number", "started_at"),
+        Index("ix_calls_to_number_started_at", "to_number", "started_at"),
+        Index("ix_calls_status_started_at", "status", "started_at"),
+    )
+
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    parent_sid: Mapped[str | None] = mapped_column(String(64))
+    from_number: Mapped[str] = mapped_column(String(160), default="")
+    """Who called: an E.164 number, or `client:<identity>` for the softphone."""
+    to_number: Mapped[str] = mapped_column(String(160), default="")
+    direction: Mapped[str] = mapped_column(String(16), default="inbound")
+    """'inbound' or 'outbound' (placed by flowpbx)."""
+    status: Mapped[str] = mapped_column(String(16), default="in-progress")
+    """Twilio's CallStatus: queued ... in-progress, then completed, busy, failed, no-answer,
+    canceled."""
+    status_rank: Mapped[int] = mapped_column(SmallInteger, default=0)
+    status_seq: Mapped[int] = mapped_column(Integer, default=-1)
+    """The SequenceNumber of the status callback that set `status` (-1: none yet)."""
+    started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    answered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    """When a person answered: the callee of an outbound call, or an agent or a dialled
+    number for an inbound one (None: nobody did)."""
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    duration: Mapped[int | None] = mapped_column(Integer)
+    """Seconds, from Twilio's CallDuration."""
+    price_micros: Mapped[int | None] = mapped_column(BigInteger)
+    """Twilio's price in millionths of `price_unit` (negative: a cost)."""
+    price_unit: Mapped[str | None] = mapped_column(String(3))
+    flow: Mapped[str | None] = mapped_column(String(64))
+    flow_version: Mapped[str | None] = mapped_column(String(64))
+    queue: Mapped[str | None] = mapped_column(String(64))
+    end_reason: Mapped[str | None] = mapped_column(String(20))
+    """How the flow ended it (docs/call-events.md, `call_ended.how`); None: the caller hung
+    up before the flow ended."""
+    last_node: Mapped[str | None] = mapped_column(String(64))
+    """The last node the call entered: where the caller left the flow."""
+    last_seq: Mapped[int] = mapped_column(Integer, default=-1)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class CallParty(Base):
+    """A softphone identity or agent that took part in a call (`userId` in the history API)."""
+
+    __tablename__ = "call_parties"
+    __table_args__ = (
+        Index("ix_call_parties_identity_started_at", "identity", "started_at", "call_sid"),
+    )
+
+    call_sid: Mapped[str] = mapped_column(
+        String(64), ForeignKey("calls.sid", ondelete="CASCADE"), primary_key=True
+    )
+    identity: Mapped[str] = mapped_column(String(121), primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    """The call's `started_at`, here so that one index answers a person's newest calls."""
+
+
+class CallStep(Base):
+    """One call event of a call's path through its flow."""
+
+    __tablename__ = "call_steps"
+    __table_args__ = (
+        UniqueConstraint("record_id", "position", name="uq_call_steps_record_id_position"),
+        Index("ix_call_steps_call_sid_seq", "call_sid", "seq"),
+        Index("ix_call_steps_event_at", "event", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    call_sid: Mapped[str] = mapped_column(String(64), ForeignKey("calls.sid", ondelete="CASCADE"))
+    record_id: Mapped[str] = mapped_column(String(40))
+    """The step record the event came in: with `position`, what makes a redelivery harmless."""
+    position: Mapped[int] = mapped_column(SmallInteger)
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    flow: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(24))
+    node: Mapped[str] = mapped_column(String(64), default="")
+    outcome: Mapped[str | None] = mapped_column(String(200))
+    """What happened there: the option's target, the dial's result, why the queue was left..."""
+    keys: Mapped[str | None] = mapped_column(String(64))
+    """The keys pressed (masked at a sensitive input)."""
+    data: Mapped[str] = mapped_column(Text)
+    """The whole call event, as JSON (docs/call-events.md)."""
+
+
+class Recording(Base):
+    """A recording Twilio made of a call: a dial's conversation or a voicemail."""
+
+    __tablename__ = "recordings"
+    __table_args__ = (Index("ix_recordings_call_sid", "call_sid"),)
+
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(64), ForeignKey("calls.sid", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2000), default="")
+    """Twilio's RecordingUrl (no credentials ever)."""
+    duration: Mapped[int | None] = mapped_column(Integer)
+    channels: Mapped[int | None] = mapped_column(SmallInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    """in-progress, completed, absent or failed."""
+    status_rank: Mapped[int] = mapped_column(SmallInteger, default=0)
+    source: Mapped[str] = mapped_column(String(40), default="")
+    """Twilio's RecordingSource: DialVerb, RecordVerb..."""
+    started_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    error_code: Mapped[str | None] = mapped_column(String(10))
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from flowpbx.engine.call_events import StepRecord
+from flowpbx.engine.progress import Report
 from flowpbx.engine.state import CallState
 from flowpbx.errors import FlowpbxError
 
@@ -60,6 +61,12 @@ class CallStore(Protocol):
         """Store the state, its reply and the step's call events if the stored call is still
         the one this store loaded or saved at `revision` (0: the call is new); False, storing
         nothing, if it moved on (then `load` again before saving)."""
+        ...
+
+    async def report(self, report: Report, *, close: bool = False) -> None:
+        """Keep a progress report for call history, beside the call's step records. With
+        `close` (Twilio said the call ended) the call's state goes soon after, instead of
+        lingering until its TTL."""
         ...
 
     async def first_reply(self, call_sid: str) -> str | None:

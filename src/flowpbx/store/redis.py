@@ -24,6 +24,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowpbx.engine.call_events import StepRecord
+from flowpbx.engine.progress import Report
 from flowpbx.engine.state import CallState, StateError
 from flowpbx.engine.storage import CorruptState, StoredCall, StoreUnavailable
 
@@ -69,6 +70,19 @@ end
 return 1
 """
 _SAVE_SHA = hashlib.sha1(_SAVE.encode()).hexdigest()
+
+# A progress report goes to the call's stream; a call Twilio said has ended keeps its state
+# for ARGV[3] seconds more (a late webhook still finds it), not for the whole TTL.
+_REPORT = """
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'report', ARGV[2])
+if ARGV[3] ~= '' and redis.call('TTL', KEYS[1]) > tonumber(ARGV[3]) then
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return 1
+"""
+_REPORT_SHA = hashlib.sha1(_REPORT.encode()).hexdigest()
+CLOSE_GRACE_SECONDS = 60
+"""How long a call's state stays after Twilio said it ended."""
 
 
 def shard(call_sid: str) -> int:
@@ -203,6 +217,26 @@ class RedisCallStore:
         else:
             self._seen.pop(sid, None)
         return stored
+
+    async def report(self, report: Report, *, close: bool = False) -> None:
+        sid = report.call_sid
+        grace = str(CLOSE_GRACE_SECONDS) if close else ""
+        args = (
+            2,
+            call_key(sid),
+            stream_key(shard(sid)),
+            self.stream_length,
+            report.encode(),
+            grace,
+        )
+        try:
+            try:
+                await self._execute("EVALSHA", _REPORT_SHA, *args)
+            except NoScriptError:
+                await self.client.script_load(_REPORT)
+                await self._execute("EVALSHA", _REPORT_SHA, *args)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"Redis: {exc}") from exc
 
     async def first_reply(self, call_sid: str) -> str | None:
         try:

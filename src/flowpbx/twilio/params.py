@@ -3,8 +3,11 @@ the strings Twilio reports, mapped here, in one place, to the engine's own event
 
 from __future__ import annotations
 
+import email.utils
 import re
+import urllib.parse
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 
 from flowpbx.engine.events import (
@@ -19,6 +22,14 @@ from flowpbx.engine.events import (
     QueueWaitTick,
     RecordingEnded,
 )
+from flowpbx.engine.progress import (
+    CallProgress,
+    CallStatus,
+    RecordingProgress,
+    RecordingStatus,
+    Report,
+    report_id,
+)
 from flowpbx.errors import FlowpbxError
 
 _CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
@@ -32,6 +43,13 @@ _RECORDING_URL = re.compile(r"(https?://[^\s\x00-\x1f\x7f]{1,2000})?")
 _SEQ = re.compile(r"[0-9]{1,9}")
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _IDENTITY = re.compile(r"[A-Za-z0-9_]{1,121}")
+_PARENT_SID = re.compile(r"(CA[0-9a-fA-F]{32})?")
+_RECORDING_SID = re.compile(r"RE[0-9a-fA-F]{32}")
+_PRICE = re.compile(r"-?[0-9]{1,9}(\.[0-9]{1,9})?")
+_UNIT = re.compile(r"[A-Za-z]{3}")
+_CHANNELS = re.compile(r"[12]")
+_WORD = re.compile(r"[A-Za-z0-9_-]{0,40}")
+_TIMESTAMP = re.compile(r"[^\x00-\x1f\x7f]{0,64}")
 
 DIAL_RESULTS: Mapping[str, DialResult] = MappingProxyType(
     {
@@ -188,3 +206,88 @@ def connect_identity(query: Mapping[str, str]) -> str:
     if not _IDENTITY.fullmatch(identity):
         raise BadWebhook("identity", f"expected a softphone identity, got {identity[:40]!r}")
     return identity
+
+
+def _time(form: Mapping[str, str], name: str) -> float | None:
+    """An RFC 2822 date (Twilio's Timestamp, RecordingStartTime) as Unix time; None when
+    absent or unreadable (a date is worth keeping the callback for, not refusing it)."""
+    value = _one(form, name, _TIMESTAMP, "")
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _price(form: Mapping[str, str]) -> int | None:
+    value = _one(form, "Price", _PRICE, "") or _one(form, "CallPrice", _PRICE, "")
+    if not value:
+        return None
+    try:
+        return int(Decimal(value) * 1_000_000)
+    except InvalidOperation:  # pragma: no cover - the pattern admits only numbers
+        return None
+
+
+def without_credentials(url: str) -> str:
+    """A URL with any user:password@ removed: recording URLs are kept and shown as they are."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
+def recording_sid_in(url: str) -> str | None:
+    """The RecordingSid at the end of a Twilio recording URL (…/Recordings/RE…), if any."""
+    match = re.search(r"/Recordings/(RE[0-9a-fA-F]{32})(?:\.[a-z0-9]{2,4})?$", url)
+    return match.group(1) if match else None
+
+
+def call_progress(form: Mapping[str, str], received: float) -> Report:
+    """A call status callback: CallStatus, SequenceNumber, Timestamp, CallDuration, Price."""
+    sid = call_sid(form)
+    value = _one(form, "CallStatus", _STATUS, None)
+    try:
+        status = CallStatus(value)
+    except ValueError:
+        raise BadWebhook("CallStatus", f"unknown status {value!r}") from None
+    sequence = _one(form, "SequenceNumber", _SEQ, "")
+    duration = _one(form, "CallDuration", _SECONDS, "")
+    progress = CallProgress(
+        status=status,
+        sequence=int(sequence) if sequence else -1,
+        timestamp=_time(form, "Timestamp"),
+        caller=_one(form, "From", _PARTY, ""),
+        called=_one(form, "To", _PARTY, ""),
+        direction=DIRECTIONS.get(form.get("Direction", "inbound"), Direction.INBOUND),
+        parent_sid=_one(form, "ParentCallSid", _PARENT_SID, ""),
+        duration=int(duration) if duration else None,
+        price_micros=_price(form),
+        price_unit=_one(form, "PriceUnit", _UNIT, "").upper(),
+    )
+    return Report(id=report_id(sid, progress), call_sid=sid, at=received, progress=progress)
+
+
+def recording_progress(form: Mapping[str, str], received: float) -> Report:
+    """A recording status callback (its CallSid is the parent call's)."""
+    sid = call_sid(form)
+    value = _one(form, "RecordingStatus", _STATUS, None)
+    try:
+        status = RecordingStatus(value)
+    except ValueError:
+        raise BadWebhook("RecordingStatus", f"unknown status {value!r}") from None
+    duration = _one(form, "RecordingDuration", _DURATION, "")
+    channels = _one(form, "RecordingChannels", _CHANNELS, "")
+    progress = RecordingProgress(
+        recording_sid=_one(form, "RecordingSid", _RECORDING_SID, None),
+        status=status,
+        url=without_credentials(_one(form, "RecordingUrl", _RECORDING_URL, "")),
+        duration=max(0, int(duration)) if duration else None,
+        channels=int(channels) if channels else None,
+        source=_one(form, "RecordingSource", _WORD, ""),
+        started=_time(form, "RecordingStartTime"),
+        error_code=_one(form, "ErrorCode", _WORD, "")[:10],
+    )
+    return Report(id=report_id(sid, progress), call_sid=sid, at=received, progress=progress)

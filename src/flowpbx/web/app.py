@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -19,13 +20,15 @@ from flowpbx.dialing.rules import Destinations
 from flowpbx.engine.actions import Route as CallRoute
 from flowpbx.engine.events import Event
 from flowpbx.engine.service import Answer, CallService, Renderer
+from flowpbx.history.sources import Backlog
+from flowpbx.history.writer import HistoryWriter
 from flowpbx.settings import Settings
 from flowpbx.twilio import params
 from flowpbx.web.api.framework import Authenticator
 from flowpbx.web.api.routes import RestApi
 from flowpbx.web.calls import DirectCalls
 from flowpbx.web.http import error
-from flowpbx.web.webhooks import Handler, Webhooks
+from flowpbx.web.webhooks import DirectWrite, Handler, Webhooks
 
 log = logging.getLogger("flowpbx.web")
 
@@ -78,13 +81,27 @@ class RestParts:
     shutdown: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
+@dataclass
+class HistoryParts:
+    """Call history's parts in the web process: the writer its lifespan runs (None when
+    `flowpbx history-writer` runs apart), how a callback reaches the database when the call
+    store is down, and the backlog for /health."""
+
+    writer: HistoryWriter | None
+    direct: DirectWrite
+    backlog: Callable[[], Awaitable[Backlog | None]]
+    state: Callable[[], str]
+
+
 def create_app(
     settings: Settings,
     service: CallService,
     rest: RestParts | None = None,
+    history: HistoryParts | None = None,
 ) -> Starlette:
-    """The web application around a call service (and the REST API, when given)."""
-    hooks = Webhooks(settings, service)
+    """The web application around a call service (and the REST API and call history, when
+    given)."""
+    hooks = Webhooks(settings, service, history.direct if history else None)
     store = service.store
     direct = DirectCalls(
         service=service,
@@ -94,11 +111,22 @@ def create_app(
 
     async def health(request: Request) -> Response:
         store_ok = await store.ping()
-        body = {
+        body: dict[str, object] = {
             "status": "ok" if store_ok else "degraded",
             "store": "redis" if settings.redis_url else "memory",
             "flows": sorted(service.catalog.flows),
         }
+        if history is not None:
+            backlog = await history.backlog()
+            body["history"] = {
+                "writer": history.state(),
+                "backlog": backlog.count if backlog else None,
+                "oldestSeconds": (
+                    round(backlog.oldest_seconds, 1)
+                    if backlog and backlog.oldest_seconds is not None
+                    else None
+                ),
+            }
         return JSONResponse(body, status_code=200 if store_ok else 503)
 
     @contextlib.asynccontextmanager
@@ -117,9 +145,16 @@ def create_app(
             )
         for start in rest.startup if rest else ():
             await start()
+        writing = None
+        if history is not None and history.writer is not None:
+            writing = asyncio.create_task(history.writer.run(), name="history-writer")
         try:
             yield
         finally:
+            if writing is not None:
+                writing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writing
             for stop in rest.shutdown if rest else ():
                 await stop()
             await store.aclose()
@@ -144,9 +179,15 @@ def create_app(
             )
             for route, handle in steps.items()
         ),
-        Route("/api/webhooks/call-status", hooks.callback("call-status"), methods=["POST"]),
         Route(
-            "/api/webhooks/recording-status", hooks.callback("recording-status"), methods=["POST"]
+            "/api/webhooks/call-status",
+            hooks.progress("call-status", params.call_progress),
+            methods=["POST"],
+        ),
+        Route(
+            "/api/webhooks/recording-status",
+            hooks.progress("recording-status", params.recording_progress),
+            methods=["POST"],
         ),
         Route("/health", health, methods=["GET"]),
         *(rest.api.routes(rest.auth) if rest else ()),

@@ -7,13 +7,16 @@ and malformed parameters 400, with nothing executed.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from flowpbx.engine.core import HOLD_ON
+from flowpbx.engine.progress import CallProgress, Report
 from flowpbx.engine.service import Answer, CallService, Renderer
+from flowpbx.engine.storage import StoreUnavailable
 from flowpbx.settings import Settings
 from flowpbx.twilio import params
 from flowpbx.twilio.signature import (
@@ -30,14 +33,20 @@ from flowpbx.web.http import MAX_BODY, error, read_body
 log = logging.getLogger("flowpbx.web")
 
 Handler = Callable[[Request, Mapping[str, str], Renderer | None], Awaitable[Answer]]
+DirectWrite = Callable[[Report], Awaitable[bool]]
+"""Stores a report in the database at once (when the call store is down); False if it could
+not."""
 
 
 class Webhooks:
     """Wraps handlers with what every Twilio webhook needs."""
 
-    def __init__(self, settings: Settings, service: CallService) -> None:
+    def __init__(
+        self, settings: Settings, service: CallService, direct: DirectWrite | None = None
+    ) -> None:
         self.settings = settings
         self.service = service
+        self.direct = direct
         self.checker = SignatureChecker(settings.twilio_auth_token)
 
     async def _verified_form(self, request: Request) -> tuple[Form, str] | Response:
@@ -109,14 +118,39 @@ class Webhooks:
 
         return endpoint
 
-    def callback(self, name: str) -> Callable[[Request], Awaitable[Response]]:
-        """Status callbacks do not steer the call: verify, log, answer 204."""
+    def progress(
+        self, name: str, parse: Callable[[Mapping[str, str], float], Report]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """A status callback: kept for call history beside the call's steps (a final call
+        status also closes the call's live state), answered 204. Twilio delivers these late,
+        twice and out of order: history sorts them out."""
 
         async def endpoint(request: Request) -> Response:
             verified = await self._verified_form(request)
             if isinstance(verified, Response):
                 return verified
-            log.info("%s %r", name, params.callback_summary(verified[0].first))
+            fields = verified[0].first
+            try:
+                report = parse(fields, time.time())
+            except params.BadWebhook as exc:
+                log.warning("bad %s callback: %s", name, exc)
+                return error(400, "bad_parameters", str(exc))
+            progress = report.progress
+            final = isinstance(progress, CallProgress) and progress.status.final
+            try:
+                await self.service.store.report(report, close=final)
+            except StoreUnavailable as exc:
+                kept = self.direct is not None and await self.direct(report)
+                if not kept:
+                    log.error(
+                        "%s callback %s (call %s) is lost: neither the call store (%s) nor the "
+                        "database took it",
+                        name,
+                        report.id,
+                        report.call_sid,
+                        exc,
+                    )
+            log.info("%s %r", name, params.callback_summary(fields))
             return Response(status_code=204)
 
         return endpoint

@@ -1,0 +1,150 @@
+"""What Twilio (or the REST API) tells about a call outside its steps: status and recording
+callbacks, and calls placed. They travel to call history in the same streams as the engine's
+step records, so that a database outage loses neither.
+
+Twilio's words are parsed at the edge (`flowpbx.twilio.params`); these are our own values.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import msgspec
+
+from flowpbx.engine.call_events import BadCallEvent
+from flowpbx.engine.events import Direction
+
+
+class CallStatus(StrEnum):
+    """A call's status as Twilio reports it, in the order a call goes through them."""
+
+    QUEUED = "queued"
+    INITIATED = "initiated"
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    FAILED = "failed"
+    NO_ANSWER = "no-answer"
+    CANCELED = "canceled"
+
+    @property
+    def rank(self) -> int:
+        """Later statuses rank higher; the final ones rank highest, and equal."""
+        return _CALL_RANK[self]
+
+    @property
+    def final(self) -> bool:
+        return self.rank == FINAL_RANK
+
+
+FINAL_RANK = 4
+_CALL_RANK = {
+    CallStatus.QUEUED: 0,
+    CallStatus.INITIATED: 1,
+    CallStatus.RINGING: 2,
+    CallStatus.IN_PROGRESS: 3,
+    CallStatus.COMPLETED: FINAL_RANK,
+    CallStatus.BUSY: FINAL_RANK,
+    CallStatus.FAILED: FINAL_RANK,
+    CallStatus.NO_ANSWER: FINAL_RANK,
+    CallStatus.CANCELED: FINAL_RANK,
+}
+
+
+class RecordingStatus(StrEnum):
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    ABSENT = "absent"
+    """Twilio made no recording (nothing was said, or it was too short)."""
+    FAILED = "failed"
+
+    @property
+    def rank(self) -> int:
+        return 0 if self is RecordingStatus.IN_PROGRESS else 1
+
+
+class _Progress(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
+    """What every progress report is: a frozen value with a `type` tag in its JSON form."""
+
+
+class CallProgress(_Progress, tag="call_status", frozen=True, kw_only=True):
+    """A call status callback."""
+
+    status: CallStatus
+    sequence: int
+    """Twilio's SequenceNumber (-1 when the callback has none)."""
+    timestamp: float | None
+    """Unix time Twilio gives for the change (its Timestamp), if any."""
+    caller: str
+    called: str
+    direction: Direction
+    parent_sid: str = ""
+    duration: int | None = None
+    """Seconds (CallDuration), with a final status."""
+    price_micros: int | None = None
+    price_unit: str = ""
+
+
+class RecordingProgress(_Progress, tag="recording_status", frozen=True, kw_only=True):
+    """A recording status callback."""
+
+    recording_sid: str
+    status: RecordingStatus
+    url: str
+    duration: int | None = None
+    channels: int | None = None
+    source: str = ""
+    started: float | None = None
+    """Unix time the recording started (RecordingStartTime), if given."""
+    error_code: str = ""
+
+
+class CallPlaced(_Progress, tag="call_placed", frozen=True, kw_only=True):
+    """The REST API placed a call: for a flow, or to connect a softphone."""
+
+    caller: str
+    called: str
+    flow: str | None = None
+    identity: str | None = None
+
+
+Progress = CallProgress | RecordingProgress | CallPlaced
+
+
+class Report(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One progress report as the call store keeps it until call history has it.
+
+    `id` is the same for a callback Twilio delivers twice, so a consumer can tell.
+    """
+
+    id: str
+    call_sid: str
+    at: float
+    """Unix time it was received, in seconds."""
+    progress: Progress
+
+    def encode(self) -> bytes:
+        return _ENCODER.encode(self)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Report:
+        try:
+            return _DECODER.decode(text)
+        except msgspec.DecodeError as exc:
+            raise BadCallEvent(f"unreadable progress report: {exc}"[:300]) from exc
+
+
+def report_id(call_sid: str, progress: Progress) -> str:
+    """The same id for the same callback, however often it is delivered."""
+    match progress:
+        case CallProgress():
+            return f"{call_sid}:status:{progress.sequence}:{progress.status}"
+        case RecordingProgress():
+            return f"{progress.recording_sid}:{progress.status}"
+        case CallPlaced():
+            return f"{call_sid}:placed"
+
+
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(Report)

@@ -1,0 +1,316 @@
+"""How history's rows follow from what happened: pure functions that fold step records and
+progress reports into a call's row, its recordings and its path.
+
+Every fold is idempotent and, where Twilio's order is not guaranteed, order-free: a record
+delivered twice changes nothing the second time, and a late `ringing` never overwrites
+`completed` (statuses are ordered by rank, then by Twilio's SequenceNumber).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from flowpbx.db.models import Call, Recording
+from flowpbx.engine.call_events import (
+    CallEnded,
+    CallEvent,
+    CallRecovered,
+    CallStarted,
+    DialFinished,
+    DialStarted,
+    FallbackTaken,
+    HoursChecked,
+    InputCollected,
+    InvalidInput,
+    NodeEntered,
+    NoInput,
+    OptionChosen,
+    QueueExit,
+    QueueExited,
+    QueueJoined,
+    RecordingMade,
+    StepRecord,
+    to_dict,
+)
+from flowpbx.engine.events import DialResult, Direction
+from flowpbx.engine.progress import (
+    FINAL_RANK,
+    CallPlaced,
+    CallProgress,
+    CallStatus,
+    RecordingProgress,
+    RecordingStatus,
+    Report,
+)
+from flowpbx.twilio.params import recording_sid_in
+
+SOFTPHONE = "client:"
+ENDED = CallStatus.COMPLETED
+"""The status a call gets when its flow ended and Twilio has not said more (yet)."""
+
+Entry = StepRecord | Report
+
+
+def moment(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+def new_call(sid: str, at: float) -> dict[str, Any]:
+    """The columns of a call history first hears of at `at` (before anything is folded in)."""
+    when = moment(at)
+    return {
+        "sid": sid,
+        "from_number": "",
+        "to_number": "",
+        "direction": Direction.INBOUND.value,
+        "status": CallStatus.IN_PROGRESS.value,
+        "status_rank": 0,
+        "status_seq": -1,
+        "started_at": when,
+        "last_seq": -1,
+        "updated_at": when,
+    }
+
+
+def _earliest(current: dt.datetime | None, when: dt.datetime) -> dt.datetime:
+    return when if current is None or when < current else current
+
+
+def _identity(party: str) -> str | None:
+    if party.startswith(SOFTPHONE) and len(party) > len(SOFTPHONE):
+        return party[len(SOFTPHONE) :]
+    return None
+
+
+def identities(entry: Entry) -> set[str]:
+    """The softphone identities (or agents) that take part in the call, as far as `entry`
+    tells: `client:` callers and callees, softphones dialled, the identity a call was placed
+    for."""
+    parties: list[str] = []
+    if isinstance(entry, StepRecord):
+        for event in entry.events:
+            if isinstance(event, CallStarted):
+                parties += [event.caller, event.called]
+            elif isinstance(event, DialStarted):
+                parties += list(event.targets)
+    else:
+        progress = entry.progress
+        if isinstance(progress, CallPlaced):
+            found = {progress.identity} if progress.identity else set()
+            return found | {i for p in (progress.caller, progress.called) if (i := _identity(p))}
+        if isinstance(progress, CallProgress):
+            parties += [progress.caller, progress.called]
+    return {identity for party in parties if (identity := _identity(party))}
+
+
+def fold_step(call: Call, record: StepRecord) -> None:
+    """What a step's call events tell about the call."""
+    at = moment(record.at)
+    call.started_at = _earliest(call.started_at, at)
+    if call.flow is None:
+        call.flow, call.flow_version = record.flow, record.version
+    for event in record.events:
+        _fold_event(call, event, record, at)
+
+
+def _fold_event(call: Call, event: CallEvent, record: StepRecord, at: dt.datetime) -> None:
+    match event:
+        case CallStarted():
+            call.flow, call.flow_version = event.flow, event.version
+            call.from_number, call.to_number = event.caller, event.called
+            call.direction = event.direction.value
+        case NodeEntered():
+            if record.seq >= call.last_seq:
+                call.last_node, call.last_seq = event.node, record.seq
+        case QueueJoined():
+            call.queue = event.queue
+        case QueueExited() if event.reason is QueueExit.AGENT:
+            call.answered_at = _earliest(call.answered_at, at)
+        case DialFinished() if event.result is DialResult.ANSWERED:
+            answered = max(call.started_at, at - dt.timedelta(seconds=max(0, event.duration)))
+            call.answered_at = _earliest(call.answered_at, answered)
+        case CallEnded():
+            call.end_reason = event.how.value
+            if call.ended_at is None:
+                call.ended_at = at
+            if call.status_rank < FINAL_RANK:
+                call.status, call.status_rank = ENDED.value, FINAL_RANK
+        case _:
+            pass
+
+
+def fold_progress(call: Call, report: Report) -> None:
+    """What a status callback (or the REST API placing the call) tells about the call."""
+    progress = report.progress
+    received = moment(report.at)
+    match progress:
+        case CallProgress():
+            when = moment(progress.timestamp) if progress.timestamp is not None else received
+            if not call.from_number and not call.to_number:
+                call.from_number, call.to_number = progress.caller, progress.called
+                call.direction = progress.direction.value
+            if progress.parent_sid:
+                call.parent_sid = progress.parent_sid
+            if progress.status.rank < FINAL_RANK:
+                call.started_at = _earliest(call.started_at, when)
+            newer = (progress.status.rank, progress.sequence) > (call.status_rank, call.status_seq)
+            if newer:
+                call.status = progress.status.value
+                call.status_rank, call.status_seq = progress.status.rank, progress.sequence
+            outbound = call.direction == Direction.OUTBOUND.value
+            if outbound and progress.status is CallStatus.IN_PROGRESS:
+                call.answered_at = _earliest(call.answered_at, when)
+            if progress.status.final:
+                if newer or call.ended_at is None:
+                    call.ended_at = when
+                if progress.duration is not None:
+                    call.duration = progress.duration
+                    if outbound and progress.status is ENDED and progress.duration > 0:
+                        answered = when - dt.timedelta(seconds=progress.duration)
+                        answered = max(call.started_at, answered)
+                        call.answered_at = _earliest(call.answered_at, answered)
+            if progress.price_micros is not None:
+                call.price_micros = progress.price_micros
+                call.price_unit = progress.price_unit or call.price_unit or "USD"
+        case CallPlaced():
+            call.from_number, call.to_number = progress.caller, progress.called
+            call.direction = Direction.OUTBOUND.value
+            if progress.flow and call.flow is None:
+                call.flow = progress.flow
+        case RecordingProgress():
+            pass
+
+
+def fold_recording(recording: Recording, progress: RecordingProgress, received: float) -> None:
+    """A recording status callback: a later status (completed, absent, failed) is never
+    replaced by `in-progress`."""
+    if progress.status.rank >= recording.status_rank:
+        recording.status, recording.status_rank = progress.status.value, progress.status.rank
+    if progress.url:
+        recording.url = progress.url
+    if progress.duration is not None:
+        recording.duration = progress.duration
+    if progress.channels is not None:
+        recording.channels = progress.channels
+    if progress.source:
+        recording.source = progress.source
+    if progress.started is not None:
+        recording.started_at = moment(progress.started)
+    if progress.error_code and progress.error_code != "0":
+        recording.error_code = progress.error_code
+    recording.updated_at = moment(received)
+
+
+def recordings_in(record: StepRecord) -> list[RecordingProgress]:
+    """Recordings a step names (a dial's conversation, a voicemail), as recording progress:
+    the status callback, when it comes, completes them."""
+    found: list[RecordingProgress] = []
+    for event in record.events:
+        if isinstance(event, DialFinished) and event.recording_url:
+            sid = recording_sid_in(event.recording_url)
+            if sid:
+                found.append(
+                    RecordingProgress(
+                        recording_sid=sid,
+                        status=RecordingStatus.IN_PROGRESS,
+                        url=event.recording_url,
+                        source="DialVerb",
+                    )
+                )
+        elif isinstance(event, RecordingMade) and event.url:
+            sid = recording_sid_in(event.url)
+            if sid:
+                found.append(
+                    RecordingProgress(
+                        recording_sid=sid,
+                        status=RecordingStatus.COMPLETED,
+                        url=event.url,
+                        duration=event.duration,
+                        source="RecordVerb",
+                    )
+                )
+    return found
+
+
+def new_recording(sid: str, call_sid: str, at: float) -> dict[str, Any]:
+    return {
+        "sid": sid,
+        "call_sid": call_sid,
+        "url": "",
+        "status": RecordingStatus.IN_PROGRESS.value,
+        "status_rank": 0,
+        "source": "",
+        "updated_at": moment(at),
+    }
+
+
+def _outcome(event: CallEvent) -> tuple[str | None, str | None]:
+    """What happened at the node (outcome), and the keys pressed, for the path."""
+    match event:
+        case NodeEntered():
+            return event.kind, None
+        case HoursChecked():
+            return (f"{event.status}: {event.holiday}" if event.holiday else event.status), None
+        case OptionChosen():
+            return event.target, event.key
+        case InputCollected():
+            return event.variable, event.digits
+        case NoInput():
+            return f"attempt {event.attempt}", None
+        case InvalidInput():
+            return f"attempt {event.attempt}", event.digits
+        case DialStarted():
+            return ", ".join(event.targets), None
+        case DialFinished():
+            return event.result.value, None
+        case RecordingMade():
+            return f"{event.duration} s", None
+        case QueueJoined():
+            return event.queue, None
+        case QueueExited():
+            return event.reason.value, None
+        case FallbackTaken():
+            return event.target or "goodbye", None
+        case CallRecovered():
+            return event.reason, None
+        case CallEnded():
+            return event.how.value, None
+        case CallStarted():
+            return event.direction.value, None
+
+
+def path_rows(record: StepRecord) -> list[dict[str, Any]]:
+    """One row per call event of the step: the call's path through its flow."""
+    at = moment(record.at)
+    rows: list[dict[str, Any]] = []
+    for position, event in enumerate(record.events):
+        outcome, keys = _outcome(event)
+        rows.append(
+            {
+                "call_sid": record.call_sid,
+                "record_id": record.id[:40],
+                "position": position,
+                "seq": record.seq,
+                "at": at,
+                "flow": record.flow,
+                "event": event.type,
+                "node": getattr(event, "node", ""),
+                "outcome": outcome[:200] if outcome else None,
+                "keys": keys[:64] if keys else None,
+                "data": msgspec.json.encode(to_dict(event)).decode(),
+            }
+        )
+    return rows
+
+
+def calls_of(entries: Iterable[Entry]) -> dict[str, float]:
+    """The calls `entries` are about, each with the earliest time they tell."""
+    first: dict[str, float] = {}
+    for entry in entries:
+        sid = entry.call_sid
+        first[sid] = min(first.get(sid, entry.at), entry.at)
+    return first

@@ -1,0 +1,147 @@
+"""The history writer: drains step records and progress reports from the call store into the
+database, in batches, acknowledging each batch only after its commit.
+
+The caller never waits on it: the engine only appends to a stream. When the database is down
+the batch in hand is retried (with a growing pause) and everything else waits in the stream;
+nothing is acknowledged, so nothing is lost, even if the process stops meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from flowpbx.db.database import Database
+from flowpbx.engine.storage import StoreUnavailable
+from flowpbx.history import sink
+from flowpbx.history.sources import Backlog, Delivery, EventSource
+
+log = logging.getLogger("flowpbx.history")
+
+BATCH = 500
+RETRY_FIRST = 0.5
+RETRY_MAX = 10.0
+
+
+@dataclass
+class WriterStatus:
+    """What the writer is doing, for /health and `flowpbx history-writer`."""
+
+    state: str = "starting"
+    """'starting', 'writing', 'waiting for the database', 'waiting for the call store'."""
+    since: float = field(default_factory=time.time)
+    entries: int = 0
+    """Entries stored since start."""
+    last_error: str = ""
+
+
+class HistoryWriter:
+    def __init__(self, source: EventSource, db: Database, batch: int = BATCH) -> None:
+        self.source = source
+        self.db = db
+        self.batch = batch
+        self.status = WriterStatus()
+
+    def _set(self, state: str, error: str = "") -> None:
+        if state != self.status.state:
+            self.status.state, self.status.since = state, time.time()
+        self.status.last_error = error
+
+    async def run(self) -> None:
+        """Until cancelled."""
+        pause = RETRY_FIRST
+        while True:
+            try:
+                await self.source.setup()
+                break
+            except StoreUnavailable as exc:
+                self._waiting("waiting for the call store", exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(RETRY_MAX, pause * 2)
+        self._set("writing")
+        while True:
+            await self.step()
+
+    async def step(self) -> int:
+        """Read what is there (waiting about a second when nothing is) and store it; how many
+        entries were stored."""
+        pause = RETRY_FIRST
+        while True:
+            try:
+                deliveries = await self.source.read(self.batch)
+                break
+            except StoreUnavailable as exc:
+                self._waiting("waiting for the call store", exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(RETRY_MAX, pause * 2)
+        stored = 0
+        for start in range(0, len(deliveries), self.batch):
+            chunk = deliveries[start : start + self.batch]
+            await self._commit(chunk)
+            await self._ack(chunk)
+            stored += len(chunk)
+        if self.status.state != "writing":
+            log.info("call history: writing again (%s)", self.status.state)
+            self._set("writing")
+        self.status.entries += stored
+        return stored
+
+    async def _commit(self, chunk: Sequence[Delivery]) -> None:
+        entries = [d.entry for d in chunk if d.entry is not None]
+        if not entries:
+            return
+        pause = RETRY_FIRST
+        while True:
+            try:
+                await self.db.run(sink.write, self.db, entries)
+                return
+            except Exception as exc:  # down, restarting, locked, not migrated yet: retried
+                self._waiting("waiting for the database", exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(RETRY_MAX, pause * 2)
+
+    async def _ack(self, chunk: Sequence[Delivery]) -> None:
+        pause = RETRY_FIRST
+        while True:
+            try:
+                await self.source.ack(chunk)
+                return
+            except StoreUnavailable as exc:
+                # Committed but not acknowledged: a redelivery is harmless (idempotent).
+                self._waiting("waiting for the call store", exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(RETRY_MAX, pause * 2)
+
+    def _waiting(self, state: str, exc: Exception, pause: float) -> None:
+        first = self.status.state != state
+        self._set(state, str(exc)[:300])
+        if first:
+            log.error(
+                "call history: %s (%s); nothing is lost: entries wait in the call store and "
+                "are retried",
+                state,
+                str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__,
+            )
+        else:
+            log.debug("call history: still %s; next try in %.1f s", state, pause)
+
+    async def backlog(self) -> Backlog | None:
+        """What waits to be stored; None when the call store does not answer."""
+        try:
+            return await self.source.backlog()
+        except StoreUnavailable:
+            return None
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Store everything there is now (for tests and `flowpbx history-writer --once`)."""
+        deadline = time.monotonic() + timeout
+        await self.source.setup()
+        while time.monotonic() < deadline:
+            if not await self.step():
+                backlog = await self.source.backlog()
+                if backlog.count == 0:
+                    return
+        raise TimeoutError(f"call history still has entries waiting after {timeout} s")
