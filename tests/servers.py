@@ -105,6 +105,15 @@ class RedisServer:
         self.process.send_signal(signal.SIGCONT)
 
 
+@dataclass
+class _PgProcess:
+    """The running server process of a PostgresServer, replaced by a restart."""
+
+    proc: subprocess.Popen[bytes] | None
+    data_dir: Path
+    env: Mapping[str, str]
+
+
 @dataclass(frozen=True)
 class PostgresServer:
     """A running PostgreSQL server with a database and a password-protected role."""
@@ -116,6 +125,29 @@ class PostgresServer:
     dbname: str
     bin_dir: Path
     socket_dir: Path
+    process: _PgProcess | None = field(default=None, compare=False, repr=False)
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown: sessions are cut, as in a crash of the database
+        host); `start` brings it back on the same port with its data."""
+        assert self.process is not None, "not started by postgres_server()"
+        assert self.process.proc is not None, "not running"
+        _stop_postgres(
+            self.bin_dir, self.process.data_dir, self.process.proc, self.process.env, mode="fast"
+        )
+        self.process.proc = None
+
+    def start(self) -> None:
+        assert self.process is not None, "not started by postgres_server()"
+        assert self.process.proc is None, "already running"
+        self.process.proc, _ = _start_postgres(
+            self.bin_dir,
+            self.socket_dir,
+            self.process.data_dir,
+            self.user,
+            self.process.env,
+            port=self.port,
+        )
 
     @property
     def url(self) -> str:
@@ -346,9 +378,15 @@ def _pg_ready(pg_isready: str, port: int, user: str, env: Mapping[str, str]) -> 
 
 
 def _start_postgres(
-    bin_dir: Path, tmp: Path, data_dir: Path, user: str, env: Mapping[str, str]
+    bin_dir: Path,
+    tmp: Path,
+    data_dir: Path,
+    user: str,
+    env: Mapping[str, str],
+    *,
+    port: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
+    port = port or _free_port()
     log_path = tmp / f"postgres-{port}.log"
     cmd = [
         *pg_user_prefix(),
@@ -394,12 +432,16 @@ def _start_postgres(
 
 
 def _stop_postgres(
-    bin_dir: Path, data_dir: Path, proc: subprocess.Popen[bytes], env: Mapping[str, str]
+    bin_dir: Path,
+    data_dir: Path,
+    proc: subprocess.Popen[bytes],
+    env: Mapping[str, str],
+    mode: str = "immediate",
 ) -> None:
     if proc.poll() is None:
         with contextlib.suppress(RuntimeError, OSError, subprocess.TimeoutExpired):
             _run_pg(
-                [_pg_binary(bin_dir, "pg_ctl"), "stop", "-D", str(data_dir), "-m", "immediate",
+                [_pg_binary(bin_dir, "pg_ctl"), "stop", "-D", str(data_dir), "-m", mode,
                  "-w", "-t", str(int(STOP_TIMEOUT))],
                 "pg_ctl stop",
                 env=env,
@@ -439,6 +481,7 @@ def postgres_server(
     tmp = _make_tempdir("flowpbx-pg-", shared=owner is not None)
     data_dir = tmp / "data"
     proc: subprocess.Popen[bytes] | None = None
+    process: _PgProcess | None = None
     try:
         pwfile = tmp / "pwfile"
         pwfile.write_text(password + "\n")
@@ -479,6 +522,7 @@ def postgres_server(
             "createdb",
             env=env,
         )  # fmt: skip
+        process = _PgProcess(proc, data_dir, env)
         yield PostgresServer(
             host=HOST,
             port=port,
@@ -487,8 +531,10 @@ def postgres_server(
             dbname=dbname,
             bin_dir=bin_dir,
             socket_dir=tmp,
+            process=process,
         )
     finally:
-        if proc is not None:
-            _stop_postgres(bin_dir, data_dir, proc, env)
+        current = process.proc if process is not None else proc
+        if current is not None:
+            _stop_postgres(bin_dir, data_dir, current, env)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -290,6 +290,7 @@ def history_parts(settings: Settings, store: CallStore, db: Database) -> History
         direct=direct,
         backlog=writer.backlog,
         state=state,
+        aclose=source.aclose,
     )
 
 

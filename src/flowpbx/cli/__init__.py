@@ -7,6 +7,7 @@ import click
 from flowpbx import __version__
 from flowpbx.cli.apikey import apikey
 from flowpbx.cli.db import db
+from flowpbx.cli.history import history_writer
 from flowpbx.cli.serve import serve
 from flowpbx.cli.sign import sign
 from flowpbx.cli.simulate import simulate
@@ -25,3 +26,4 @@ main.add_command(serve)
 main.add_command(sign)
 main.add_command(db)
 main.add_command(apikey)
+main.add_command(history_writer)

@@ -91,6 +91,7 @@ class HistoryParts:
     direct: DirectWrite
     backlog: Callable[[], Awaitable[Backlog | None]]
     state: Callable[[], str]
+    aclose: Callable[[], Awaitable[None]]
 
 
 def create_app(
@@ -155,6 +156,8 @@ def create_app(
                 writing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await writing
+            if history is not None:
+                await history.aclose()
             for stop in rest.shutdown if rest else ():
                 await stop()
             await store.aclose()

@@ -1,0 +1,295 @@
+"""Call history end to end: calls driven through the real app with signed webhooks, status
+and recording callbacks delivered shuffled and twice, the history writer running inside the
+app; then the database holds exactly what happened. On SQLite with the memory store (the
+embedded default) and on a real PostgreSQL with a real Redis; and a PostgreSQL outage in the
+middle of a run loses and duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from flowpbx.db.database import Database
+from flowpbx.db.models import Call, CallParty, CallStep, Recording
+from servers import RedisServer, postgres_server, redis_server
+from test_api import Api, running, settings_for
+from twilio_fake import ACCOUNT_SID, TestClient, TwilioDriver, call_sid, inbound_params
+from twilio_rest import TwilioRest, twilio_rest
+
+COMPANY = "+34910000000"
+T0 = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
+RECORDINGS = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/"
+
+
+def recording_sid(n: int) -> str:
+    return f"RE{n:032x}"
+
+
+@dataclass
+class Expected:
+    """What one call did, counted by hand."""
+
+    sid: str
+    caller: str
+    duration: int
+    nodes: list[str]
+    """The nodes entered, in order."""
+    options: list[str]
+    end_reason: str | None
+    answered: bool
+    started: dt.datetime
+    price: str | None = None
+    recordings: dict[str, tuple[str, int | None]] = field(default_factory=dict)
+    """RecordingSid: (final status, duration)."""
+
+
+MENU = ["horario", "bienvenida", "menu_principal"]
+
+
+def _rfc2822(moment: dt.datetime) -> str:
+    return email.utils.format_datetime(moment)
+
+
+def status_callbacks(call: Expected) -> list[dict[str, str]]:
+    """ringing, in-progress and completed, as Twilio sends them to the status callback."""
+    sent = []
+    for seq, status in enumerate(("ringing", "in-progress", "completed")):
+        at = call.started + dt.timedelta(seconds=call.duration if seq == 2 else seq)
+        params = inbound_params(call.sid, call.caller, COMPANY, status)
+        params |= {
+            "CallbackSource": "call-progress-events",
+            "SequenceNumber": str(seq),
+            "Timestamp": _rfc2822(at),
+        }
+        if status == "completed":
+            params |= {"CallDuration": str(call.duration), "Duration": "1"}
+            if call.price is not None:
+                params |= {"Price": call.price, "PriceUnit": "USD"}
+        sent.append(params)
+    return sent
+
+
+def recording_callback(
+    sid: str, rec: str, status: str, duration: int | None, source: str
+) -> dict[str, str]:
+    params = {
+        "AccountSid": ACCOUNT_SID,
+        "CallSid": sid,
+        "RecordingSid": rec,
+        "RecordingUrl": RECORDINGS + rec,
+        "RecordingStatus": status,
+        "RecordingChannels": "2" if source == "DialVerb" else "1",
+        "RecordingSource": source,
+        "RecordingStartTime": _rfc2822(T0),
+        "ErrorCode": "0",
+    }
+    if duration is not None:
+        params["RecordingDuration"] = str(duration)
+    return params
+
+
+def drive_calls(driver: TwilioDriver, first: int) -> list[Expected]:
+    """Four calls through the Spanish menu: a department answers (recorded); a department
+    does not answer and the caller leaves a voicemail; a caller hangs up in the menu; a caller
+    hangs up waiting for an agent."""
+    calls: list[Expected] = []
+
+    sid = call_sid(first)
+    driver.start(sid, from_="+34600000001", to=COMPANY)
+    driver.press("1")
+    reply = driver.dial_result("completed", duration=42)
+    dial_recording = driver.sent[-1].params["RecordingSid"]
+    assert not reply.has("Gather")
+    calls.append(
+        Expected(
+            sid, "+34600000001", 60, [*MENU, "vida", "llamar_vida"], ["1"], "connected",
+            answered=True, started=T0, price="-0.02",
+            recordings={dial_recording: ("completed", 40)},
+        )
+    )  # fmt: skip
+
+    sid = call_sid(first + 1)
+    driver.start(sid, from_="+34600000002", to=COMPANY)
+    driver.press("2")
+    driver.dial_result("no-answer")
+    voicemail = recording_sid(first + 1)
+    driver.record(RECORDINGS + voicemail, duration=15)
+    calls.append(
+        Expected(
+            sid, "+34600000002", 45, [*MENU, "salud", "llamar_salud", "buzon_salud", "despedida"],
+            ["2"], "hangup", answered=False, started=T0 + dt.timedelta(hours=1),
+            price="-0.0125", recordings={voicemail: ("completed", 15)},
+        )
+    )  # fmt: skip
+
+    sid = call_sid(first + 2)
+    driver.start(sid, from_="+34600000003", to=COMPANY)
+    calls.append(
+        Expected(
+            sid, "+34600000003", 20, MENU, [], None, answered=False,
+            started=T0 + dt.timedelta(hours=2),
+        )
+    )  # fmt: skip
+
+    sid = call_sid(first + 3)
+    driver.start(sid, from_="+34600000004", to=COMPANY)
+    driver.press("9")
+    driver.queue_result("hangup", queue_time=70)
+    calls.append(
+        Expected(
+            sid, "+34600000004", 90, [*MENU, "agente_aviso", "agente"], ["9"], "caller_hung_up",
+            answered=False, started=T0 + dt.timedelta(days=1),
+        )
+    )  # fmt: skip
+    return calls
+
+
+def deliver_callbacks(driver: TwilioDriver, calls: list[Expected], seed: int) -> None:
+    """Every status and recording callback, shuffled, a third of them twice."""
+    sent: list[tuple[str, dict[str, str]]] = []
+    for call in calls:
+        sent += [("/api/webhooks/call-status", p) for p in status_callbacks(call)]
+        for rec, (_, duration) in call.recordings.items():
+            source = "RecordVerb" if call.nodes[-1] == "despedida" else "DialVerb"
+            if source == "DialVerb":
+                progress = recording_callback(call.sid, rec, "in-progress", None, source)
+                sent.append(("/api/webhooks/recording-status", progress))
+            done = recording_callback(call.sid, rec, "completed", duration, source)
+            sent.append(("/api/webhooks/recording-status", done))
+    rng = random.Random(seed)
+    sent += rng.sample(sent, len(sent) // 3)
+    rng.shuffle(sent)
+    for path, params in sent:
+        response = driver.post(driver.url(path), params)
+        assert response.status_code == 204, response.text
+
+
+def wait_for_history(client: TestClient, timeout: float = 45.0) -> dict[str, Any]:
+    """Until the history writer has stored everything waiting; the /health history block."""
+    deadline = time.monotonic() + timeout
+    while True:
+        history: dict[str, Any] = client.get("/health").json()["history"]
+        if history["backlog"] == 0 and history["writer"] == "writing":
+            return history
+        assert time.monotonic() < deadline, f"history still waiting: {history}"
+        time.sleep(0.05)
+
+
+def check_stored(db: Database, calls: list[Expected]) -> None:
+    """The database holds each call once, with exactly its path, status and recordings."""
+    with db.session() as session:
+        rows = {c.sid: c for c in session.scalars(select(Call))}
+        assert sorted(rows) == sorted(c.sid for c in calls)
+        for call in calls:
+            row = rows[call.sid]
+            where = f"call {call.sid}"
+            assert (row.from_number, row.to_number, row.direction) == (
+                call.caller,
+                COMPANY,
+                "inbound",
+            ), where
+            assert (row.status, row.duration) == ("completed", call.duration), where
+            assert row.started_at == call.started, where
+            assert row.ended_at == call.started + dt.timedelta(seconds=call.duration), where
+            assert (row.answered_at is not None) == call.answered, where
+            assert row.end_reason == call.end_reason, where
+            assert row.last_node == call.nodes[-1], where
+            assert row.flow == "seguros", where
+            expected_price = None if call.price is None else int(float(call.price) * 1_000_000)
+            assert row.price_micros == expected_price, where
+            steps = session.scalars(
+                select(CallStep)
+                .where(CallStep.call_sid == call.sid)
+                .order_by(CallStep.seq, CallStep.position)
+            ).all()
+            assert [s.node for s in steps if s.event == "node_entered"] == call.nodes, where
+            assert [s.keys for s in steps if s.event == "option_chosen"] == call.options, where
+            assert [s.event for s in steps].count("call_started") == 1, where
+            recordings = session.scalars(
+                select(Recording).where(Recording.call_sid == call.sid)
+            ).all()
+            assert {r.sid: (r.status, r.duration) for r in recordings} == call.recordings, where
+            for recording in recordings:
+                assert recording.url == RECORDINGS + recording.sid, where
+        parties = session.scalar(select(func.count()).select_from(CallParty))
+        assert parties == 0  # no softphone took part in these calls
+
+
+@pytest.fixture(scope="module")
+def shared_fake() -> Iterator[TwilioRest]:
+    with twilio_rest() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def history_api(database_url: str, shared_fake: TwilioRest, redis: RedisServer) -> Iterator[Api]:
+    """The app on SQLite with the memory store, or on PostgreSQL with Redis."""
+    shared_fake.reset()
+    overrides: dict[str, object] = {}
+    if database_url.startswith("postgresql"):
+        import redis as redis_client
+
+        redis_client.Redis(host=redis.host, port=redis.port).flushdb()
+        overrides = {"redis_host": redis.host, "redis_port": redis.port}
+    yield from running(settings_for(database_url, shared_fake, **overrides), shared_fake)
+
+
+def test_history_holds_exactly_what_happened(history_api: Api) -> None:
+    """Four calls, their callbacks shuffled and duplicated: each call stored once, with its
+    path, final status, duration, price and recordings."""
+    driver = TwilioDriver(history_api.client, history_api.fake.auth_token)
+    calls = drive_calls(driver, 1)
+    deliver_callbacks(driver, calls, seed=8)
+    wait_for_history(history_api.client)
+    check_stored(history_api.db, calls)
+
+
+def test_history_outage_of_postgresql_loses_and_duplicates_nothing(
+    shared_fake: TwilioRest, redis: RedisServer
+) -> None:
+    """PostgreSQL stops in the middle of a run: calls go on, their history waits in Redis
+    (visible in /health), and once PostgreSQL is back every call and step is stored once."""
+    import redis as redis_client
+
+    redis_client.Redis(host=redis.host, port=redis.port).flushdb()
+    shared_fake.reset()
+    with postgres_server() as pg:
+        settings = settings_for(pg.url, shared_fake, redis_host=redis.host, redis_port=redis.port)
+        for api in running(settings, shared_fake):
+            driver = TwilioDriver(api.client, shared_fake.auth_token)
+            before = drive_calls(driver, 101)
+            deliver_callbacks(driver, before, seed=1)
+            wait_for_history(api.client)
+            api.db.engine.dispose()
+
+            pg.stop()
+            during = drive_calls(driver, 201)  # every webhook still answers TwiML
+            deliver_callbacks(driver, during, seed=2)
+            deadline = time.monotonic() + 30
+            while True:
+                history = api.client.get("/health").json()["history"]
+                if history["writer"] == "waiting for the database":
+                    break
+                assert time.monotonic() < deadline, history
+                time.sleep(0.05)
+            assert history["backlog"] > 0
+            assert history["oldestSeconds"] is not None
+
+            pg.start()
+            wait_for_history(api.client)
+            check_stored(api.db, before + during)
