@@ -34,28 +34,28 @@ def test_validate_shipped_flows_prints_one_line() -> None:
         pytest.param(
             "      4: automovil\n",
             "      4: automobil\n",
-            "seguros.yaml:90:10: error: node 'menu_principal': option '4' goes to 'automobil', "
+            "seguros.yaml:96:10: error: node 'menu_principal': option '4' goes to 'automobil', "
             "which does not exist (did you mean 'automovil'?)",
             id="typo-in-reference",
         ),
         pytest.param(
             "      9: agente_aviso\n",
             "      9: agente_aviso\n      3: vida\n",
-            "seguros.yaml:92:7: error: node 'menu_principal': option '3' is written twice "
-            "(first on line 89); keep only one",
+            "seguros.yaml:98:7: error: node 'menu_principal': option '3' is written twice "
+            "(first on line 95); keep only one",
             id="duplicate-digit",
         ),
         pytest.param(
-            "    text: Bienvenido a Seguros.\n",
-            "    text: Bienvenido a Seguros: su aseguradora.\n",
-            "seguros.yaml:77:31: error: a ':' followed by a space inside a value; "
+            "    text: Bienvenido a Seguros. Le informamos",
+            "    text: Bienvenido a Seguros: su aseguradora. Le informamos",
+            "seguros.yaml:83:31: error: a ':' followed by a space inside a value; "
             "put the whole text in quotes",
             id="yaml-syntax-error",
         ),
         pytest.param(
             "    no_input: No hemos recibido ninguna opción.\n",
             "    sin_respuesta: No hemos recibido ninguna opción.\n",
-            "seguros.yaml:94:5: error: node 'menu_principal': unknown key 'sin_respuesta'; "
+            "seguros.yaml:100:5: error: node 'menu_principal': unknown key 'sin_respuesta'; "
             "expected one of: type, description, prompt, options",
             id="unknown-key",
         ),

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import ipaddress
+import json
 import logging
 import socket
 import time
@@ -31,7 +32,7 @@ from flowpbx.engine.state import CallState, Waiting
 from flowpbx.language.catalog import FlowCatalog, LoadedFlow
 from flowpbx.language.loader import load_flow
 from flowpbx.settings import Settings
-from flowpbx.store.redis import RedisCallStore, call_key
+from flowpbx.store.redis import RedisCallStore, call_key, shard, stream_key
 from flowpbx.web.app import create_app
 from servers import RedisServer, redis_server
 from twilio_fake import (
@@ -54,7 +55,10 @@ CALLER = "+34600111222"
 CALLED = "+34910000000"
 TWILIO_IP = ("54.172.60.3", 43512)
 
-BIENVENIDA = "Bienvenido a Seguros."
+BIENVENIDA = (
+    "Bienvenido a Seguros. Le informamos de que esta llamada puede ser grabada para mejorar "
+    "la calidad del servicio."
+)
 MENU = (
     "Para seguros de vida, pulse 1. Para seguros de salud, pulse 2. "
     "Para seguros de hogar, pulse 3. Para seguros de automóvil, pulse 4. "
@@ -1009,22 +1013,32 @@ def test_dev_skip_signature_accepts_unsigned_and_warns(
 
 
 def test_status_callbacks_signed_204_unsigned_403(call: TwilioDriver, rdb: redis.Redis) -> None:
-    """Call and recording status callbacks: 204 when signed, 403 when not; they steer nothing."""
+    """Call and recording status callbacks: 204 when signed (kept for call history in the
+    call's stream; a final status closes the call's state within a minute), 403 when not,
+    storing nothing."""
     call.start(call_sid(140))
     call.press("1")
-    before = snapshot(rdb)
-    sent = [
-        call.call_status("completed"),
-        call.recording_status(),
+    key, stream = call_key(call.call_sid), stream_key(shard(call.call_sid))
+    assert rdb.ttl(key) > 600
+    before = rdb.xlen(stream)
+    signed = [call.call_status("completed"), call.recording_status()]
+    assert [r.status_code for r in signed] == [204, 204]
+    assert [r.content for r in signed] == [b"", b""]
+    entries: list[tuple[str, dict[str, str]]] = rdb.xrange(stream)  # type: ignore[assignment]
+    reports = [json.loads(fields["report"]) for _, fields in entries[before:]]
+    assert [r["progress"]["type"] for r in reports] == ["call_status", "recording_status"]
+    assert {r["call_sid"] for r in reports} == {call.call_sid}
+    assert 0 < rdb.ttl(key) <= 60
+    after = snapshot(rdb)
+    refused = [
         call.call_status("completed", signature=None),
         call.recording_status(signature=None),
         call.call_status("completed", signature="bm90IGEgc2lnbmF0dXJl"),
         call.recording_status(signature="bm90IGEgc2lnbmF0dXJl"),
     ]
-    assert [r.status_code for r in sent] == [204, 204, 403, 403, 403, 403]
-    assert [r.content for r in sent[:2]] == [b"", b""]
-    assert {r.json()["error"] for r in sent[2:]} == {"invalid_signature"}
-    assert snapshot(rdb) == before
+    assert [r.status_code for r in refused] == [403, 403, 403, 403]
+    assert {r.json()["error"] for r in refused} == {"invalid_signature"}
+    assert snapshot(rdb) == after
 
 
 # --- (j) Health ----------------------------------------------------------------------------------

@@ -43,7 +43,10 @@ MADRID = ZoneInfo("Europe/Madrid")
 OPEN = dt.datetime(2026, 11, 24, 10, 0, tzinfo=MADRID)
 CALLER = "+34600111222"
 CALLED = "+34910000000"
-BIENVENIDA = "Bienvenido a Seguros."
+BIENVENIDA = (
+    "Bienvenido a Seguros. Le informamos de que esta llamada puede ser grabada para mejorar "
+    "la calidad del servicio."
+)
 APOLOGY = "Lo sentimos, se ha producido un error. Le pasamos con un agente."
 POLIZA_INVALID = "El número de póliza tiene ocho cifras."
 BUZON_GENERAL = (

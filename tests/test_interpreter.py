@@ -214,7 +214,10 @@ NO_RECORDING = RecordingEnded(url="")
 
 # --- What seguros says ---------------------------------------------------------------------------
 
-WELCOME = lucia("Bienvenido a Seguros.")
+WELCOME = lucia(
+    "Bienvenido a Seguros. Le informamos de que esta llamada puede ser grabada para mejorar "
+    "la calidad del servicio."
+)
 MENU = Gather(
     (
         lucia(

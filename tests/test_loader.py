@@ -15,6 +15,8 @@ from flowpbx.language.flow import (
     HoursNode,
     InputNode,
     MenuNode,
+    RecordingChannels,
+    RecordingPolicy,
     SayNode,
 )
 from flowpbx.language.loader import check_file, check_text, load_flow
@@ -64,7 +66,7 @@ def test_loader_fixture_kinds_cover_every_check() -> None:
         "not-a-mapping", "empty", "yaml-alias", "unknown-variable", "bad-text",
         "unknown-config", "unused-config", "unknown-timezone", "hours-range", "hours-days",
         "hours-date", "digits-range", "missing-outcome", "transcribe-length",
-        "transcribe-language",
+        "transcribe-language", "notice-kind", "no-recording-notice", "recording-notice",
     }  # fmt: skip
     assert wanted <= codes, f"no fixture for {sorted(wanted - codes)}"
 
@@ -110,6 +112,12 @@ def test_loader_builds_seguros_model() -> None:
     assert (agent.queue, agent.max_size, agent.timed_out) == ("general-queue", 100, "buzon_general")
     assert flow.on_error.next == "agente"
     assert flow.config["VIDA_NUMBER"] == "+34912345671"
+    assert flow.recording == RecordingPolicy(
+        dials=True, channels=RecordingChannels.DUAL, notice="bienvenida"
+    )
+    dials = [node for node in flow.nodes.values() if isinstance(node, DialNode)]
+    assert len(dials) == 5
+    assert all(d.record and d.channels is RecordingChannels.DUAL for d in dials)
 
 
 def test_loader_builds_every_node_kind() -> None:

@@ -37,7 +37,10 @@ from twilio_fake import call_sid, check_reply, inbound_params, signed_headers
 
 CALLER = "+34600111222"
 CALLED = "+34910000000"
-BIENVENIDA = "Bienvenido a Seguros."
+BIENVENIDA = (
+    "Bienvenido a Seguros. Le informamos de que esta llamada puede ser grabada para mejorar "
+    "la calidad del servicio."
+)
 CERRADO = (
     "Gracias por llamar a Seguros. Nuestro horario de atención es de lunes a viernes, "
     "de nueve de la mañana a siete de la tarde."
@@ -84,7 +87,10 @@ def test_serve_memory_answers_signed_incoming(tmp_path: Path) -> None:
     expected = {"open": BIENVENIDA, "closed": CERRADO, "holiday": CERRADO}
     with serving(workdir(tmp_path), environment()) as server:
         health = httpx.get(f"{server.base_url}/health", timeout=5.0).json()
+        history = health.pop("history")
         assert health == {"status": "ok", "store": "memory", "flows": ["seguros"]}
+        assert history["backlog"] == 0
+        assert history["writer"] in ("starting", "writing")
         params = inbound_params(call_sid(1), CALLER, CALLED)
         before = business_hours(horario, dt.datetime.now(dt.UTC))
         response = _post(server, "/api/calls/incoming", params, sign=True)

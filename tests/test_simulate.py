@@ -46,7 +46,10 @@ def test_simulate_scripted_parte_walk_shows_what_is_heard_path_and_events() -> N
     lines = result.output.splitlines()
     assert lines[1] == "call from +34600000000 to +34910000000, Tuesday 2026-11-24 10:00 CET"
     assert "step 1: horario > bienvenida > menu_principal" in lines
-    assert "  says (Polly.Lucia, es-ES): Bienvenido a Seguros." in lines
+    assert (
+        "  says (Polly.Lucia, es-ES): Bienvenido a Seguros. Le informamos de que esta llamada "
+        "puede ser grabada para mejorar la calidad del servicio."
+    ) in lines
     assert f"  says (Polly.Lucia, es-ES): {MENU}" in lines
     assert "keys? (options 1, 2, 3, 4, 9; 5 s; - or Enter = silence) 4" in lines
     assert "  - option_chosen: node=menu_principal, key=4, target=automovil" in lines

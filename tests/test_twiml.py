@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from flowpbx.engine.actions import Dial, Gather, Hangup, Route, Say
-from flowpbx.twilio.twiml import Urls, render
+import datetime as dt
+
+import httpx
+import pytest
+
+from flowpbx.engine.actions import Dial, Gather, Hangup, Record, Route, Say
+from flowpbx.engine.events import NewCall
+from flowpbx.engine.interpreter import Context, start
+from flowpbx.language.flow import RecordingChannels
+from flowpbx.language.loader import check_text
+from flowpbx.twilio.twiml import CONTENT_TYPE, Urls, render
+from twilio_fake import BASE_URL, Reply, Verb, check_reply
 
 GATHER = Gather((Say("Pulse 1.", "Polly.Lucia", "es-ES"),), 5, 1, "")
+RECORDING_STATUS = f"{BASE_URL}/api/webhooks/recording-status"
+DIAL_EVENTS = "in-progress completed absent"
 
 
 def test_render_puts_base_and_step_in_every_url() -> None:
@@ -53,3 +65,127 @@ def test_render_builds_each_action_list_once() -> None:
     render(actions, Urls("https://b.example.com"), 2)
     after = _template.cache_info()
     assert (after.hits - before.hits, after.misses - before.misses) == (1, 0)
+
+
+def _reply(xml: str) -> Reply:
+    """The TwiML as Twilio reads it, checked against the XSD and our allow-list."""
+    return check_reply(httpx.Response(200, content=xml, headers={"content-type": CONTENT_TYPE}))
+
+
+def _recording(dial: Verb) -> tuple[str | None, str | None, str | None, str | None]:
+    """A <Dial>'s recording attributes: mode, status callback, its method and its events."""
+    return (
+        dial.get("record"),
+        dial.get("recordingStatusCallback"),
+        dial.get("recordingStatusCallbackMethod"),
+        dial.get("recordingStatusCallbackEvent"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("channels", "mode"),
+    [
+        pytest.param(RecordingChannels.DUAL, "record-from-answer-dual", id="dual"),
+        pytest.param(RecordingChannels.MONO, "record-from-answer", id="mono"),
+    ],
+)
+def test_render_recorded_dial_reports_every_recording_event(
+    channels: RecordingChannels, mode: str
+) -> None:
+    """A recorded dial records from the answer on its channels, and asks for in-progress,
+    completed and absent callbacks at our recording-status webhook, by POST."""
+    dial = Dial(("+34912345671",), None, 25, True, channels)
+    reply = _reply(render((dial,), Urls(BASE_URL), 4))
+    assert _recording(reply.one("Dial")) == (mode, RECORDING_STATUS, "POST", DIAL_EVENTS)
+
+
+def test_render_unrecorded_dial_has_no_recording_attributes() -> None:
+    """A dial that does not record asks for no recording and no recording callbacks."""
+    dial = Dial(("+34912345671",), None, 25, False, RecordingChannels.MONO)
+    reply = _reply(render((dial,), Urls(BASE_URL), 4))
+    assert _recording(reply.one("Dial")) == (None, None, None, None)
+
+
+def test_render_voicemail_keeps_default_recording_events() -> None:
+    """<Record> reports to the same webhook but only sends completed or failed: no events."""
+    reply = _reply(render((Record(120, 5, True, "#", False),), Urls(BASE_URL), 4))
+    record = reply.one("Record")
+    assert record.get("recordingStatusCallback") == RECORDING_STATUS
+    assert record.get("recordingStatusCallbackEvent") is None
+
+
+DIALING_FLOW = """\
+name: grabacion
+entry: aviso
+{recording}
+nodes:
+  aviso:
+    type: say
+    text: Esta llamada puede ser grabada.
+    next: llamar
+  llamar:
+    type: dial
+    to: "+34912345671"
+{record}
+    no_answer: adios
+  adios:
+    type: hangup
+"""
+
+
+@pytest.mark.parametrize(
+    ("recording", "record", "mode"),
+    [
+        pytest.param(
+            "recording: {dials: true, channels: mono, notice: aviso}",
+            "",
+            "record-from-answer",
+            id="flow-records-mono",
+        ),
+        pytest.param(
+            "recording: {dials: true, notice: aviso}",
+            "",
+            "record-from-answer-dual",
+            id="flow-records-dual-by-default",
+        ),
+        pytest.param(
+            "recording: {dials: true, channels: dual, notice: aviso}",
+            "    record: false",
+            None,
+            id="dial-opts-out",
+        ),
+        pytest.param(
+            "recording: {channels: mono, notice: aviso}",
+            "    record: true",
+            "record-from-answer",
+            id="dial-opts-in-with-flow-channels",
+        ),
+        pytest.param(
+            "recording: {notice: aviso}",
+            "",
+            None,
+            id="flow-does-not-record-by-default",
+        ),
+        pytest.param("", "    record: true", "record-from-answer-dual", id="no-flow-setting"),
+        pytest.param("", "", None, id="nothing-recorded"),
+    ],
+)
+def test_render_flow_recording_setting_reaches_dial(
+    recording: str, record: str, mode: str | None
+) -> None:
+    """The flow's `recording` decides whether each dial records and on how many channels,
+    unless the dial says `record:` itself; what the caller gets is the matching <Dial>."""
+    report = check_text(DIALING_FLOW.format(recording=recording, record=record), "grabacion.yaml")
+    assert report.flow is not None, report.problems
+    ctx = Context(
+        flow=report.flow,
+        version="v1",
+        config={},
+        now=dt.datetime(2026, 11, 24, 9, tzinfo=dt.UTC),
+    )
+    call = NewCall(call_sid="CA" + "0" * 32, caller="+34600111222", called="+34910000000")
+    actions = start(call, ctx).actions
+    assert actions[0] == Say("Esta llamada puede ser grabada.", "Polly.Lucia", "es-ES")
+    dial = _reply(render(actions, Urls(BASE_URL), 1)).one("Dial")
+    expected = (mode, RECORDING_STATUS, "POST", DIAL_EVENTS) if mode else (None,) * 4
+    assert _recording(dial) == expected

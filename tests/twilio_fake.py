@@ -84,6 +84,7 @@ ATTRIBUTES: Final[Mapping[str, frozenset[str]]] = {
             "record",
             "recordingStatusCallback",
             "recordingStatusCallbackMethod",
+            "recordingStatusCallbackEvent",
         }
     ),
     "Enqueue": frozenset({"action", "method", "waitUrl", "waitUrlMethod"}),
@@ -123,6 +124,8 @@ DIAL_RECORD: Final = frozenset(
         "record-from-ringing-dual",
     }
 )
+# The recording events a <Dial> may ask for (a <Record> only sends completed or failed).
+DIAL_RECORDING_EVENTS: Final = frozenset({"in-progress", "completed", "absent"})
 _RFC2822: Final = "Tue, 24 Nov 2026 09:01:13 +0000"
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _BOOL = frozenset({"true", "false"})
@@ -341,7 +344,13 @@ class _Checker:
                     self.prompt(child)
             case "Dial":
                 self.integer(verb, "timeout", 5, 600)
-                assert verb.get("record", "do-not-record") in DIAL_RECORD
+                record = verb.get("record", "do-not-record")
+                assert record in DIAL_RECORD, f"<Dial record={record!r}>"
+                if record != "do-not-record":
+                    assert "recordingStatusCallback" in verb.attrs, "recorded <Dial> unreported"
+                    events = verb.get("recordingStatusCallbackEvent", "completed").split(" ")
+                    assert set(events) <= DIAL_RECORDING_EVENTS, f"recording events {events}"
+                    assert "completed" in events, f"recording events {events} lack completed"
                 self.boolean(verb, "answerOnBridge")
                 caller_id = verb.get("callerId")
                 assert caller_id is None or _E164.match(caller_id), f"callerId {caller_id!r}"

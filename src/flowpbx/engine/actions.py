@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from flowpbx.language.flow import RecordingChannels
+
 
 @dataclass(frozen=True, slots=True)
 class Say:
@@ -55,10 +57,14 @@ class Gather:
 
 @dataclass(frozen=True, slots=True)
 class Dial:
+    """Connect the caller to `targets`; when `record`, the answered call is recorded on
+    `channels`."""
+
     targets: tuple[str, ...]
     caller_id: str | None
     timeout: int
     record: bool
+    channels: RecordingChannels = RecordingChannels.DUAL
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,7 +98,7 @@ def gather(node: MenuNode | InputNode, state: CallState, walk: Walk) -> Wait:
 def _dial(node: DialNode, state: CallState, walk: Walk) -> Outcome:
     targets = tuple(resolve(t, walk.ctx) for t in node.targets)
     caller_id = resolve(node.caller_id, walk.ctx) if node.caller_id else None
-    walk.play(Dial(targets, caller_id, node.timeout, node.record))
+    walk.play(Dial(targets, caller_id, node.timeout, node.record, node.channels))
     walk.note(DialStarted(node=node.id, targets=targets, record=node.record))
     return Wait(state.evolve(waiting=Waiting.DIAL))
 

@@ -86,9 +86,15 @@ class RedisEventSource:
     acknowledged (it stopped) are claimed by another after `CLAIM_IDLE_MS`.
     """
 
-    def __init__(self, client: aioredis.Redis, consumer: str | None = None) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        consumer: str | None = None,
+        claim_idle_ms: int = CLAIM_IDLE_MS,
+    ) -> None:
         self.client = client
         self.consumer = consumer or consumer_name()
+        self.claim_idle_ms = claim_idle_ms
         self.keys = [stream_key(n) for n in range(EVENT_SHARDS)]
         self._own_pending = True
         self._claimed_at = 0.0
@@ -138,7 +144,7 @@ class RedisEventSource:
         deliveries: list[Delivery] = []
         for key in self.keys:
             answer: Any = await self.client.xautoclaim(
-                key, GROUP, self.consumer, CLAIM_IDLE_MS, start_id="0-0", count=limit
+                key, GROUP, self.consumer, self.claim_idle_ms, start_id="0-0", count=limit
             )
             for entry_id, fields in answer[1]:
                 if fields:  # a claimed entry deleted meanwhile comes back empty

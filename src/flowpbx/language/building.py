@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowpbx.errors import Mark, Problem, Severity
-from flowpbx.language.flow import Node, Speech
+from flowpbx.language.flow import Node, RecordingPolicy, Speech
 from flowpbx.language.templates import Template, TemplateError, parse_template
 from flowpbx.language.yamlsource import Marks, Path
 
@@ -25,6 +25,7 @@ class BuildContext:
     marks: Marks
     voice: str
     language: str
+    recording: RecordingPolicy = field(default_factory=RecordingPolicy)
     problems: list[Problem] = field(default_factory=list)
 
     def error(self, path: Path, message: str, code: str, *, key: bool = False) -> None:

@@ -1,7 +1,8 @@
 """Graph and meaning checks on a flow's typed nodes: what a JSON Schema cannot see.
 
 Dangling references, unreachable nodes, menus with no path for silence, loops that never wait
-for the caller, undefined variables and config names, time zones, voices, Twilio limits.
+for the caller, undefined variables and config names, time zones, voices, Twilio limits, and
+recorded calls that callers are not told about.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from flowpbx.language.graph_checks import (
     check_references,
 )
 from flowpbx.language.outline import Outline
+from flowpbx.language.recording_checks import (
+    check_notice_heard,
+    check_notice_kind,
+    check_notice_named,
+)
 from flowpbx.language.value_checks import (
     check_config,
     check_hours,
@@ -37,6 +43,9 @@ CHECKS = (
     check_outcomes,
     check_twilio_limits,
     check_voices,
+    check_notice_kind,
+    check_notice_named,
+    check_notice_heard,
 )
 
 

@@ -177,6 +177,14 @@ class InputNode:
         return (Edge(("next",), self.next, EdgeKind.CHOICE), Edge(("exhausted",), self.exhausted))
 
 
+class RecordingChannels(StrEnum):
+    """How a recorded dial is stored: both voices on one channel, or the caller and the person
+    called on separate channels (easier to transcribe and to check who said what)."""
+
+    MONO = "mono"
+    DUAL = "dual"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DialNode:
     kind: ClassVar[str] = "dial"
@@ -187,6 +195,8 @@ class DialNode:
     caller_id: str | None
     timeout: int
     record: bool
+    """Whether the answered call is recorded: the node's `record`, else the flow's default."""
+    channels: RecordingChannels
     answered: str | None
     no_answer: str
     busy: str
@@ -357,6 +367,16 @@ class OnError:
     goodbye: Speech
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingPolicy:
+    """The flow's `recording` setting: whether dials record unless they say otherwise, on one
+    channel or two, and the node that tells callers the call may be recorded."""
+
+    dials: bool = False
+    channels: RecordingChannels = RecordingChannels.DUAL
+    notice: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Flow:
     """A validated call flow, ready for the interpreter."""
@@ -370,3 +390,4 @@ class Flow:
     config: Mapping[str, str | None]
     on_error: OnError
     nodes: Mapping[str, Node]
+    recording: RecordingPolicy = RecordingPolicy()

@@ -3,7 +3,8 @@ no way out, loops that never wait for the caller."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 
 from flowpbx.errors import Problem, Severity
 from flowpbx.language.flow import (
@@ -17,9 +18,15 @@ from flowpbx.language.schema import raw_references
 
 
 def check_references(outline: Outline) -> Iterator[Problem]:
-    """Every node named as an outcome, the entry or the error fallback exists."""
+    """Every node named as an outcome, the entry, the error fallback or the recording notice
+    exists."""
     ids = outline.node_ids
-    for path, target in (("entry",), outline.entry), (("on_error", "next"), outline.on_error_next):
+    named: tuple[tuple[tuple[str, ...], str | None], ...] = (
+        (("entry",), outline.entry),
+        (("on_error", "next"), outline.on_error_next),
+        (("recording", "notice"), outline.recording.notice),
+    )
+    for path, target in named:
         if target is not None and target not in ids:
             yield problem(
                 outline,
@@ -54,18 +61,35 @@ def check_references(outline: Outline) -> Iterator[Problem]:
                 )
 
 
+def walk_from(
+    outline: Outline, origins: Iterable[str | None], *, avoiding: str | None = None
+) -> dict[str, str | None]:
+    """Every node reached from `origins` by following every outcome, without entering
+    `avoiding`: each with the node it was first reached from (None for an origin), so that
+    following them back gives a shortest way in."""
+    came_from: dict[str, str | None] = {}
+    queue: deque[str] = deque()
+    for origin in origins:
+        if origin is None or origin not in outline.nodes or origin == avoiding:
+            continue
+        if origin not in came_from:
+            came_from[origin] = None
+            queue.append(origin)
+    while queue:
+        node_id = queue.popleft()
+        for edge in outline.nodes[node_id].edges():
+            target = edge.target
+            if target in outline.nodes and target != avoiding and target not in came_from:
+                came_from[target] = node_id
+                queue.append(target)
+    return came_from
+
+
 def check_reachable(outline: Outline) -> Iterator[Problem]:
     """Every node can be reached from the entry (or the error fallback)."""
     if not outline.is_complete or outline.entry not in outline.nodes:
         return
-    seen: set[str] = set()
-    stack = [n for n in (outline.entry, outline.on_error_next) if n and n in outline.nodes]
-    while stack:
-        node_id = stack.pop()
-        if node_id in seen:
-            continue
-        seen.add(node_id)
-        stack.extend(e.target for e in outline.nodes[node_id].edges() if e.target in outline.nodes)
+    seen = walk_from(outline, (outline.entry, outline.on_error_next))
     for node_id in outline.nodes:
         if node_id not in seen:
             yield problem(

@@ -18,7 +18,14 @@ from typing import Any
 from flowpbx.errors import FlowError, Problem, Severity
 from flowpbx.language.build import BuildContext, Invalid, build_node, speech
 from flowpbx.language.checks import Outline, run_checks
-from flowpbx.language.flow import Flow, Node, OnError, Speech
+from flowpbx.language.flow import (
+    Flow,
+    Node,
+    OnError,
+    RecordingChannels,
+    RecordingPolicy,
+    Speech,
+)
 from flowpbx.language.schema import schema_errors
 from flowpbx.language.yamlsource import Document, Marks, Path, decode, parse
 
@@ -158,6 +165,21 @@ def _config(data: dict[str, Any]) -> dict[str, str | None]:
     return {k: v for k, v in config.items() if isinstance(v, str | None)}
 
 
+_CHANNELS = {channels.value: channels for channels in RecordingChannels}
+
+
+def _recording(data: dict[str, Any]) -> RecordingPolicy:
+    """The flow's `recording` setting; values the schema refused fall back to the defaults."""
+    raw = data.get("recording")
+    raw = raw if isinstance(raw, dict) else {}
+    dials = raw.get("dials")
+    return RecordingPolicy(
+        dials=dials if isinstance(dials, bool) else False,
+        channels=_CHANNELS.get(_str(raw.get("channels")) or "", RecordingChannels.DUAL),
+        notice=_str(raw.get("notice")),
+    )
+
+
 @contextlib.contextmanager
 def _no_gc_pauses() -> Iterator[None]:
     """Checking builds many small objects that all live until the end: the cyclic collector
@@ -223,7 +245,8 @@ def _check_document(
             top_level_ok = False
 
     voice, language = _defaults(data)
-    ctx = BuildContext(file, marks, voice, language)
+    recording = _recording(data)
+    ctx = BuildContext(file, marks, voice, language, recording)
     raw_nodes = data.get("nodes")
     raw_nodes = raw_nodes if isinstance(raw_nodes, dict) else {}
     nodes: dict[str, Node] = {}
@@ -243,6 +266,7 @@ def _check_document(
         on_error_next=fallback,
         on_error_speech=apology,
         config=_config(data),
+        recording=recording,
         language=language,
         is_complete=top_level_ok and len(nodes) == len(raw_nodes) and not ctx.problems,
         broken=MappingProxyType({k: v for k, v in raw_nodes.items() if k not in nodes}),
@@ -262,6 +286,7 @@ def _check_document(
         config=MappingProxyType(dict(outline.config)),
         on_error=OnError(apology, fallback, _goodbye(ctx)),
         nodes=outline.nodes,
+        recording=recording,
     )
     return Report(file, flow, tuple(problems))
 

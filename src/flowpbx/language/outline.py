@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from flowpbx.errors import Problem, Severity
 from flowpbx.language.flow import (
     Node,
+    RecordingPolicy,
     Speech,
 )
 from flowpbx.language.yamlsource import Marks, Path
@@ -31,6 +32,7 @@ class Outline:
     on_error_next: str | None
     on_error_speech: Speech | None
     config: Mapping[str, str | None]
+    recording: RecordingPolicy
     language: str
     is_complete: bool
     broken: Mapping[str, object]

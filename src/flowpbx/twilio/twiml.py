@@ -28,8 +28,18 @@ from flowpbx.engine.actions import (
     Route,
     Say,
 )
+from flowpbx.language.flow import RecordingChannels
 
 CONTENT_TYPE = "application/xml"
+
+_DIAL_RECORD = {
+    RecordingChannels.MONO: "record-from-answer",
+    RecordingChannels.DUAL: "record-from-answer-dual",
+}
+# <Dial> recordings report when they start, when they are ready, and when there was nothing to
+# record (`absent`); Twilio's default is `completed` only. <Record> only ever sends completed
+# or failed, so it keeps the default.
+_DIAL_RECORDING_EVENTS = "in-progress completed absent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +86,10 @@ def _dial(action: Dial, urls: Urls, seq: int | str) -> DialVerb:
     extra: dict[str, Any] = {}
     if action.record:
         extra = {
-            "record": "record-from-answer-dual",
+            "record": _DIAL_RECORD[action.channels],
             "recording_status_callback": urls.recording_status,
             "recording_status_callback_method": "POST",
+            "recording_status_callback_event": _DIAL_RECORDING_EVENTS,
         }
     dial = DialVerb(
         action=urls.route(Route.DIAL, seq),

@@ -1,0 +1,193 @@
+"""The history writer's delivery guarantees on a real Redis: entries a writer took and never
+acknowledged come back (to it after a restart, to another writer after a while); unreadable
+entries are skipped, not retried forever; a callback reaches the database when Redis is
+down; and `flowpbx history-writer` stores what the web processes left in Redis."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from flowpbx.cli import main
+from flowpbx.db import migrate
+from flowpbx.db.database import Database
+from flowpbx.db.models import Call
+from flowpbx.engine.events import Direction
+from flowpbx.engine.progress import CallProgress, CallStatus, Report, report_id
+from flowpbx.history.sources import RedisEventSource
+from flowpbx.history.writer import HistoryWriter
+from flowpbx.store.redis import RedisCallStore, shard, stream_key
+from servers import RedisServer, redis_server
+from test_api import running, settings_for
+from test_history import check_stored, deliver_callbacks, drive_calls
+from twilio_fake import TwilioDriver, call_sid, inbound_params
+from twilio_rest import TwilioRest, twilio_rest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+async def client(redis: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    connection = aioredis.Redis(host=redis.host, port=redis.port)
+    await connection.flushdb()
+    yield connection
+    await connection.aclose()
+
+
+def _report(n: int, status: CallStatus = CallStatus.COMPLETED) -> Report:
+    progress = CallProgress(
+        status=status,
+        sequence=2,
+        timestamp=1_800_000_000.0 + n,
+        caller="+34600000001",
+        called="+34910000000",
+        direction=Direction.INBOUND,
+        duration=30,
+    )
+    sid = call_sid(n)
+    return Report(id=report_id(sid, progress), call_sid=sid, at=1_800_000_100.0, progress=progress)
+
+
+async def _put(client: aioredis.Redis, count: int) -> None:
+    store = RedisCallStore(client, ttl=60)
+    for n in range(1, count + 1):
+        await store.report(_report(n))
+
+
+@pytest.mark.anyio
+async def test_unacknowledged_entries_come_back_after_a_restart(client: aioredis.Redis) -> None:
+    """A writer that read entries and stopped before acknowledging them reads them again when
+    it starts (same consumer name); acknowledged entries leave the stream."""
+    await _put(client, 3)
+    first = RedisEventSource(client, consumer="writer-1")
+    await first.setup()
+    taken = await first.read(10)
+    assert len(taken) == 3
+    again = RedisEventSource(client, consumer="writer-1")
+    await again.setup()
+    redelivered = await again.read(10)
+    assert [d.id for d in redelivered] == [d.id for d in taken]
+    assert (await again.backlog()).count == 3
+    await again.ack(redelivered)
+    backlog = await again.backlog()
+    assert (backlog.count, backlog.oldest_seconds) == (0, None)
+
+
+@pytest.mark.anyio
+async def test_another_writer_takes_over_a_stopped_writers_entries(
+    client: aioredis.Redis,
+) -> None:
+    """Entries a stopped writer never acknowledged are claimed by another one once idle."""
+    await _put(client, 2)
+    stopped = RedisEventSource(client, consumer="writer-1")
+    await stopped.setup()
+    taken = await stopped.read(10)
+    other = RedisEventSource(client, consumer="writer-2", claim_idle_ms=0)
+    await other.setup()
+    claimed = await other.read(10)
+    assert sorted(d.id for d in claimed) == sorted(d.id for d in taken)
+    assert {d.entry.call_sid for d in claimed if d.entry} == {call_sid(1), call_sid(2)}
+
+
+@pytest.mark.anyio
+async def test_unreadable_entry_is_logged_and_skipped(
+    client: aioredis.Redis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An entry that cannot be read is logged and acknowledged: it never blocks the ones
+    after it."""
+    db = Database(f"sqlite:///{tmp_path / 'h.sqlite3'}")
+    migrate.upgrade(db)
+    await client.xadd(stream_key(shard(call_sid(1))), {"record": b"{not json"})
+    await _put(client, 1)
+    writer = HistoryWriter(RedisEventSource(client, consumer="w"), db)
+    with caplog.at_level(logging.ERROR, logger="flowpbx.history"):
+        await writer.drain(timeout=10)
+    assert any("cannot be read" in r.getMessage() for r in caplog.records)
+    with db.session() as session:
+        assert [c.sid for c in session.scalars(select(Call))] == [call_sid(1)]
+    db.dispose()
+
+
+@pytest.fixture
+def fake() -> Iterator[TwilioRest]:
+    with twilio_rest() as server:
+        yield server
+
+
+def test_callback_reaches_the_database_when_redis_is_down(fake: TwilioRest, tmp_path: Path) -> None:
+    """With Redis down, a status callback is written straight to the database (and still
+    answered 204)."""
+    with redis_server() as own:
+        url = f"sqlite:///{tmp_path / 'h.sqlite3'}"
+        settings = settings_for(url, fake, redis_host=own.host, redis_port=own.port)
+        for api in running(settings, fake):
+            driver = TwilioDriver(api.client, fake.auth_token)
+            own.stop()
+            params = inbound_params(call_sid(7), "+34600000007", "+34910000000", "completed")
+            params |= {"SequenceNumber": "2", "CallDuration": "33"}
+            response = driver.post(driver.url("/api/webhooks/call-status"), params)
+            assert response.status_code == 204
+            with api.db.session() as session:
+                call = session.get(Call, call_sid(7))
+                assert call is not None
+                assert (call.status, call.duration) == ("completed", 33)
+            own.start()
+
+
+def test_history_writer_command_stores_what_serve_left(
+    fake: TwilioRest, redis: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Web processes with FLOWPBX_HISTORY_WRITER=false leave history in Redis (their /health
+    says so); `flowpbx history-writer --once` stores it."""
+    import redis as redis_client
+
+    redis_client.Redis(host=redis.host, port=redis.port).flushdb()
+    url = f"sqlite:///{tmp_path / 'h.sqlite3'}"
+    settings = settings_for(
+        url, fake, redis_host=redis.host, redis_port=redis.port, history_writer=False
+    )
+    for api in running(settings, fake):
+        driver = TwilioDriver(api.client, fake.auth_token)
+        calls = drive_calls(driver, 1)
+        deliver_callbacks(driver, calls, seed=3)
+        time.sleep(0.3)
+        history = api.client.get("/health").json()["history"]
+        assert history["writer"] == "separate process"
+        assert history["backlog"] > 0
+        monkeypatch.chdir(tmp_path)
+        env = {
+            "DATABASE_URL": url,
+            "REDIS_HOST": redis.host,
+            "REDIS_PORT": str(redis.port),
+            "TWILIO_AUTH_TOKEN": "",
+        }
+        result = CliRunner().invoke(main, ["history-writer", "--once"], env=env)
+        assert result.exit_code == 0, result.output
+        assert api.client.get("/health").json()["history"]["backlog"] == 0
+        check_stored(api.db, calls)
+
+
+def test_history_writer_command_needs_redis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'h.sqlite3'}", "REDIS_HOST": ""}
+    result = CliRunner().invoke(main, ["history-writer"], env=env)
+    assert result.exit_code == 2
+    assert "REDIS_HOST is not set" in result.stderr
