@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from click.testing import CliRunner
 from flowpbx.cli import main
 from flowpbx.db import apikeys, migrate
 from flowpbx.db.database import Database
+from test_purge import CALLER, add_call, rows
 
 
 @pytest.fixture(autouse=True)
@@ -126,3 +129,131 @@ def test_apikey_with_an_unreachable_database_is_a_clear_error() -> None:
     assert code == 1
     assert err.startswith("cannot reach the database postgresql+psycopg://flowpbx:***@")
     assert "Traceback" not in err
+
+
+# -- flowpbx db purge --
+
+
+def stored(database_url: str, *calls: tuple[str, dt.timedelta, str]) -> None:
+    """Calls (sid, how long ago they started, caller) in a migrated database."""
+    db = Database(database_url)
+    try:
+        migrate.upgrade(db)
+        now = dt.datetime.now(dt.UTC)
+        for sid, age, caller in calls:
+            add_call(db, sid, now - age, caller=caller)
+    finally:
+        db.dispose()
+
+
+def remaining(database_url: str) -> set[str]:
+    db = Database(database_url)
+    try:
+        return rows(db)["calls"]
+    finally:
+        db.dispose()
+
+
+CUTOFF_LINE = re.compile(r"that started before \d{4}-\d\d-\d\d \d\d:\d\d UTC\.$", re.MULTILINE)
+
+
+def test_db_purge_counts_then_deletes_calls_older_than_the_age(database_url: str) -> None:
+    """--dry-run says what would go and deletes nothing; the purge then deletes those calls
+    with their rows, says so in one line, and reminds that the audio stays at Twilio."""
+    day = dt.timedelta(days=1)
+    stored(database_url, ("CAold", 100 * day, CALLER), ("CAnew", 10 * day, CALLER))
+    code, out, err = run(database_url, "db", "purge", "--older-than", "90d", "--dry-run")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith(
+        "Would delete 1 call (3 path rows, 1 participant row, 1 recording) that started before "
+    )
+    assert CUTOFF_LINE.search(lines[0])
+    assert lines[1] == "Dry run: nothing was deleted."
+    assert lines[2].startswith("The recordings' audio stays at Twilio")
+    assert "/Recordings/{RecordingSid}.json" in lines[2]
+    assert remaining(database_url) == {"CAold", "CAnew"}
+    code, out, err = run(database_url, "db", "purge", "--older-than", "90d", "--batch", "1")
+    assert code == 0, err
+    assert out.startswith("Deleted 1 call (3 path rows, 1 participant row, 1 recording) ")
+    assert remaining(database_url) == {"CAnew"}
+    code, out, _ = run(database_url, "db", "purge", "--older-than", "2w")
+    assert out == "Deleted 0 calls (0 path rows, 0 participant rows, 0 recordings) " + (
+        CUTOFF_LINE.search(out)[0] + "\n"  # type: ignore[index]
+    )
+    assert remaining(database_url) == {"CAnew"}  # 10 days old
+
+
+def test_db_purge_erases_one_number_and_lists_its_recordings(database_url: str) -> None:
+    """--number deletes that number's calls however recent, prints it masked, and names the
+    recordings whose audio to delete at Twilio."""
+    stored(
+        database_url,
+        ("CAhers", dt.timedelta(hours=1), CALLER),
+        ("CAother", dt.timedelta(hours=1), "+34699000111"),
+    )
+    code, out, err = run(database_url, "db", "purge", "--number", "0034 612 34 56 78")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == (
+        "Deleted 1 call (3 path rows, 1 participant row, 1 recording) from or to +34******678."
+    )
+    assert lines[-1] == "Their recordings at Twilio: REhers0"
+    assert CALLER not in out
+    assert remaining(database_url) == {"CAother"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ["--older-than", "90"], "'90' is not an age: expected a number and", id="unit"
+        ),
+        pytest.param(["--older-than", "ninety days"], "is not an age", id="words"),
+        pytest.param(["--older-than", "1.5d"], "is not an age", id="fraction"),
+        pytest.param(["--older-than", "-3d"], "is not an age", id="negative"),
+        pytest.param(["--older-than", "3m"], "h (hours), d (days) or w (weeks)", id="months"),
+        pytest.param(["--older-than", "0d"], "would delete every call", id="zero"),
+        pytest.param(["--older-than", "999999w"], "more than 100 years", id="huge"),
+        pytest.param(["--older-than", "12h"], "less than a day would delete calls", id="recent"),
+        pytest.param([], "say which calls to delete: --older-than 90d", id="nothing"),
+        pytest.param(["--number", "612345678"], "not a phone number in international", id="nat"),
+        pytest.param(["--older-than", "90d", "--batch", "0"], "--batch", id="batch"),
+    ],
+)
+def test_db_purge_refuses_unclear_requests(
+    database_url: str, args: list[str], message: str
+) -> None:
+    """Anything but a clear age or number is a usage error (exit 2) that says what is
+    expected; the database is not touched."""
+    stored(database_url, ("CAold", dt.timedelta(days=400), CALLER))
+    code, out, err = run(database_url, "db", "purge", *args)
+    assert code == 2
+    assert out == ""
+    assert message in " ".join(err.split())
+    assert remaining(database_url) == {"CAold"}
+
+
+def test_db_purge_reports_progress_on_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long purge says how far it got (every 10 s; here after every batch) on stderr."""
+    # The module, not the `db` group that flowpbx.cli exports under the same name.
+    monkeypatch.setattr(importlib.import_module("flowpbx.cli.db"), "PROGRESS_SECONDS", 0.0)
+    url = f"sqlite:///{tmp_path / 'flowpbx.sqlite3'}"
+    stored(url, *((f"CA{n}", dt.timedelta(days=100 + n), CALLER) for n in range(3)))
+    code, out, err = run(url, "db", "purge", "--older-than", "90d", "--batch", "2")
+    assert code == 0
+    assert err.splitlines() == ["... 2 calls deleted so far", "... 3 calls deleted so far"]
+    assert out.startswith("Deleted 3 calls (9 path rows, 3 participant rows, 3 recordings) ")
+
+
+def test_db_purge_of_recent_calls_needs_force(tmp_path: Path) -> None:
+    """--older-than under a day is refused, then done with --force."""
+    url = f"sqlite:///{tmp_path / 'flowpbx.sqlite3'}"
+    stored(url, ("CAhour", dt.timedelta(hours=3), CALLER), ("CAnow", dt.timedelta(0), CALLER))
+    assert run(url, "db", "purge", "--older-than", "2h")[0] == 2
+    code, out, _ = run(url, "db", "purge", "--older-than", "2h", "--force")
+    assert code == 0
+    assert out.startswith("Deleted 1 call ")
+    assert remaining(url) == {"CAnow"}

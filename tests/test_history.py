@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from flowpbx.db.database import Database
 from flowpbx.db.models import Call, CallParty, CallStep, Recording
 from servers import RedisServer, postgres_server, redis_server
-from test_api import Api, running, settings_for
+from test_api import Api, running, settings_for, softphone
 from twilio_fake import ACCOUNT_SID, TestClient, TwilioDriver, call_sid, inbound_params
 from twilio_rest import TwilioRest, twilio_rest
 
@@ -224,6 +224,77 @@ def check_stored(db: Database, calls: list[Expected]) -> None:
         assert parties == 0  # no softphone took part in these calls
 
 
+def _iso(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_api(api: Api, calls: list[Expected]) -> None:
+    """History, one call, its recordings and analytics answer what happened (a hand count)."""
+    admin = {"Authorization": f"Bearer {api.admin}"}
+    listed = api.client.get("/api/calls/history", headers=admin).json()
+    newest_first = sorted(calls, key=lambda c: c.started, reverse=True)
+    assert listed == {
+        "calls": [
+            {
+                "sid": c.sid,
+                "from": c.caller,
+                "to": COMPANY,
+                "status": "completed",
+                "direction": "inbound",
+                "duration": str(c.duration),
+                "startTime": _iso(c.started),
+                "endTime": _iso(c.started + dt.timedelta(seconds=c.duration)),
+                "price": c.price,
+                "priceUnit": None if c.price is None else "USD",
+            }
+            for c in newest_first
+        ],
+        "nextCursor": None,
+    }
+    for call in calls:
+        one = api.client.get(f"/api/calls/{call.sid}", headers=admin).json()
+        entered = [step["node"] for step in one["path"] if step["event"] == "node_entered"]
+        assert entered == call.nodes
+        assert {r["sid"]: (r["status"], r["duration"]) for r in one["recordings"]} == (
+            call.recordings
+        )
+        for rec in call.recordings:
+            got = api.client.get(f"/api/recordings/{rec}", headers=admin).json()
+            assert got == {"url": RECORDINGS + rec + ".mp3"}
+
+    today = dt.datetime.now(dt.UTC).date()
+    query = f"from={T0.date()}&to={today}"
+    stats = api.client.get(f"/api/analytics?{query}", headers=admin).json()
+    assert (stats["calls"], stats["finished"], stats["answered"], stats["abandoned"]) == (
+        4,
+        4,
+        1,
+        2,
+    )
+    assert (stats["answerRate"], stats["abandonmentRate"]) == (0.25, 0.5)
+    assert (stats["averageDuration"], stats["p90Duration"]) == (53.8, 90)  # 215 s / 4, to a tenth
+    assert stats["byStatus"] == {"completed": 4}
+    assert stats["byDirection"] == {"inbound": 4}
+    days = {d["date"]: d["calls"] for d in stats["perDay"] if d["calls"]}
+    assert days == {"2026-11-30": 3, "2026-12-01": 1}
+    hours = {h["hour"]: h["calls"] for h in stats["perHour"] if h["calls"]}
+    assert hours == {9: 2, 10: 1, 11: 1}
+    chosen = {(o["node"], o["key"], o["target"]): o["times"] for o in stats["menuOptions"]}
+    assert chosen == {
+        ("menu_principal", "1", "vida"): 1,
+        ("menu_principal", "2", "salud"): 1,
+        ("menu_principal", "9", "agente_aviso"): 1,
+    }
+    exits = {(e["node"], e["reason"]): e["calls"] for e in stats["exits"]}
+    assert exits == {
+        ("llamar_vida", "connected"): 1,
+        ("despedida", "hangup"): 1,
+        ("menu_principal", "hung_up"): 1,
+        ("agente", "caller_hung_up"): 1,
+    }
+    assert stats["cost"] == {"USD": "-0.0325"}
+
+
 @pytest.fixture(scope="module")
 def shared_fake() -> Iterator[TwilioRest]:
     with twilio_rest() as server:
@@ -251,12 +322,14 @@ def history_api(database_url: str, shared_fake: TwilioRest, redis: RedisServer) 
 
 def test_history_holds_exactly_what_happened(history_api: Api) -> None:
     """Four calls, their callbacks shuffled and duplicated: each call stored once, with its
-    path, final status, duration, price and recordings."""
+    path, final status, duration, price and recordings; the history, call, recording and
+    analytics endpoints answer the hand count."""
     driver = TwilioDriver(history_api.client, history_api.fake.auth_token)
     calls = drive_calls(driver, 1)
     deliver_callbacks(driver, calls, seed=8)
     wait_for_history(history_api.client)
     check_stored(history_api.db, calls)
+    check_api(history_api, calls)
 
 
 def test_history_outage_of_postgresql_loses_and_duplicates_nothing(
@@ -293,3 +366,33 @@ def test_history_outage_of_postgresql_loses_and_duplicates_nothing(
             pg.start()
             wait_for_history(api.client)
             check_stored(api.db, before + during)
+
+
+def test_softphone_and_placed_calls_are_found_by_user(history_api: Api) -> None:
+    """A softphone's own call and a call the REST API placed for a softphone are in history
+    under that identity (`userId`); an identity key sees its own calls only."""
+    softphone(history_api, "+34612345678", identity="ana")
+    placed = history_api.call(history_api.admin, to="+34699000111", identity="bob")
+    assert placed.status_code == 201, placed.text
+    placed_sid = placed.json()["sid"]
+    history_api.fake.answer(placed_sid, history_api.client)
+    history_api.fake.send_status(placed_sid, "completed", history_api.client)
+    wait_for_history(history_api.client)
+
+    def page(key: str, query: str = "") -> tuple[int, list[dict[str, Any]]]:
+        response = history_api.client.get(
+            f"/api/calls/history{query}", headers={"Authorization": f"Bearer {key}"}
+        )
+        return response.status_code, response.json().get("calls", [])
+
+    status, ana = page(history_api.ana)
+    assert status == 200
+    assert [(c["sid"], c["from"], c["to"], c["direction"]) for c in ana] == [
+        ("CA" + "e0" * 16, "client:ana", "+34612345678", "outbound")
+    ]
+    status, bob = page(history_api.admin, "?userId=bob")
+    assert [(c["sid"], c["to"], c["status"], c["direction"]) for c in bob] == [
+        (placed_sid, "+34699000111", "completed", "outbound")
+    ]
+    assert page(history_api.bob)[1] == bob
+    assert page(history_api.ana, "?userId=bob")[0] == 403

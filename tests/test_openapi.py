@@ -90,7 +90,15 @@ def test_the_document_is_openapi_3_1_with_every_operation(running: Running) -> N
     assert doc == _document()  # the served document is the one tested above
     assert doc["openapi"] == "3.1.0"
     operations = {(method.upper(), path) for path, item in doc["paths"].items() for method in item}
-    assert operations == {("POST", "/api/token"), ("POST", "/api/calls"), ("GET", "/api/keys")}
+    assert operations == {
+        ("POST", "/api/token"),
+        ("POST", "/api/calls"),
+        ("GET", "/api/keys"),
+        ("GET", "/api/calls/history"),
+        ("GET", "/api/calls/{sid}"),
+        ("GET", "/api/recordings/{sid}"),
+        ("GET", "/api/analytics"),
+    }
     for item in doc["paths"].values():
         for operation in item.values():
             assert operation["security"] == [{"apiKey": []}]

@@ -180,7 +180,9 @@ def public_base(settings: Settings, request: Request) -> str:
     return base_of(url, request.url.path)
 
 
-def rest_parts(settings: Settings, catalog: FlowCatalog, db: Database) -> RestParts:
+def rest_parts(
+    settings: Settings, catalog: FlowCatalog, db: Database, store: CallStore | None = None
+) -> RestParts:
     """The REST API for these settings, with its start (migrations) and stop."""
     tokens, missing_token = token_issuer(settings)
     rest, missing_rest = twilio_rest(settings)
@@ -207,6 +209,7 @@ def rest_parts(settings: Settings, catalog: FlowCatalog, db: Database) -> RestPa
         missing_token=missing_token,
         dialer=dialer,
         missing_dialer=missing_dialer,
+        report=store.report if store is not None else None,
     )
 
     retry: list[asyncio.Task[None]] = []
@@ -323,5 +326,8 @@ def build_app(settings: Settings) -> Starlette:
         )
     service = build_service(settings, catalog, store)
     return create_app(
-        settings, service, rest_parts(settings, catalog, db), history_parts(settings, store, db)
+        settings,
+        service,
+        rest_parts(settings, catalog, db, store),
+        history_parts(settings, store, db),
     )

@@ -36,6 +36,7 @@ def history_writer(once: bool, batch: int) -> None:
     from flowpbx.db.database import Database, DatabaseError
     from flowpbx.history.sources import RedisEventSource
     from flowpbx.history.writer import HistoryWriter
+    from flowpbx.privacy import mask_logs
     from flowpbx.settings import Settings, SettingsError
     from flowpbx.store.redis import connect
 
@@ -53,6 +54,7 @@ def history_writer(once: bool, batch: int) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    mask_logs()  # phone numbers quoted in errors' messages too (docs/privacy.md)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     log = logging.getLogger("flowpbx.history")
     if settings.db_upgrade_on_start:

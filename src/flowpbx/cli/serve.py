@@ -28,6 +28,7 @@ def serve(host: str | None, port: int | None, flows_dir: Path | None) -> None:
     import uvicorn
 
     from flowpbx.app import build_app, check_store
+    from flowpbx.privacy import mask_logs
     from flowpbx.settings import Settings, SettingsError
 
     try:
@@ -45,6 +46,7 @@ def serve(host: str | None, port: int | None, flows_dir: Path | None) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    mask_logs()  # phone numbers quoted in errors' messages too (docs/privacy.md)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("twilio").setLevel(logging.WARNING)  # eight lines per REST request
     try:

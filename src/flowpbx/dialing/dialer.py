@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from flowpbx.dialing.pacer import Pacer, wait_for
 from flowpbx.dialing.rules import Destinations
 from flowpbx.errors import FlowpbxError
+from flowpbx.privacy import mask_number
 from flowpbx.twilio.rest import PlacedCall, TwilioRest
 
 log = logging.getLogger("flowpbx.dialing")
@@ -94,5 +95,7 @@ class Dialer:
             to=to, from_=caller, url=answer_url, status_callback=status_url
         )
         waited = time.monotonic() - started
-        log.info("placed call %s to %s (waited %.2f s for the pace)", call.sid, to, waited)
+        log.info(
+            "placed call %s to %s (waited %.2f s for the pace)", call.sid, mask_number(to), waited
+        )
         return Placed(call=call, from_=caller, waited=round(waited, 3))

@@ -4,6 +4,7 @@ flow or are connected to a softphone), and calls from the browser softphone."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -12,7 +13,10 @@ from starlette.requests import Request
 from flowpbx.dialing.rules import Destinations
 from flowpbx.dialing.softphone import Connect, caller_identity, is_softphone, route
 from flowpbx.engine.actions import Hangup, Say
+from flowpbx.engine.progress import CallPlaced, Report, report_id
 from flowpbx.engine.service import Answer, CallService, Renderer
+from flowpbx.engine.storage import StoreUnavailable
+from flowpbx.privacy import mask_number, mask_numbers
 from flowpbx.twilio import params, twiml
 from flowpbx.twilio.twiml import Urls, render
 
@@ -51,10 +55,28 @@ class DirectCalls:
             call.called, destinations=self.destinations, company_number=self.company_number
         )
         if not isinstance(routed, Connect):
-            log.warning("call %s: softphone %s refused: %s", call.call_sid, identity, routed.reason)
+            log.warning(
+                "call %s: softphone %s refused: %s",
+                call.call_sid,
+                identity,
+                mask_numbers(routed.reason),
+            )
             return Answer(reply=self.refusal())
-        log.info("call %s: softphone %s calls %s", call.call_sid, identity, routed.target)
+        log.info(
+            "call %s: softphone %s calls %s", call.call_sid, identity, mask_number(routed.target)
+        )
+        await self._placed(call.call_sid, call.caller, routed.target, identity)
         return Answer(reply=twiml.connect(routed.target, caller_id=routed.caller_id))
+
+    async def _placed(self, sid: str, caller: str, called: str, identity: str) -> None:
+        """Tell call history about a softphone's call (it runs no flow, so no step does);
+        the caller is never kept waiting for it."""
+        placed = CallPlaced(caller=caller, called=called, identity=identity)
+        report = Report(id=report_id(sid, placed), call_sid=sid, at=time.time(), progress=placed)
+        try:
+            await self.service.store.report(report)
+        except StoreUnavailable as exc:
+            log.warning("call %s: not in call history (%s)", sid, exc)
 
     async def outbound(
         self, request: Request, fields: Mapping[str, str], renderer: Renderer | None

@@ -17,6 +17,7 @@ from flowpbx.engine.core import HOLD_ON
 from flowpbx.engine.progress import CallProgress, Report
 from flowpbx.engine.service import Answer, CallService, Renderer
 from flowpbx.engine.storage import StoreUnavailable
+from flowpbx.privacy import mask_numbers
 from flowpbx.settings import Settings
 from flowpbx.twilio import params
 from flowpbx.twilio.signature import (
@@ -102,7 +103,7 @@ class Webhooks:
             try:
                 xml = (await handle(request, fields, renderer)).reply
             except params.BadWebhook as exc:
-                log.warning("bad webhook %s: %s", request.url.path, exc)
+                log.warning("bad webhook %s: %s", request.url.path, mask_numbers(str(exc)))
                 return error(400, "bad_parameters", str(exc))
             except Exception:
                 log.exception(
@@ -133,7 +134,7 @@ class Webhooks:
             try:
                 report = parse(fields, time.time())
             except params.BadWebhook as exc:
-                log.warning("bad %s callback: %s", name, exc)
+                log.warning("bad %s callback: %s", name, mask_numbers(str(exc)))
                 return error(400, "bad_parameters", str(exc))
             progress = report.progress
             final = isinstance(progress, CallProgress) and progress.status.final

@@ -4,6 +4,7 @@ decoding and validation, and turns every failure into the one JSON error form.""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
 import re
@@ -19,6 +20,7 @@ from starlette.responses import Response
 from flowpbx.db.apikeys import KeyInfo, verify
 from flowpbx.db.database import Database
 from flowpbx.engine.storage import StoreUnavailable
+from flowpbx.privacy import mask_numbers
 from flowpbx.web.api.shapes import PATTERN_HELP
 from flowpbx.web.http import MAX_BODY, error, read_body
 
@@ -147,14 +149,14 @@ def _unauthorized(detail: str) -> ApiError:
     return ApiError(401, "unauthorized", detail, {"WWW-Authenticate": 'Bearer realm="flowpbx"'})
 
 
-def _validation_detail(exc: msgspec.ValidationError) -> str:
+def _validation_detail(exc: msgspec.ValidationError, whole: str = "the body") -> str:
     """msgspec's message ('Expected `str`, got `int` - at `$.identity`') in plainer words."""
     message = str(exc)
     text, _, where = message.partition(" - at `")
     pattern = re.search(r"matching regex '(.*)'$", text)
     if pattern:  # msgspec shows the pattern with its backslashes doubled
         text = PATTERN_HELP.get(pattern.group(1).replace("\\\\", "\\"), text)
-    path = where.rstrip("`").removeprefix("$").lstrip(".") or "the body"
+    path = where.rstrip("`").removeprefix("$").lstrip(".") or whole
     return f"{path}: {text[0].lower()}{text[1:]}"
 
 
@@ -187,7 +189,24 @@ def _decode_query(request: Request, shape: type) -> Any:
     try:
         return msgspec.convert(dict(params), shape, strict=False)
     except msgspec.ValidationError as exc:
-        raise ApiError(422, "invalid", _validation_detail(exc)) from None
+        raise ApiError(422, "invalid", _validation_detail(exc, "the query")) from None
+
+
+def pack_cursor(text: str) -> str:
+    """An opaque cursor for `text` (URL-safe base64, no padding)."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def unpack_cursor(cursor: str, form: str) -> re.Match[str]:
+    """What `pack_cursor` packed, matched against `form` (a regex); anything else is a 422."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        text = ""
+    match = re.fullmatch(form, text)
+    if match is None:
+        raise ApiError(422, "invalid", "cursor: not a cursor this API gave (use nextCursor)")
+    return match
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -197,7 +216,8 @@ def _failure(request: Request, exc: Exception) -> Response:
     """The JSON error for a failed request (a 500 only for flowpbx's own bugs)."""
     if isinstance(exc, ApiError):
         if exc.status in (403, 422, 429):  # refusals an operator wants to see (401s are logged)
-            log.warning("refused %s %s: %s", request.method, request.url.path, exc.detail)
+            detail = mask_numbers(exc.detail)
+            log.warning("refused %s %s: %s", request.method, request.url.path, detail)
         return error(exc.status, exc.code, exc.detail, exc.headers)
     if isinstance(exc, DBAPIError | StoreUnavailable):
         # The database is down, or not migrated yet (its tables missing): say so, 503.

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from flowpbx import __version__
+from flowpbx.web.api import paths
 from flowpbx.web.api.framework import ERRORS, Operation
 from flowpbx.web.api.shapes import ErrorBody
 
@@ -62,8 +63,11 @@ def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": _ref(op.body)}},
         }
+    parameters = paths.openapi_parameters(op.path)
     if op.query is not None:
-        doc["parameters"] = _parameters(op.query, components)
+        parameters += _parameters(op.query, components)
+    if parameters:
+        doc["parameters"] = parameters
     return doc
 
 
@@ -88,8 +92,8 @@ def document(operations: Iterable[Operation]) -> dict[str, Any]:
             "title": "flowpbx REST API",
             "version": __version__,
             "description": (
-                "Softphone tokens and outbound calls (call history, recordings and queues "
-                "follow). Every request needs `Authorization: Bearer <key>` "
+                "Softphone tokens, outbound calls, call history, recordings and analytics "
+                "(queues follow). Every request needs `Authorization: Bearer <key>` "
                 '(`flowpbx apikey create`). Errors are `{"error": code, "detail": text}`.'
             ),
         },

@@ -1,11 +1,11 @@
-"""The REST endpoints: softphone tokens, outbound calls, API keys, the OpenAPI document."""
+"""The REST endpoints: softphone tokens, outbound calls, API keys, the OpenAPI document (call
+history's in `history`)."""
 
 from __future__ import annotations
 
-import base64
 import logging
 import math
-import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -15,11 +15,14 @@ from starlette.routing import Route
 from flowpbx.db import apikeys
 from flowpbx.db.database import Database
 from flowpbx.dialing.dialer import Dialer, DialRefused
+from flowpbx.engine.progress import CallPlaced, Report, report_id
+from flowpbx.engine.storage import StoreUnavailable
 from flowpbx.language.catalog import FlowCatalog
+from flowpbx.privacy import mask_number, mask_numbers
 from flowpbx.twilio.rest import TwilioFailure
 from flowpbx.twilio.tokens import TokenIssuer
 from flowpbx.twilio.twiml import Urls
-from flowpbx.web.api import openapi
+from flowpbx.web.api import openapi, paths
 from flowpbx.web.api.framework import (
     ApiError,
     Authenticator,
@@ -28,7 +31,10 @@ from flowpbx.web.api.framework import (
     document_endpoint,
     endpoint,
     forbidden,
+    pack_cursor,
+    unpack_cursor,
 )
+from flowpbx.web.api.history import HistoryApi
 from flowpbx.web.api.shapes import (
     ApiKeyOut,
     ApiKeyPage,
@@ -55,6 +61,8 @@ class RestApi:
     missing_token: tuple[str, ...]
     dialer: Dialer | None
     missing_dialer: tuple[str, ...]
+    report: Callable[[Report], Awaitable[None]] | None = None
+    """Keeps a progress report for call history (the call store's `report`)."""
 
     # -- POST /api/token --
 
@@ -110,15 +118,21 @@ class RestApi:
             raise ApiError(422, exc.code, exc.detail) from None
         except TwilioFailure as exc:
             code = f" (Twilio error {exc.code})" if exc.code else ""
-            log.error("call to %s not placed: %s%s", body.to, exc.message, code)
+            log.error(
+                "call to %s not placed: %s%s",
+                mask_number(body.to),
+                mask_numbers(exc.message),
+                code,
+            )
             raise ApiError(502, "twilio_error", f"{exc.message}{code}") from None
         log.info(
             "call %s placed to %s for %s by key %s",
             placed.call.sid,
-            body.to,
+            mask_number(body.to),
             f"flow {body.flow}" if body.flow else f"softphone {identity}",
             ctx.key.label,
         )
+        await self._placed(placed.call.sid, placed.from_, body.to, body.flow, identity)
         return CallResponse(
             sid=placed.call.sid,
             status=placed.call.status,
@@ -128,6 +142,19 @@ class RestApi:
             identity=identity,
             waited=placed.waited,
         )
+
+    async def _placed(
+        self, sid: str, caller: str, called: str, flow: str | None, identity: str | None
+    ) -> None:
+        """Tell call history who the call was placed for (its status callbacks tell the rest)."""
+        if self.report is None:
+            return
+        placed = CallPlaced(caller=caller, called=called, flow=flow, identity=identity)
+        report = Report(id=report_id(sid, placed), call_sid=sid, at=time.time(), progress=placed)
+        try:
+            await self.report(report)
+        except StoreUnavailable as exc:
+            log.warning("call %s: history will not know who placed it (%s)", sid, exc)
 
     # -- GET /api/keys --
 
@@ -201,9 +228,11 @@ class RestApi:
                 query=PageQuery,
                 tags=("keys",),
             ),
+            *HistoryApi(self.db).operations(),
         ]
 
     def routes(self, auth: Authenticator) -> list[Route]:
+        paths.register()  # before any route names a sid convertor
         operations = self.operations()
         spec = openapi.document(operations)
         routes = [
@@ -229,16 +258,10 @@ def _connected(request: Request) -> Callable[[], Awaitable[bool]]:
 
 
 def _cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"k{last_id}".encode()).decode().rstrip("=")
+    return pack_cursor(f"k{last_id}")
 
 
 def _cursor_id(cursor: str) -> int:
     if not cursor:
         return 0
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        text = ""
-    if not re.fullmatch(r"k[0-9]{1,18}", text):
-        raise ApiError(422, "invalid", "cursor: not a cursor this API gave (use nextCursor)")
-    return int(text[1:])
+    return int(unpack_cursor(cursor, r"k([0-9]{1,18})").group(1))

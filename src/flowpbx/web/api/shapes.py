@@ -8,12 +8,22 @@ from typing import Annotated
 
 import msgspec
 
+from flowpbx.engine.events import Direction
+from flowpbx.engine.progress import CallStatus
 from flowpbx.twilio.tokens import IDENTITY_MAX
 
 IDENTITY_PATTERN = f"^[A-Za-z0-9_]{{1,{IDENTITY_MAX}}}$"
 PHONE_PATTERN = r"^\+[1-9][0-9]{6,14}$"
 FLOW_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 CURSOR_PATTERN = "^[A-Za-z0-9_-]*$"
+PARTY_PATTERN = f"^(\\+[1-9][0-9]{{6,14}}|client:[A-Za-z0-9_]{{1,{IDENTITY_MAX}}})$"
+MOMENT_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$"
+)
+STATUS_PATTERN = f"^({'|'.join(CallStatus)})$"
+DIRECTION_PATTERN = f"^({'|'.join(Direction)})$"
+TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"
 PATTERN_HELP = {
     IDENTITY_PATTERN: (
         f"expected a softphone identity: letters, digits and underscores only, at most "
@@ -22,6 +32,17 @@ PATTERN_HELP = {
     PHONE_PATTERN: "expected a phone number in E.164 form, like +34612345678",
     FLOW_PATTERN: "expected a flow name: lowercase letters, digits, - and _, like seguros",
     CURSOR_PATTERN: "expected the nextCursor of a previous page",
+    PARTY_PATTERN: (
+        "expected a phone number in E.164 form (+34612345678, written %2B34612345678 in a URL) "
+        "or a softphone as client:<identity>"
+    ),
+    MOMENT_PATTERN: (
+        "expected a date (2026-01-28) or a date and time in ISO 8601 "
+        "(2026-01-28T10:00:00Z, or with an offset: 2026-01-28T11:00:00%2B01:00 in a URL)"
+    ),
+    STATUS_PATTERN: f"expected a call status: {', '.join(CallStatus)}",
+    DIRECTION_PATTERN: f"expected a direction: {' or '.join(Direction)}",
+    TIMEZONE_PATTERN: "expected an IANA time zone name, like Europe/Madrid or UTC",
 }
 """What each pattern means, for error messages people read."""
 
