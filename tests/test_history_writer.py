@@ -5,6 +5,7 @@ down; and `flowpbx history-writer` stores what the web processes left in Redis."
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -191,3 +192,25 @@ def test_history_writer_command_needs_redis(
     result = CliRunner().invoke(main, ["history-writer"], env=env)
     assert result.exit_code == 2
     assert "REDIS_HOST is not set" in result.stderr
+
+
+@pytest.mark.anyio
+async def test_writer_goes_on_after_redis_lost_its_data(tmp_path: Path) -> None:
+    """Redis restarted empty: the consumer group is gone with the data; the writer creates it
+    again and stores what comes next."""
+    db = Database(f"sqlite:///{tmp_path / 'h.sqlite3'}")
+    migrate.upgrade(db)
+    with redis_server() as own:
+        connection = aioredis.Redis(host=own.host, port=own.port)
+        writer = HistoryWriter(RedisEventSource(connection, consumer="w"), db)
+        await writer.source.setup()
+        own.restart()
+        await _put(connection, 1)
+        stored = 0
+        for _ in range(3):  # the first read finds the group gone and makes it again
+            stored += await asyncio.wait_for(writer.step(), timeout=10)
+        assert stored == 1
+        await connection.aclose()
+    with db.session() as session:
+        assert [c.sid for c in session.scalars(select(Call))] == [call_sid(1)]
+    db.dispose()

@@ -113,20 +113,30 @@ class RedisEventSource:
 
     async def read(self, limit: int) -> list[Delivery]:
         try:
-            if self._own_pending:
-                # Entries this consumer took before a restart and never acknowledged.
-                found = await self._read("0", limit, block=None)
-                if found:
-                    return found
-                self._own_pending = False
-            if time.monotonic() - self._claimed_at > CLAIM_EVERY_SECONDS:
-                self._claimed_at = time.monotonic()
-                claimed = await self._claim(limit)
-                if claimed:
-                    return claimed
-            return await self._read(">", limit, block=BLOCK_MS)
+            return await self._next(limit)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise StoreUnavailable(f"Redis: {exc}") from exc
+            # Redis lost its data (restarted without persistence): the group is gone with it.
+            log.warning("call history: the Redis consumer group is gone; creating it again")
+            await self.setup()
+            return []
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
+
+    async def _next(self, limit: int) -> list[Delivery]:
+        if self._own_pending:
+            # Entries this consumer took before a restart and never acknowledged.
+            found = await self._read("0", limit, block=None)
+            if found:
+                return found
+            self._own_pending = False
+        if time.monotonic() - self._claimed_at > CLAIM_EVERY_SECONDS:
+            self._claimed_at = time.monotonic()
+            claimed = await self._claim(limit)
+            if claimed:
+                return claimed
+        return await self._read(">", limit, block=BLOCK_MS)
 
     async def _read(self, start: str, limit: int, block: int | None) -> list[Delivery]:
         streams: dict[Any, Any] = dict.fromkeys(self.keys, start)
