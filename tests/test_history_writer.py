@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,16 +16,17 @@ import redis.asyncio as aioredis
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from conftest import fresh_postgres_url
 from flowpbx.cli import main
 from flowpbx.db import migrate
 from flowpbx.db.database import Database
 from flowpbx.db.models import Call
 from flowpbx.engine.events import Direction
 from flowpbx.engine.progress import CallProgress, CallStatus, Report, report_id
-from flowpbx.history.sources import RedisEventSource
+from flowpbx.history.sources import Backlog, Delivery, RedisEventSource
 from flowpbx.history.writer import HistoryWriter
 from flowpbx.store.redis import RedisCallStore, shard, stream_key
-from servers import RedisServer, redis_server
+from servers import PostgresServer, RedisServer, redis_server
 from test_api import running, settings_for
 from test_history import check_stored, deliver_callbacks, drive_calls
 from twilio_fake import TwilioDriver, call_sid, inbound_params
@@ -213,4 +214,52 @@ async def test_writer_goes_on_after_redis_lost_its_data(tmp_path: Path) -> None:
         await connection.aclose()
     with db.session() as session:
         assert [c.sid for c in session.scalars(select(Call))] == [call_sid(1)]
+    db.dispose()
+
+
+class _Listed:
+    """An event source over a fixed list (the writer's edge, for a database-side test)."""
+
+    def __init__(self, entries: list[Report]) -> None:
+        self.entries = entries
+        self.acked: list[str] = []
+
+    async def setup(self) -> None:
+        return None
+
+    async def read(self, limit: int) -> list[Delivery]:
+        taken, self.entries = self.entries[:limit], self.entries[limit:]
+        return [Delivery("list", str(i), e) for i, e in enumerate(taken)]
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        self.acked += [d.id for d in deliveries]
+
+    async def backlog(self) -> Backlog:
+        return Backlog(len(self.entries), None)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.mark.anyio
+async def test_an_entry_the_database_refuses_does_not_block_the_others(
+    shared_postgres: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL refuses a value (a NUL character): that entry is logged and skipped, the
+    rest of its batch is stored, and history goes on."""
+    db = Database(fresh_postgres_url(shared_postgres))
+    migrate.upgrade(db)
+    bad = CallProgress(
+        status=CallStatus.COMPLETED, sequence=1, timestamp=None, caller="+34600\x00",
+        called="+34910000000", direction=Direction.INBOUND,
+    )  # fmt: skip
+    poison = Report(id="bad", call_sid=call_sid(2), at=1_800_000_000.0, progress=bad)
+    source = _Listed([_report(1), poison, _report(3)])
+    writer = HistoryWriter(source, db)
+    with caplog.at_level(logging.ERROR, logger="flowpbx.history"):
+        assert await asyncio.wait_for(writer.step(), timeout=20) == 3
+    assert len(source.acked) == 3
+    assert any("refuses entry bad" in r.getMessage() for r in caplog.records)
+    with db.session() as session:
+        assert sorted(c.sid for c in session.scalars(select(Call))) == [call_sid(1), call_sid(3)]
     db.dispose()

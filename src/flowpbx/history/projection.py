@@ -53,6 +53,8 @@ ENDED = CallStatus.COMPLETED
 """The status a call gets when its flow ended and Twilio has not said more (yet)."""
 
 Entry = StepRecord | Report
+PARTY, NAME, URL = 160, 64, 2000
+"""Column lengths (db/models.py): longer values are cut rather than refused by the database."""
 
 
 def moment(seconds: float) -> dt.datetime:
@@ -121,13 +123,13 @@ def _fold_event(call: Call, event: CallEvent, record: StepRecord, at: dt.datetim
     match event:
         case CallStarted():
             call.flow, call.flow_version = event.flow, event.version
-            call.from_number, call.to_number = event.caller, event.called
+            call.from_number, call.to_number = event.caller[:PARTY], event.called[:PARTY]
             call.direction = event.direction.value
         case NodeEntered():
             if record.seq >= call.last_seq:
-                call.last_node, call.last_seq = event.node, record.seq
+                call.last_node, call.last_seq = event.node[:NAME], record.seq
         case QueueJoined():
-            call.queue = event.queue
+            call.queue = event.queue[:NAME]
         case QueueExited() if event.reason is QueueExit.AGENT:
             call.answered_at = _earliest(call.answered_at, at)
         case DialFinished() if event.result is DialResult.ANSWERED:
@@ -151,7 +153,7 @@ def fold_progress(call: Call, report: Report) -> None:
         case CallProgress():
             when = moment(progress.timestamp) if progress.timestamp is not None else received
             if not call.from_number and not call.to_number:
-                call.from_number, call.to_number = progress.caller, progress.called
+                call.from_number, call.to_number = progress.caller[:PARTY], progress.called[:PARTY]
                 call.direction = progress.direction.value
             if progress.parent_sid:
                 call.parent_sid = progress.parent_sid
@@ -177,7 +179,7 @@ def fold_progress(call: Call, report: Report) -> None:
                 call.price_micros = progress.price_micros
                 call.price_unit = progress.price_unit or call.price_unit or "USD"
         case CallPlaced():
-            call.from_number, call.to_number = progress.caller, progress.called
+            call.from_number, call.to_number = progress.caller[:PARTY], progress.called[:PARTY]
             call.direction = Direction.OUTBOUND.value
             if progress.flow and call.flow is None:
                 call.flow = progress.flow
@@ -191,7 +193,7 @@ def fold_recording(recording: Recording, progress: RecordingProgress, received: 
     if progress.status.rank >= recording.status_rank:
         recording.status, recording.status_rank = progress.status.value, progress.status.rank
     if progress.url:
-        recording.url = progress.url
+        recording.url = progress.url[:URL]
     if progress.duration is not None:
         recording.duration = progress.duration
     if progress.channels is not None:
@@ -298,7 +300,7 @@ def path_rows(record: StepRecord) -> list[dict[str, Any]]:
                 "at": at,
                 "flow": record.flow,
                 "event": event.type,
-                "node": getattr(event, "node", ""),
+                "node": getattr(event, "node", "")[:NAME],
                 "outcome": outcome[:200] if outcome else None,
                 "keys": keys[:64] if keys else None,
                 "data": msgspec.json.encode(to_dict(event)).decode(),

@@ -14,9 +14,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import DataError, IntegrityError
+
 from flowpbx.db.database import Database
 from flowpbx.engine.storage import StoreUnavailable
 from flowpbx.history import sink
+from flowpbx.history.projection import Entry
 from flowpbx.history.sources import Backlog, Delivery, EventSource
 
 log = logging.getLogger("flowpbx.history")
@@ -98,10 +101,35 @@ class HistoryWriter:
             try:
                 await self.db.run(sink.write, self.db, entries)
                 return
+            except (DataError, IntegrityError):
+                # The database refuses something in the batch itself: store the entries one
+                # by one, and set aside (logged) only the one it refuses.
+                await self._one_by_one(entries)
+                return
             except Exception as exc:  # down, restarting, locked, not migrated yet: retried
                 self._waiting("waiting for the database", exc, pause)
                 await asyncio.sleep(pause)
                 pause = min(RETRY_MAX, pause * 2)
+
+    async def _one_by_one(self, entries: Sequence[Entry]) -> None:
+        for entry in entries:
+            pause = RETRY_FIRST
+            while True:
+                try:
+                    await self.db.run(sink.write, self.db, [entry])
+                    break
+                except (DataError, IntegrityError) as exc:
+                    log.error(
+                        "call history: the database refuses entry %s of call %s; it is skipped: %s",
+                        entry.id,
+                        entry.call_sid,
+                        str(exc.orig).splitlines()[0][:300] if exc.orig else exc,
+                    )
+                    break
+                except Exception as exc:
+                    self._waiting("waiting for the database", exc, pause)
+                    await asyncio.sleep(pause)
+                    pause = min(RETRY_MAX, pause * 2)
 
     async def _ack(self, chunk: Sequence[Delivery]) -> None:
         pause = RETRY_FIRST
