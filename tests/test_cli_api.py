@@ -109,9 +109,24 @@ def test_apikey_create_refuses_bad_values(database_url: str, args: list[str], me
 
 
 def test_apikey_revoke_unknown(database_url: str) -> None:
+    assert run(database_url, "db", "upgrade")[0] == 0
     code, _, err = run(database_url, "apikey", "revoke", "nobody")
     assert code == 1
     assert "no active key 'nobody': give its id, its prefix or its name" in err
+
+
+@pytest.mark.parametrize(
+    "args", [["db", "purge", "--older-than", "90d", "--dry-run"], ["apikey", "list"]]
+)
+def test_commands_do_not_answer_from_a_new_empty_database(tmp_path: Path, args: list[str]) -> None:
+    """Run from the wrong folder, a command that reads history or keys says there is no
+    database there instead of making an empty one and answering from it."""
+    missing = tmp_path / "elsewhere" / "flowpbx.sqlite3"
+    code, out, err = run(f"sqlite:///{missing}", *args)
+    assert code == 1
+    assert f"there is no database at {missing}" in err
+    assert out == ""
+    assert not missing.exists()
 
 
 def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:

@@ -181,6 +181,8 @@ class FakeCall:
     updates: list[Mapping[str, tuple[str, ...]]] = field(default_factory=list)
     queue_sid: str | None = None
     enqueued_at: float | None = None
+    price: str | None = None
+    """What Twilio charged; None until it has priced the call (set it to price one)."""
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     answered_at: float | None = None
     started_at: datetime | None = None
@@ -676,7 +678,7 @@ class TwilioRest:
             "group_sid": None,
             "parent_call_sid": None,
             "phone_number_sid": None,
-            "price": None,
+            "price": call.price,
             "price_unit": "USD",
             "queue_time": "0",
             "sid": call.sid,

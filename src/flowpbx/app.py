@@ -28,6 +28,7 @@ from flowpbx.engine.service import CallService, utc_now
 from flowpbx.engine.storage import CallStore
 from flowpbx.errors import FlowpbxError
 from flowpbx.history import sink
+from flowpbx.history.prices import PriceFiller
 from flowpbx.history.sources import EventSource, MemoryEventSource, RedisEventSource
 from flowpbx.history.writer import HistoryWriter
 from flowpbx.language.catalog import FlowCatalog, load_catalog
@@ -268,6 +269,9 @@ def history_parts(settings: Settings, store: CallStore, db: Database) -> History
     """Call history in the web process: its writer unless FLOWPBX_HISTORY_WRITER=false."""
     source = event_source(settings, store)
     writer = HistoryWriter(source, db)
+    rest, _ = twilio_rest(settings)
+    priced = settings.history_writer and settings.twilio_account_sid != PLACEHOLDER_ACCOUNT
+    prices = PriceFiller(db, rest) if rest is not None and priced else None
     if not settings.history_writer:
         if isinstance(store, MemoryCallStore):
             log.warning(
@@ -288,12 +292,18 @@ def history_parts(settings: Settings, store: CallStore, db: Database) -> History
     def state() -> str:
         return writer.status.state if settings.history_writer else "separate process"
 
+    async def aclose() -> None:
+        await source.aclose()
+        if rest is not None:
+            await rest.aclose()
+
     return HistoryParts(
         writer=writer if settings.history_writer else None,
+        prices=prices,
         direct=direct,
         backlog=writer.backlog,
         state=state,
-        aclose=source.aclose,
+        aclose=aclose,
     )
 
 

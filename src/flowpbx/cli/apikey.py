@@ -64,7 +64,7 @@ def list_(show_all: bool, fmt: str) -> None:
     """List keys: id, name, public prefix, identity, rights, when made and last used."""
     from flowpbx.db import apikeys
 
-    with database_for_command(upgraded=True) as database:
+    with database_for_command(upgraded=True, existing=True) as database:
         keys = apikeys.list_keys(database, include_revoked=show_all)
     if fmt == "json":
         rows = [
@@ -124,7 +124,7 @@ def revoke(key: str) -> None:
     """Revoke KEY (its id, its prefix fpbx_xxxxxxxx, or its name): it stops working at once."""
     from flowpbx.db import apikeys
 
-    with database_for_command(upgraded=True) as database:
+    with database_for_command(upgraded=True, existing=True) as database:
         try:
             info = apikeys.revoke(database, key, now=dt.datetime.now(dt.UTC))
         except apikeys.ApiKeyError as exc:

@@ -36,16 +36,28 @@ def open_database() -> Database:
 
 
 @contextlib.contextmanager
-def database_for_command(*, upgraded: bool = False) -> Iterator[Database]:
+def database_for_command(*, upgraded: bool = False, existing: bool = False) -> Iterator[Database]:
     """The configured database for one command, disposed at its end. A database that does not
     answer ends the command with one clear line. With `upgraded`, migrations the database lacks
-    are applied first when FLOWPBX_DB_UPGRADE allows (as `serve` does)."""
+    are applied first when FLOWPBX_DB_UPGRADE allows (as `serve` does). With `existing`, a
+    SQLite file that is not there is an error, not a new empty database (a command run from
+    the wrong folder must not answer from one)."""
     from sqlalchemy.exc import OperationalError
 
     from flowpbx.db import migrate
+    from flowpbx.db.database import sqlite_path
     from flowpbx.settings import Settings
 
     database = open_database()
+    path = sqlite_path(database.url)
+    if existing and path is not None and not path.exists():
+        database.dispose()
+        fail(
+            f"there is no database at {path.resolve()}: run this from the project folder (the "
+            "service keeps data/flowpbx.sqlite3 there), or set FLOWPBX_DB_PATH or DATABASE_URL "
+            "as the service has them",
+            EXIT_PROBLEMS,
+        )
     try:
         if upgraded:
             if Settings.from_env(webhooks=False).db_upgrade_on_start:
@@ -240,7 +252,7 @@ def purge(
             last_report = time.monotonic()
             click.echo(f"... {_count(total.calls, 'call')} deleted so far", err=True)
 
-    with database_for_command(upgraded=True) as database:
+    with database_for_command(upgraded=True, existing=True) as database:
         recordings = recording_sids(database, selection) if number is not None else []
         purged = purge_calls(database, selection, batch=batch, dry_run=dry_run, progress=report)
     verb = "Would delete" if dry_run else "Deleted"

@@ -3,9 +3,16 @@ web processes (for larger deployments; `flowpbx serve` runs one itself by defaul
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from flowpbx.cli.common import EXIT_PROBLEMS, EXIT_USAGE, fail
+
+if TYPE_CHECKING:
+    from flowpbx.history.prices import PriceFiller
+    from flowpbx.history.writer import HistoryWriter
+    from flowpbx.twilio.rest import TwilioRest
 
 
 @click.command("history-writer", short_help="Store call history from Redis into the database.")
@@ -23,17 +30,22 @@ from flowpbx.cli.common import EXIT_PROBLEMS, EXIT_USAGE, fail
 )
 def history_writer(once: bool, batch: int) -> None:
     """Read the call-event streams in Redis (REDIS_HOST) and store every call, its path and its
-    recordings in the database (DATABASE_URL or DB_*), acknowledging each batch only after it
+    recordings in the database (DATABASE_URL, or DB_HOST and the other DB_ settings for
+    PostgreSQL, else the SQLite file FLOWPBX_DB_PATH), acknowledging each batch only after it
     is committed. While the database is down, entries wait in Redis; nothing is lost.
 
-    Several writers may run at once (they share one consumer group). Set
+    With Twilio credentials (TWILIO_ACCOUNT_SID and an API key or the auth token), it also
+    asks Twilio what each ended call cost. Several writers may run at once (they share one
+    consumer group). Set
     FLOWPBX_HISTORY_WRITER=false on the `flowpbx serve` processes when writers run apart.
     """
     import asyncio
     import logging
 
+    from flowpbx.app import twilio_rest
     from flowpbx.db import migrate
     from flowpbx.db.database import Database, DatabaseError
+    from flowpbx.history.prices import PriceFiller
     from flowpbx.history.sources import RedisEventSource
     from flowpbx.history.writer import HistoryWriter
     from flowpbx.privacy import mask_logs
@@ -61,7 +73,11 @@ def history_writer(once: bool, batch: int) -> None:
         try:
             migrate.upgrade(database)
         except Exception as exc:
-            log.error("database %s cannot be migrated yet (%s): retrying", database.describe(), exc)
+            log.error(
+                "database %s cannot be migrated yet (%s): history waits in Redis until it can",
+                database.describe(),
+                exc,
+            )
     writer = HistoryWriter(RedisEventSource(connect(settings.redis_url)), database, batch=batch)
     log.info(
         "history writer %s: Redis %s:%d -> %s",
@@ -71,20 +87,37 @@ def history_writer(once: bool, batch: int) -> None:
         database.describe(),
     )
 
-    async def main() -> None:
-        try:
-            if once:
-                await writer.drain(timeout=3600)
-                log.info("history writer: %d entries stored; nothing waits", writer.status.entries)
-            else:
-                await writer.run()
-        finally:
-            await writer.source.aclose()
-            database.dispose()
-
+    rest, _ = twilio_rest(settings)
+    prices = PriceFiller(database, rest) if rest is not None and not once else None
+    work = _work(writer, prices, rest, once)
     try:
-        asyncio.run(main())
+        asyncio.run(work)
     except KeyboardInterrupt:
         pass
     except TimeoutError as exc:
         fail(str(exc), EXIT_PROBLEMS)
+    finally:
+        database.dispose()
+
+
+async def _work(
+    writer: HistoryWriter, prices: PriceFiller | None, rest: TwilioRest | None, once: bool
+) -> None:
+    """Store history (what waits now, with `once`; else until stopped), and prices."""
+    import asyncio
+    import logging
+
+    try:
+        if once:
+            await writer.drain(timeout=3600)
+            logging.getLogger("flowpbx.history").info(
+                "history writer: %d entries stored; nothing waits", writer.status.entries
+            )
+        elif prices is not None:
+            await asyncio.gather(writer.run(), prices.run())
+        else:
+            await writer.run()
+    finally:
+        await writer.source.aclose()
+        if rest is not None:
+            await rest.aclose()

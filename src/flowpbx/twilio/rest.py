@@ -107,6 +107,23 @@ class TwilioRest:
             raise TwilioFailure(f"Twilio could not be reached: {type(exc).__name__}") from exc
         return PlacedCall(sid=str(call.sid), status=str(call.status))
 
+    async def call_price(self, sid: str) -> tuple[str, str] | None:
+        """The price Twilio charged for a call and its unit (like "-0.01700", "USD"), or None
+        while Twilio has not priced it yet (it does so shortly after the call ends)."""
+        try:
+            async with asyncio.timeout(REQUEST_SECONDS):
+                call = await self._api().calls(sid).fetch_async()
+        except TwilioRestException as exc:
+            message = re.sub(r"^Unable to \w+ record: ", "", str(exc.msg))
+            raise TwilioFailure(
+                f"Twilio did not give call {sid}: {message}", status=exc.status, code=exc.code
+            ) from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise TwilioFailure(f"Twilio could not be reached: {type(exc).__name__}") from exc
+        if call.price in (None, ""):
+            return None
+        return str(call.price), str(call.price_unit or "USD").upper()
+
     async def aclose(self) -> None:
         if self._http is not None and self._http.session is not None:
             await self._http.session.close()

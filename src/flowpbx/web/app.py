@@ -20,6 +20,7 @@ from flowpbx.dialing.rules import Destinations
 from flowpbx.engine.actions import Route as CallRoute
 from flowpbx.engine.events import Event
 from flowpbx.engine.service import Answer, CallService, Renderer
+from flowpbx.history.prices import PriceFiller
 from flowpbx.history.sources import Backlog
 from flowpbx.history.writer import HistoryWriter
 from flowpbx.settings import Settings
@@ -88,6 +89,9 @@ class HistoryParts:
     store is down, and the backlog for /health."""
 
     writer: HistoryWriter | None
+    prices: PriceFiller | None
+    """Asks Twilio what ended calls cost (None without Twilio credentials, or without a
+    writer in this process)."""
     direct: DirectWrite
     backlog: Callable[[], Awaitable[Backlog | None]]
     state: Callable[[], str]
@@ -146,16 +150,18 @@ def create_app(
             )
         for start in rest.startup if rest else ():
             await start()
-        writing = None
+        background = []
         if history is not None and history.writer is not None:
-            writing = asyncio.create_task(history.writer.run(), name="history-writer")
+            background.append(asyncio.create_task(history.writer.run(), name="history-writer"))
+        if history is not None and history.prices is not None:
+            background.append(asyncio.create_task(history.prices.run(), name="call-prices"))
         try:
             yield
         finally:
-            if writing is not None:
-                writing.cancel()
+            for task in background:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await writing
+                    await task
             if history is not None:
                 await history.aclose()
             for stop in rest.shutdown if rest else ():
