@@ -457,6 +457,18 @@ def test_a_recording_is_404_when_unknown_pending_or_not_the_keys(api: Api) -> No
     assert get(api, api.anonymous, f"/api/recordings/{rec(1)}").status_code == 403
 
 
+def test_a_recording_twilio_did_not_make_is_404(api: Api) -> None:
+    """A recording Twilio reported absent or failed has no media, even with a URL kept."""
+    with api.db.session() as session:
+        recording = session.get(Recording, rec(1))
+        assert recording is not None
+        recording.status, recording.status_rank = "failed", 2
+    response = get(api, api.admin, f"/api/recordings/{rec(1)}")
+    assert response.status_code == 404
+    detail = f"recording {rec(1)} was not made (Twilio reported it failed)"
+    assert response.json() == {"error": "not_found", "detail": detail}
+
+
 # -- GET /api/analytics --
 
 
@@ -594,6 +606,11 @@ def test_analytics_defaults_to_the_last_30_days_and_is_for_admin_keys(api: Api) 
         ({"from": "2026-02-01", "to": "2026-01-01"}, "from: 2026-02-01T00:00:00Z is not before"),
         ({"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "the range is empty"),
         ({"to": "9999-12-31"}, "to: '9999-12-31' is not a date or time of the calendar"),
+        ({"to": "0001-01-02"}, "to: '0001-01-02' is not a date or time of the calendar"),
+        (
+            {"from": "0001-01-01T00:00Z", "timezone": "America/New_York"},
+            "from: '0001-01-01T00:00Z' is not a date or time of the calendar between 1970",
+        ),
         ({"from": "yesterday"}, "from: expected a date (2026-01-28)"),
         ({"days": "7"}, "the query: object contains unknown field `days`"),
     ],

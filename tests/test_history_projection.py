@@ -176,3 +176,19 @@ def test_recording_statuses_keep_the_final_one() -> None:
         2,
         url,
     )
+
+
+def test_a_recording_twilio_lost_stays_lost() -> None:
+    """A voicemail's step says completed, its callback says failed: failed, in either order."""
+    url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE" + "b" * 32
+    from_step = RecordingProgress(
+        recording_sid="RE" + "b" * 32, status=RecordingStatus.COMPLETED, url=url, duration=9
+    )
+    failed = RecordingProgress(
+        recording_sid="RE" + "b" * 32, status=RecordingStatus.FAILED, url=url, error_code="16104"
+    )
+    for order in ((from_step, failed), (failed, from_step)):
+        recording = Recording(**projection.new_recording("RE" + "b" * 32, SID, AT))
+        for progress in order:
+            projection.fold_recording(recording, progress, AT)
+        assert (recording.status, recording.error_code) == ("failed", "16104")

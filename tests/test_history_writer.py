@@ -259,7 +259,45 @@ async def test_an_entry_the_database_refuses_does_not_block_the_others(
     with caplog.at_level(logging.ERROR, logger="flowpbx.history"):
         assert await asyncio.wait_for(writer.step(), timeout=20) == 3
     assert len(source.acked) == 3
-    assert any("refuses entry bad" in r.getMessage() for r in caplog.records)
+    assert any("entry bad of call" in r.getMessage() for r in caplog.records)
     with db.session() as session:
         assert sorted(c.sid for c in session.scalars(select(Call))) == [call_sid(1), call_sid(3)]
     db.dispose()
+
+
+@pytest.mark.anyio
+async def test_an_entry_that_cannot_be_folded_does_not_block_the_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An entry history cannot make a row of (a time beyond any calendar) is logged and
+    skipped; the entries around it are stored."""
+    db = Database(f"sqlite:///{tmp_path / 'h.sqlite3'}")
+    migrate.upgrade(db)
+    far = CallProgress(
+        status=CallStatus.COMPLETED, sequence=1, timestamp=1e15, caller="+34600000002",
+        called="+34910000000", direction=Direction.INBOUND,
+    )  # fmt: skip
+    odd = Report(id="far", call_sid=call_sid(2), at=1_800_000_000.0, progress=far)
+    source = _Listed([_report(1), odd, _report(3)])
+    with caplog.at_level(logging.ERROR, logger="flowpbx.history"):
+        assert await asyncio.wait_for(HistoryWriter(source, db).step(), timeout=20) == 3
+    assert any("entry far of call" in r.getMessage() for r in caplog.records)
+    with db.session() as session:
+        assert sorted(c.sid for c in session.scalars(select(Call))) == [call_sid(1), call_sid(3)]
+    db.dispose()
+
+
+def test_callback_times_outside_any_likely_date_are_not_believed() -> None:
+    """A Timestamp Twilio would never send (year 9999) is dropped: the time the callback was
+    received stands in."""
+    from flowpbx.twilio import params as twilio_params
+
+    form = inbound_params(call_sid(1), "+34600000001", "+34910000000", "completed")
+    form["Timestamp"] = "Fri, 31 Dec 9999 23:30:00 -0200"
+    report = twilio_params.call_progress(form, 1_800_000_000.0)
+    assert isinstance(report.progress, CallProgress)
+    assert report.progress.timestamp is None
+    form["Timestamp"] = "Tue, 01 Dec 2026 10:00:00 +0000"
+    report = twilio_params.call_progress(form, 1_800_000_000.0)
+    assert isinstance(report.progress, CallProgress)
+    assert report.progress.timestamp == 1796119200.0

@@ -61,7 +61,17 @@ class RecordingStatus(StrEnum):
 
     @property
     def rank(self) -> int:
-        return 0 if self is RecordingStatus.IN_PROGRESS else 1
+        """in-progress, then completed, then absent or failed: a recording Twilio says it lost
+        stays lost, whatever else arrives after."""
+        return _RECORDING_RANK[self]
+
+
+_RECORDING_RANK = {
+    RecordingStatus.IN_PROGRESS: 0,
+    RecordingStatus.COMPLETED: 1,
+    RecordingStatus.ABSENT: 2,
+    RecordingStatus.FAILED: 2,
+}
 
 
 class _Progress(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):

@@ -45,8 +45,12 @@ def _upsert_missing(db: Database, session: Session, table: Any, rows: list[dict[
     if not rows:
         return 0
     dialect = postgresql if db.dialect == "postgresql" else sqlite
+    # In key order: two writers inserting the same new rows cannot wait on each other.
+    key = [c.name for c in table.primary_key.columns] if table is not CallStep.__table__ else []
+    ordered = sorted(rows, key=lambda r: tuple(r[k] for k in key or ("record_id", "position")))
     result = cast(
-        CursorResult[Any], session.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+        CursorResult[Any],
+        session.execute(dialect.insert(table).on_conflict_do_nothing(), ordered),
     )
     return max(0, result.rowcount or 0)
 

@@ -14,7 +14,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from flowpbx.db.database import Database
 from flowpbx.engine.storage import StoreUnavailable
@@ -25,6 +26,9 @@ from flowpbx.history.sources import Backlog, Delivery, EventSource
 log = logging.getLogger("flowpbx.history")
 
 BATCH = 500
+UNAVAILABLE = (OperationalError, InterfaceError, ProgrammingError, PoolTimeout, OSError)
+"""Errors of a database that is down, busy or not migrated yet: the batch waits and is tried
+again. Any other error is the batch's own: its entries are stored one by one."""
 RETRY_FIRST = 0.5
 RETRY_MAX = 10.0
 
@@ -101,15 +105,16 @@ class HistoryWriter:
             try:
                 await self.db.run(sink.write, self.db, entries)
                 return
-            except (DataError, IntegrityError):
-                # The database refuses something in the batch itself: store the entries one
-                # by one, and set aside (logged) only the one it refuses.
-                await self._one_by_one(entries)
-                return
-            except Exception as exc:  # down, restarting, locked, not migrated yet: retried
+            except UNAVAILABLE as exc:  # down, restarting, locked, not migrated yet: retried
                 self._waiting("waiting for the database", exc, pause)
                 await asyncio.sleep(pause)
                 pause = min(RETRY_MAX, pause * 2)
+            except Exception:
+                # Something in the batch itself cannot be stored (a value the database
+                # refuses, a date out of range...): store the entries one by one, and set
+                # aside (logged) only the one that fails.
+                await self._one_by_one(entries)
+                return
 
     async def _one_by_one(self, entries: Sequence[Entry]) -> None:
         for entry in entries:
@@ -118,18 +123,19 @@ class HistoryWriter:
                 try:
                     await self.db.run(sink.write, self.db, [entry])
                     break
-                except (DataError, IntegrityError) as exc:
-                    log.error(
-                        "call history: the database refuses entry %s of call %s; it is skipped: %s",
-                        entry.id,
-                        entry.call_sid,
-                        str(exc.orig).splitlines()[0][:300] if exc.orig else exc,
-                    )
-                    break
-                except Exception as exc:
+                except UNAVAILABLE as exc:
                     self._waiting("waiting for the database", exc, pause)
                     await asyncio.sleep(pause)
                     pause = min(RETRY_MAX, pause * 2)
+                except Exception as exc:
+                    why = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+                    log.error(
+                        "call history: entry %s of call %s cannot be stored, and is skipped: %s",
+                        entry.id,
+                        entry.call_sid,
+                        str(why).splitlines()[0][:300] if str(why) else type(why).__name__,
+                    )
+                    break
 
     async def _ack(self, chunk: Sequence[Delivery]) -> None:
         pause = RETRY_FIRST

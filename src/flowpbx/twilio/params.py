@@ -215,9 +215,12 @@ def _time(form: Mapping[str, str], name: str) -> float | None:
     if not value:
         return None
     try:
-        return email.utils.parsedate_to_datetime(value).timestamp()
+        moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if moment.tzinfo is None or not 2000 <= moment.year <= 2100:
+        return None  # not a date Twilio would send: the time it was received stands in
+    return moment.timestamp()
 
 
 def _price(form: Mapping[str, str]) -> int | None:

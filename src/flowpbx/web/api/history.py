@@ -37,6 +37,8 @@ from flowpbx.web.api.history_shapes import (
 )
 
 DEFAULT_RANGE = dt.timedelta(days=30)
+FIRST_YEAR, LAST_YEAR = 1970, 2200
+"""Dates outside these years are refused (and no range arithmetic overflows)."""
 MAX_RANGE = dt.timedelta(days=366)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MICROSECOND = dt.timedelta(microseconds=1)
@@ -88,6 +90,12 @@ class HistoryApi:
         found = await self.db.run(queries.find_recording, self.db, sid, _viewer(ctx))
         if found is None:
             raise ApiError(404, "not_found", f"no recording {sid} in the history")
+        if found.status in ("absent", "failed"):
+            raise ApiError(
+                404,
+                "not_found",
+                f"recording {sid} was not made (Twilio reported it {found.status})",
+            )
         url = answers.media_url(found.url)
         if url is None:
             raise ApiError(
@@ -219,14 +227,21 @@ def _moment(name: str, text: str | None, zone: dt.tzinfo, *, end: bool) -> dt.da
     try:
         if len(text) == len("2026-01-28"):
             day = dt.date.fromisoformat(text) + dt.timedelta(days=1 if end else 0)
-            return dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
-        moment = dt.datetime.fromisoformat(text)
+            moment = dt.datetime.combine(day, dt.time(), tzinfo=zone)
+        else:
+            moment = dt.datetime.fromisoformat(text)
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=zone)
-        return moment.astimezone(dt.UTC)
+        moment = moment.astimezone(dt.UTC)
+        if not FIRST_YEAR <= moment.year <= LAST_YEAR:
+            raise ValueError(moment.year)
+        return moment
     except (ValueError, OverflowError):
         raise ApiError(
-            422, "invalid", f"{name}: {text!r} is not a date or time of the calendar"
+            422,
+            "invalid",
+            f"{name}: {text!r} is not a date or time of the calendar between {FIRST_YEAR} "
+            f"and {LAST_YEAR}",
         ) from None
 
 
