@@ -6,6 +6,7 @@ down; and `flowpbx history-writer` stores what the web processes left in Redis."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -228,6 +229,8 @@ class _Listed:
         return None
 
     async def read(self, limit: int) -> list[Delivery]:
+        if not self.entries:
+            await asyncio.sleep(0.01)  # as a real source waits for more
         taken, self.entries = self.entries[:limit], self.entries[limit:]
         return [Delivery("list", str(i), e) for i, e in enumerate(taken)]
 
@@ -301,3 +304,46 @@ def test_callback_times_outside_any_likely_date_are_not_believed() -> None:
     report = twilio_params.call_progress(form, 1_800_000_000.0)
     assert isinstance(report.progress, CallProgress)
     assert report.progress.timestamp == 1796119200.0
+
+
+class _Stumbling(_Listed):
+    """A source whose first read fails with an error nobody planned for."""
+
+    def __init__(self, entries: list[Report]) -> None:
+        super().__init__(entries)
+        self.failed = False
+
+    async def read(self, limit: int) -> list[Delivery]:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("a bug")
+        return await super().read(limit)
+
+
+@pytest.mark.anyio
+async def test_the_writer_starts_again_after_an_unexpected_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected error stops the writer's loop, not call history: it is logged, /health
+    says so, and the writer starts again."""
+    from flowpbx.history import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "RESTART_SECONDS", 0.05)
+    db = Database(f"sqlite:///{tmp_path / 'h.sqlite3'}")
+    migrate.upgrade(db)
+    writer = HistoryWriter(_Stumbling([_report(1)]), db)
+    states: list[str] = []
+    with caplog.at_level(logging.ERROR, logger="flowpbx.history"):
+        task = asyncio.create_task(writer.run_forever())
+        for _ in range(200):
+            states.append(writer.status.state)
+            if writer.status.entries:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert "restarting after an error" in states
+    assert writer.status.entries == 1
+    assert any("unexpected error" in r.getMessage() for r in caplog.records)
+    db.dispose()

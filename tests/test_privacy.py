@@ -55,6 +55,11 @@ def test_mask_number_keeps_the_country_and_last_three_digits(value: str, masked:
             "'******678' is not a phone number in E.164 form, like +34******678",
             id="quoted",
         ),
+        pytest.param(
+            "dialled sip:+34612345678@trunk.example and tel:0034612345678",
+            "dialled sip:+34******678@trunk.example and tel:**********678",
+            id="sip-and-tel",
+        ),
         pytest.param("called +34612345678.", f"called {MASKED}.", id="sentence"),
         pytest.param("to +34612345678,+34699000111", f"to {MASKED},+34******111", id="list"),
     ],

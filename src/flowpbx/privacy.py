@@ -27,6 +27,9 @@ _HIDDEN: Final = "***"
 # Redis stream id (1764000000000-0), an address or a decimal number is left alone.
 _IN_TEXT: Final = re.compile(r"(?<![\w+])(?<!\w[.:/-])\+?[0-9]{7,15}(?![\w+]|[.:/-]\w)")
 
+_IN_URI: Final = re.compile(r"(?i)\b((?:sips?|tel):)(\+?[0-9]{7,15})(?![0-9])")
+"""A number in a SIP or tel URI (sip:+34612345678@trunk), which _IN_TEXT leaves alone."""
+
 
 def country_code(digits: str) -> str:
     """The country calling code that `digits` (an E.164 number without its +) starts with."""
@@ -57,6 +60,7 @@ def mask_number(value: str) -> str:
 def mask_numbers(text: str) -> str:
     """`text` with every phone number in it masked (see `mask_number`): for messages built
     from a number, such as a refusal's reason or an error Twilio returned."""
+    text = _IN_URI.sub(lambda found: found.group(1) + mask_number(found.group(2)), text)
     return _IN_TEXT.sub(lambda found: mask_number(found.group()), text)
 
 

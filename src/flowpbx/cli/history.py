@@ -114,9 +114,9 @@ async def _work(
                 "history writer: %d entries stored; nothing waits", writer.status.entries
             )
         elif prices is not None:
-            await asyncio.gather(writer.run(), prices.run())
+            await asyncio.gather(writer.run_forever(), prices.run())
         else:
-            await writer.run()
+            await writer.run_forever()
     finally:
         await writer.source.aclose()
         if rest is not None:

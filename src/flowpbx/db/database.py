@@ -68,13 +68,19 @@ def make_engine(url: str | URL) -> Engine:
     path = sqlite_path(parsed)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": 5})
+        # hide_parameters: errors name no values (callers' numbers) in logs.
+        engine = create_engine(parsed, connect_args={"timeout": 5}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.get_backend_name() == "sqlite":
         raise DatabaseError("an in-memory SQLite database cannot be shared: name a file")
     return create_engine(
-        parsed, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 5}
+        parsed,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        connect_args={"connect_timeout": 5},
+        hide_parameters=True,
     )
 
 

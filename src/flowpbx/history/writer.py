@@ -31,6 +31,7 @@ UNAVAILABLE = (OperationalError, InterfaceError, ProgrammingError, PoolTimeout, 
 again. Any other error is the batch's own: its entries are stored one by one."""
 RETRY_FIRST = 0.5
 RETRY_MAX = 10.0
+RESTART_SECONDS = 5.0
 
 
 @dataclass
@@ -38,7 +39,8 @@ class WriterStatus:
     """What the writer is doing, for /health and `flowpbx history-writer`."""
 
     state: str = "starting"
-    """'starting', 'writing', 'waiting for the database', 'waiting for the call store'."""
+    """'starting', 'writing', 'waiting for the database', 'waiting for the call store',
+    'restarting after an error'."""
     since: float = field(default_factory=time.time)
     entries: int = 0
     """Entries stored since start."""
@@ -56,6 +58,23 @@ class HistoryWriter:
         if state != self.status.state:
             self.status.state, self.status.since = state, time.time()
         self.status.last_error = error
+
+    async def run_forever(self) -> None:
+        """`run`, started again after any unexpected error (logged; /health says so), so that
+        a bug in one entry's path never stops call history for good."""
+        while True:
+            try:
+                await self.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception(
+                    "call history: the writer stopped on an unexpected error; it starts again "
+                    "in %.0f s",
+                    RESTART_SECONDS,
+                )
+                self._set("restarting after an error", str(exc)[:300])
+                await asyncio.sleep(RESTART_SECONDS)
 
     async def run(self) -> None:
         """Until cancelled."""

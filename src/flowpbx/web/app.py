@@ -152,7 +152,9 @@ def create_app(
             await start()
         background = []
         if history is not None and history.writer is not None:
-            background.append(asyncio.create_task(history.writer.run(), name="history-writer"))
+            background.append(
+                asyncio.create_task(history.writer.run_forever(), name="history-writer")
+            )
         if history is not None and history.prices is not None:
             background.append(asyncio.create_task(history.prices.run(), name="call-prices"))
         try:
