@@ -24,8 +24,9 @@ from flowpbx.db.database import Database
 from flowpbx.db.models import Call
 from flowpbx.engine.events import Direction
 from flowpbx.engine.progress import CallProgress, CallStatus, Report, report_id
-from flowpbx.history.sources import Backlog, Delivery, RedisEventSource
+from flowpbx.history.sources import Backlog, Delivery, MemoryEventSource, RedisEventSource
 from flowpbx.history.writer import HistoryWriter
+from flowpbx.store.memory import EventLog
 from flowpbx.store.redis import RedisCallStore, shard, stream_key
 from servers import PostgresServer, RedisServer, redis_server
 from test_api import running, settings_for
@@ -347,3 +348,42 @@ async def test_the_writer_starts_again_after_an_unexpected_error(
     assert writer.status.entries == 1
     assert any("unexpected error" in r.getMessage() for r in caplog.records)
     db.dispose()
+
+
+@pytest.mark.anyio
+async def test_a_backlog_near_the_limit_is_said_loudly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the database away and the memory log 90% full, the writer logs an error that
+    says entries will be lost, and the backlog tells its limit."""
+    events = EventLog(10)
+    for n in range(1, 10):
+        events.append(_report(n), time.time())
+    unreachable = f"postgresql://nobody:x@127.0.0.1:{_closed_port()}/none"
+    db = Database(unreachable)
+    writer = HistoryWriter(MemoryEventSource(events, poll_seconds=0.01), db)
+    with caplog.at_level(logging.ERROR, logger="flowpbx.history"):
+        task = asyncio.create_task(writer.step())
+        for _ in range(300):
+            if any("entries wait for the database" in r.getMessage() for r in caplog.records):
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    warned = [r.getMessage() for r in caplog.records if "% of the" in r.getMessage()]
+    assert warned == [
+        "call history: 9 entries wait for the database, 90% of the 10 the call store keeps; "
+        "past that the oldest are dropped and lost: bring the database back, or raise "
+        "FLOWPBX_EVENTS_MAX"
+    ]
+    assert (await writer.source.backlog()).limit == 10
+    db.dispose()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -35,7 +35,7 @@ from flowpbx.language.catalog import FlowCatalog, load_catalog
 from flowpbx.settings import Settings
 from flowpbx.store.memory import MemoryCallStore
 from flowpbx.store.pacer import RedisPacer
-from flowpbx.store.redis import RedisCallStore, connect
+from flowpbx.store.redis import EVENT_SHARDS, RedisCallStore, connect
 from flowpbx.twilio.rest import TwilioCredentials, TwilioRest
 from flowpbx.twilio.signature import base_of, public_url
 from flowpbx.twilio.tokens import TokenIssuer
@@ -262,7 +262,9 @@ def event_source(settings: Settings, store: CallStore) -> EventSource:
         return MemoryEventSource(store.records)
     url = settings.redis_url
     assert url is not None, "a Redis store has a Redis URL"
-    return RedisEventSource(connect(url))
+    # Each of the 64 streams is trimmed at its share of FLOWPBX_EVENTS_MAX (store/redis.py).
+    kept = EVENT_SHARDS * max(100, settings.events_max // EVENT_SHARDS)
+    return RedisEventSource(connect(url), limit=kept)
 
 
 def history_parts(settings: Settings, store: CallStore, db: Database) -> HistoryParts:

@@ -48,6 +48,8 @@ class Backlog:
 
     count: int
     oldest_seconds: float | None
+    limit: int | None = None
+    """How many entries the call store keeps at most: past it the oldest are dropped."""
 
 
 class EventSource(Protocol):
@@ -91,8 +93,10 @@ class RedisEventSource:
         client: aioredis.Redis,
         consumer: str | None = None,
         claim_idle_ms: int = CLAIM_IDLE_MS,
+        limit: int | None = None,
     ) -> None:
         self.client = client
+        self.limit = limit
         self.consumer = consumer or consumer_name()
         self.claim_idle_ms = claim_idle_ms
         self.keys = [stream_key(n) for n in range(EVENT_SHARDS)]
@@ -201,9 +205,9 @@ class RedisEventSource:
         count = sum(answers[0::2])
         firsts = [entries[0][0] for entries in answers[1::2] if entries]
         if not firsts:
-            return Backlog(count, None)
+            return Backlog(count, None, self.limit)
         oldest_ms = min(int(_text(ident).split("-")[0]) for ident in firsts)
-        return Backlog(count, max(0.0, time.time() - oldest_ms / 1000))
+        return Backlog(count, max(0.0, time.time() - oldest_ms / 1000), self.limit)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -236,7 +240,7 @@ class MemoryEventSource:
     async def backlog(self) -> Backlog:
         oldest = self.events.oldest()
         age = None if oldest is None else max(0.0, time.time() - oldest)
-        return Backlog(len(self.events), age)
+        return Backlog(len(self.events), age, self.events.max_entries)
 
     async def aclose(self) -> None:
         return None

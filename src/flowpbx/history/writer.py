@@ -32,6 +32,8 @@ again. Any other error is the batch's own: its entries are stored one by one."""
 RETRY_FIRST = 0.5
 RETRY_MAX = 10.0
 RESTART_SECONDS = 5.0
+NEARLY_FULL = 0.8
+WARN_EVERY_SECONDS = 60.0
 
 
 @dataclass
@@ -53,6 +55,7 @@ class HistoryWriter:
         self.db = db
         self.batch = batch
         self.status = WriterStatus()
+        self._warned_full = -WARN_EVERY_SECONDS
 
     def _set(self, state: str, error: str = "") -> None:
         if state != self.status.state:
@@ -126,6 +129,7 @@ class HistoryWriter:
                 return
             except UNAVAILABLE as exc:  # down, restarting, locked, not migrated yet: retried
                 self._waiting("waiting for the database", exc, pause)
+                await self._warn_if_nearly_full()
                 await asyncio.sleep(pause)
                 pause = min(RETRY_MAX, pause * 2)
             except Exception:
@@ -180,6 +184,24 @@ class HistoryWriter:
             )
         else:
             log.debug("call history: still %s; next try in %.1f s", state, pause)
+
+    async def _warn_if_nearly_full(self) -> None:
+        """While the database is away: say loudly (once a minute) when what waits nears what
+        the call store keeps, before the oldest entries are dropped."""
+        backlog = await self.backlog()
+        if backlog is None or not backlog.limit or backlog.count < NEARLY_FULL * backlog.limit:
+            return
+        if time.monotonic() - self._warned_full < WARN_EVERY_SECONDS:
+            return
+        self._warned_full = time.monotonic()
+        log.error(
+            "call history: %d entries wait for the database, %.0f%% of the %d the call store "
+            "keeps; past that the oldest are dropped and lost: bring the database back, or "
+            "raise FLOWPBX_EVENTS_MAX",
+            backlog.count,
+            100 * backlog.count / backlog.limit,
+            backlog.limit,
+        )
 
     async def backlog(self) -> Backlog | None:
         """What waits to be stored; None when the call store does not answer."""

@@ -126,6 +126,7 @@ def create_app(
             body["history"] = {
                 "writer": history.state(),
                 "backlog": backlog.count if backlog else None,
+                "limit": backlog.limit if backlog else None,
                 "oldestSeconds": (
                     round(backlog.oldest_seconds, 1)
                     if backlog and backlog.oldest_seconds is not None

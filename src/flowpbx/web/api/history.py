@@ -141,7 +141,7 @@ class HistoryApi:
                     "An admin key sees every call (or `userId`'s). A key with an identity sees "
                     "the calls its identity took part in; another `userId` is 403. A key with "
                     "neither is 403. `from` is included and `to` excluded; a date-only `to` "
-                    "includes that whole day (UTC). Pages are stable while calls come in."
+                    "includes that whole day (UTC). New calls do not shift the pages being read."
                 ),
             ),
             Operation(
