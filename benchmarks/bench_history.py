@@ -708,11 +708,13 @@ def writer_env(redis_port: int, token: str, database_url: str, writer: bool) -> 
     return env
 
 
-def start_writer(env: dict[str, str], pinning: bw.Pinning, workdir: Path) -> bw.Server:
-    """`flowpbx history-writer` on the server core, logging to workdir."""
+def start_writer(
+    env: dict[str, str], pinning: bw.Pinning, workdir: Path, core: int | None = None
+) -> bw.Server:
+    """`flowpbx history-writer` on `core` (the server core by default), logging to workdir."""
     log = workdir / "history-writer.log"
     command = [
-        *pinning.prefix(pinning.server_core),
+        *pinning.prefix(pinning.server_core if core is None else core),
         bw.PYTHON,
         "-c",
         "from flowpbx.cli import main; main()",
@@ -791,7 +793,8 @@ def writer_cost(pg: PostgresServer, args: argparse.Namespace) -> dict[str, Any]:
                 # One at a time: the migrations run at start.
                 bw.wait_ready(server, server.base + "/health", method_post=False)
                 if mode == "writer apart":
-                    setups[mode].writer = start_writer(env, pinning, workdir)
+                    core = pinning.client_core if args.apart_core == "client" else None
+                    setups[mode].writer = start_writer(env, pinning, workdir, core)
             pin_postgres(pg, pinning)  # the backends the servers opened
             probes = {m: bw.probe_flowpbx(s.server, token) for m, s in setups.items()}
             branch = probes["writer on"]["branch"]
@@ -832,7 +835,8 @@ def writer_cost(pg: PostgresServer, args: argparse.Namespace) -> dict[str, Any]:
         }
     return {
         "pinning": pinning.describe() + "; PostgreSQL on the load generator's core; the "
-        "writer apart on the servers' core",
+        f"writer apart on the {'servers' if args.apart_core == 'server' else 'load generator'}'s "
+        "core",
         "branch": branch,
         "rounds": args.writer_rounds,
         "summary": summarize_writer(bench.runs),
@@ -1031,6 +1035,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=bw.WARMUP_S)
     parser.add_argument("--duration", type=float, default=bw.THROUGHPUT_S)
     parser.add_argument("--latency-duration", type=float, default=bw.LATENCY_S)
+    parser.add_argument(
+        "--apart-core",
+        choices=("server", "client"),
+        default="server",
+        help="core of the separate history writer: the servers' (default), or the load "
+        "generator's (a writer on its own machine, roughly)",
+    )
     parser.add_argument("--no-queries", action="store_true", help="skip part 1")
     parser.add_argument("--no-writer", action="store_true", help="skip part 2")
     parser.add_argument("--output", type=Path, default=RESULTS)

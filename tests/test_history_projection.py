@@ -7,7 +7,7 @@ import datetime as dt
 import itertools
 from typing import Any
 
-from flowpbx.db.models import Call, Recording
+from flowpbx.db.models import Recording
 from flowpbx.engine.call_events import (
     CallEnded,
     CallStarted,
@@ -45,12 +45,12 @@ def _status(status: CallStatus, seq: int, at: float, **extra: Any) -> Report:
     return Report(id=report_id(SID, progress), call_sid=SID, at=AT + 500, progress=progress)
 
 
-def _call() -> Call:
-    return Call(**projection.new_call(SID, AT + 500))
+def _call() -> projection.CallRow:
+    return projection.CallRow(**projection.new_call(SID, AT + 500))
 
 
-def _columns(call: Call) -> dict[str, Any]:
-    return {c.name: getattr(call, c.key) for c in Call.__table__.columns}
+def _columns(call: projection.CallRow) -> dict[str, Any]:
+    return call.columns()
 
 
 CALLBACKS = [
@@ -192,3 +192,31 @@ def test_a_recording_twilio_lost_stays_lost() -> None:
         for progress in order:
             projection.fold_recording(recording, progress, AT)
         assert (recording.status, recording.error_code) == ("failed", "16104")
+
+
+def test_path_rows_keep_each_event_in_its_documented_json_form() -> None:
+    """`data` of a path row is the event exactly as docs/call-events.md shows it."""
+    import json
+
+    from flowpbx.engine.call_events import to_dict
+
+    events = (
+        NodeEntered(node="llamar", kind="dial"),
+        DialStarted(node="llamar", targets=("+34912345678", "client:ana"), record=True),
+    )
+    record = StepRecord(
+        id="r9", call_sid=SID, revision=1, seq=2, at=AT, flow="seguros", version="v", events=events
+    )
+    rows = projection.path_rows(record)
+    assert [json.loads(r["data"]) for r in rows] == [to_dict(e) for e in events]
+    assert [(r["event"], r["node"], r["outcome"]) for r in rows] == [
+        ("node_entered", "llamar", "dial"),
+        ("dial_started", "llamar", "+34912345678, client:ana"),
+    ]
+
+
+def test_call_rows_have_exactly_the_columns_of_calls() -> None:
+    """The folds' plain rows and the `calls` table never drift apart."""
+    from flowpbx.db.models import Call
+
+    assert set(projection.CallRow.__slots__) == {c.name for c in Call.__table__.columns}

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -44,15 +44,51 @@ def _upsert_missing(db: Database, session: Session, table: Any, rows: list[dict[
     """Insert rows, skipping those whose key is there already; how many were new."""
     if not rows:
         return 0
-    dialect = postgresql if db.dialect == "postgresql" else sqlite
     # In key order: two writers inserting the same new rows cannot wait on each other.
-    key = [c.name for c in table.primary_key.columns] if table is not CallStep.__table__ else []
-    ordered = sorted(rows, key=lambda r: tuple(r[k] for k in key or ("record_id", "position")))
+    # (Path rows come in stream order and are new but for a redelivery: not sorted.)
+    if table is CallStep.__table__:
+        ordered = rows
+    else:
+        key = [c.name for c in table.primary_key.columns]
+        ordered = sorted(rows, key=lambda r: tuple(r[k] for k in key))
+    if db.dialect == "postgresql":
+        return _insert_arrays(session, table, ordered)
     result = cast(
         CursorResult[Any],
-        session.execute(dialect.insert(table).on_conflict_do_nothing(), ordered),
+        session.execute(sqlite.insert(table).on_conflict_do_nothing(), ordered),
     )
     return max(0, result.rowcount or 0)
+
+
+def _insert_arrays(session: Session, table: Any, rows: list[dict[str, Any]]) -> int:
+    """PostgreSQL: all the rows in one statement, one array per column
+    (INSERT ... SELECT * FROM unnest(...)): one round trip and no per-row work in Python or
+    SQLAlchemy, whatever the batch's size."""
+    names = list(rows[0])
+    columns = {c.name: c for c in table.columns}
+    arrays = tuple([row[name] for row in rows] for name in names)
+    # %b: arrays sent in binary (no per-element quoting and escaping in Python).
+    casts = ", ".join(f"%b::{_pg_type(columns[name])}[]" for name in names)
+    statement = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({casts}) "
+        "ON CONFLICT DO NOTHING"
+    )
+    result = session.connection().exec_driver_sql(statement, arrays)
+    return max(0, result.rowcount or 0)
+
+
+_PG_TYPES: dict[str, str] = {}
+_PG = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
+
+
+def _pg_type(column: Any) -> str:
+    """The column's PostgreSQL type, without a length (varchar[] takes any)."""
+    where = f"{column.table.name}.{column.key}"
+    name = _PG_TYPES.get(where)
+    if name is None:
+        name = str(column.type.compile(dialect=_PG)).split("(")[0]
+        _PG_TYPES[where] = name
+    return name
 
 
 def _write(db: Database, session: Session, entries: Sequence[Entry]) -> Written:
@@ -62,9 +98,11 @@ def _write(db: Database, session: Session, entries: Sequence[Entry]) -> Written:
     _upsert_missing(
         db, session, Call.__table__, [projection.new_call(sid, at) for sid, at in first.items()]
     )
-    query = select(Call).where(Call.sid.in_(sids)).order_by(Call.sid)
-    calls = {c.sid: c for c in session.scalars(query.with_for_update() if locking else query)}
-    before = {sid: call.started_at for sid, call in calls.items()}
+    table = Call.__table__
+    query = select(*table.columns).where(table.c.sid.in_(sids)).order_by(table.c.sid)
+    found = session.execute(query.with_for_update() if locking else query).mappings()
+    calls = {row["sid"]: projection.CallRow(**row) for row in found}
+    before = {sid: call.columns() for sid, call in calls.items()}
 
     steps: list[dict[str, Any]] = []
     recording_news: list[tuple[str, RecordingProgress, float]] = []
@@ -87,7 +125,9 @@ def _write(db: Database, session: Session, entries: Sequence[Entry]) -> Written:
 
     new_steps = _upsert_missing(db, session, CallStep.__table__, steps)
     recordings = _recordings(db, session, recording_news, locking)
-    moved = [sid for sid, call in calls.items() if call.started_at != before[sid]]
+    changed = [c.columns() for sid, c in calls.items() if c.columns() != before[sid]]
+    _update_calls(db, session, changed)
+    moved = [sid for sid, call in calls.items() if call.started_at != before[sid]["started_at"]]
     for sid in moved:
         session.execute(
             update(CallParty)
@@ -104,7 +144,29 @@ def _write(db: Database, session: Session, entries: Sequence[Entry]) -> Written:
         ],
     )
     session.flush()
-    return Written(calls=len(calls), steps=new_steps, recordings=recordings)
+    return Written(calls=len(changed), steps=new_steps, recordings=recordings)
+
+
+def _update_calls(db: Database, session: Session, rows: list[dict[str, Any]]) -> None:
+    """Write the calls the batch changed: on PostgreSQL one UPDATE ... FROM unnest(...)."""
+    if not rows:
+        return
+    table = cast(Table, Call.__table__)
+    names = [name for name in rows[0] if name != "sid"]
+    if db.dialect != "postgresql":
+        values = {name: bindparam(name, type_=table.c[name].type) for name in names}
+        changes = update(table).where(table.c.sid == bindparam("b_sid")).values(values)
+        session.execute(changes, [{**row, "b_sid": row["sid"]} for row in rows])
+        return
+    order = ["sid", *names]
+    arrays = tuple([row[name] for row in rows] for name in order)
+    casts = ", ".join(f"%b::{_pg_type(table.c[name])}[]" for name in order)
+    assignments = ", ".join(f"{name} = v.{name}" for name in names)
+    statement = (
+        f"UPDATE calls SET {assignments} FROM unnest({casts}) AS v({', '.join(order)}) "
+        "WHERE calls.sid = v.sid"
+    )
+    session.connection().exec_driver_sql(statement, arrays)
 
 
 def _recordings(

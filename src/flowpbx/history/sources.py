@@ -144,8 +144,9 @@ class RedisEventSource:
 
     async def _read(self, start: str, limit: int, block: int | None) -> list[Delivery]:
         streams: dict[Any, Any] = dict.fromkeys(self.keys, start)
-        # COUNT is per stream: a read of all of them brings about `limit` entries at most.
-        count = max(1, limit // len(self.keys))
+        # COUNT is per stream: a read of all of them brings about `limit` entries (the
+        # streams are never evenly full).
+        count = max(1, 2 * limit // len(self.keys))
         answer: Any = await self.client.xreadgroup(
             GROUP, self.consumer, streams, count=count, block=block
         )

@@ -26,6 +26,8 @@ from flowpbx.history.sources import Backlog, Delivery, EventSource
 log = logging.getLogger("flowpbx.history")
 
 BATCH = 500
+LINGER = 0.5
+"""Seconds the writer lets entries gather after a batch smaller than BATCH."""
 UNAVAILABLE = (OperationalError, InterfaceError, ProgrammingError, PoolTimeout, OSError)
 """Errors of a database that is down, busy or not migrated yet: the batch waits and is tried
 again. Any other error is the batch's own: its entries are stored one by one."""
@@ -50,10 +52,13 @@ class WriterStatus:
 
 
 class HistoryWriter:
-    def __init__(self, source: EventSource, db: Database, batch: int = BATCH) -> None:
+    def __init__(
+        self, source: EventSource, db: Database, batch: int = BATCH, linger: float = LINGER
+    ) -> None:
         self.source = source
         self.db = db
         self.batch = batch
+        self.linger = linger
         self.status = WriterStatus()
         self._warned_full = -WARN_EVERY_SECONDS
 
@@ -92,7 +97,12 @@ class HistoryWriter:
                 pause = min(RETRY_MAX, pause * 2)
         self._set("writing")
         while True:
-            await self.step()
+            stored = await self.step()
+            if 0 < stored < self.batch // 4:
+                # Little was waiting: let more gather before the next transaction (a few larger
+                # ones cost the web process less than many small ones; history still comes
+                # within a second or so). When more waits, the writer goes on at full pace.
+                await asyncio.sleep(self.linger)
 
     async def step(self) -> int:
         """Read what is there (waiting about a second when nothing is) and store it; how many
