@@ -13,7 +13,7 @@ from flowpbx.db import migrate
 from flowpbx.db.database import Database
 from flowpbx.db.models import Call
 from flowpbx.history import projection
-from flowpbx.history.prices import PriceFiller
+from flowpbx.history.prices import ATTEMPTS, PriceFiller
 from flowpbx.twilio.rest import TwilioCredentials
 from flowpbx.twilio.rest import TwilioRest as RestClient
 from twilio_fake import call_sid
@@ -46,10 +46,11 @@ async def rest(fake: TwilioRest) -> AsyncIterator[RestClient]:
     await client.aclose()
 
 
-def _ended(db: Database, n: int, ago: dt.timedelta) -> str:
+def _ended(db: Database, n: int, ago: dt.timedelta, status: str = "completed") -> str:
     sid = call_sid(n)
     row = projection.new_call(sid, (NOW - ago).timestamp() - 60)
-    row |= {"status": "completed", "status_rank": 4, "ended_at": NOW - ago}
+    row |= {"status": status, "status_rank": 4, "ended_at": NOW - ago}
+    row |= {"duration": 60 if status == "completed" else 0}
     with db.session() as session:
         session.add(Call(**row))
     return sid
@@ -66,7 +67,8 @@ async def test_prices_of_ended_calls_are_asked_for_and_stored(
     too_soon = _ended(db, 3, dt.timedelta(seconds=10))
     too_old = _ended(db, 4, dt.timedelta(days=3))
     unknown = _ended(db, 5, dt.timedelta(minutes=4))
-    for sid in (priced, later, too_soon, too_old):
+    busy = _ended(db, 6, dt.timedelta(minutes=5), status="busy")  # not billed, not asked
+    for sid in (priced, later, too_soon, too_old, busy):
         fake.add_call(sid, status="completed")
     fake.calls[priced].price = "-0.01700"
     filler = PriceFiller(db, rest, clock=lambda: NOW)
@@ -90,5 +92,22 @@ async def test_prices_of_ended_calls_are_asked_for_and_stored(
         too_soon: (None, None),
         too_old: (None, None),
         unknown: (None, None),
+        busy: (None, None),
     }
+    db.dispose()
+
+
+@pytest.mark.anyio
+async def test_a_call_twilio_never_prices_is_asked_about_a_few_times_only(
+    database_url: str, fake: TwilioRest, rest: RestClient
+) -> None:
+    db = Database(database_url)
+    migrate.upgrade(db)
+    sid = _ended(db, 1, dt.timedelta(minutes=2))
+    fake.add_call(sid, status="completed")
+    filler = PriceFiller(db, rest, clock=lambda: NOW)
+    for _ in range(ATTEMPTS + 3):
+        assert await filler.fill_once() == 0
+        filler.asked.clear()  # ten minutes later
+    assert len([r for r in fake.received if r.method == "GET"]) == ATTEMPTS
     db.dispose()

@@ -256,15 +256,19 @@ def rest_parts(
     return RestParts(api=api, auth=Authenticator(db), startup=startup, shutdown=[close])
 
 
+def events_kept(settings: Settings) -> int:
+    """How many entries the Redis streams keep at most: each of the 64 is trimmed at its share
+    of FLOWPBX_EVENTS_MAX (store/redis.py)."""
+    return EVENT_SHARDS * max(100, settings.events_max // EVENT_SHARDS)
+
+
 def event_source(settings: Settings, store: CallStore) -> EventSource:
     """Where call history reads: the Redis streams, or the memory store's log."""
     if isinstance(store, MemoryCallStore):
         return MemoryEventSource(store.records)
     url = settings.redis_url
     assert url is not None, "a Redis store has a Redis URL"
-    # Each of the 64 streams is trimmed at its share of FLOWPBX_EVENTS_MAX (store/redis.py).
-    kept = EVENT_SHARDS * max(100, settings.events_max // EVENT_SHARDS)
-    return RedisEventSource(connect(url), limit=kept)
+    return RedisEventSource(connect(url), limit=events_kept(settings))
 
 
 def history_parts(settings: Settings, store: CallStore, db: Database) -> HistoryParts:

@@ -42,7 +42,7 @@ def history_writer(once: bool, batch: int) -> None:
     import asyncio
     import logging
 
-    from flowpbx.app import twilio_rest
+    from flowpbx.app import events_kept, twilio_rest
     from flowpbx.db import migrate
     from flowpbx.db.database import Database, DatabaseError
     from flowpbx.history.prices import PriceFiller
@@ -78,7 +78,8 @@ def history_writer(once: bool, batch: int) -> None:
                 database.describe(),
                 exc,
             )
-    writer = HistoryWriter(RedisEventSource(connect(settings.redis_url)), database, batch=batch)
+    source = RedisEventSource(connect(settings.redis_url), limit=events_kept(settings))
+    writer = HistoryWriter(source, database, batch=batch)
     log.info(
         "history writer %s: Redis %s:%d -> %s",
         writer.source.consumer if isinstance(writer.source, RedisEventSource) else "",

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -91,6 +92,13 @@ class Call(Base):
         Index("ix_calls_from_number_started_at", "from_number", "started_at"),
         Index("ix_calls_to_number_started_at", "to_number", "started_at"),
         Index("ix_calls_status_started_at", "status", "started_at"),
+        # The calls still to be priced (history/prices.py): few, whatever the table's size.
+        Index(
+            "ix_calls_unpriced_ended_at",
+            "ended_at",
+            postgresql_where=text("price_micros IS NULL"),
+            sqlite_where=text("price_micros IS NULL"),
+        ),
     )
 
     sid: Mapped[str] = mapped_column(String(64), primary_key=True)

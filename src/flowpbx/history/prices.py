@@ -18,7 +18,6 @@ from sqlalchemy import select, update
 
 from flowpbx.db.database import Database
 from flowpbx.db.models import Call
-from flowpbx.engine.progress import FINAL_RANK
 from flowpbx.twilio.rest import TwilioFailure
 
 log = logging.getLogger("flowpbx.history")
@@ -30,6 +29,8 @@ GIVE_UP_HOURS = 48
 """Calls ended longer ago than this without a price are not asked about any more."""
 RETRY_SECONDS = 600.0
 """The same call is asked about again after this long."""
+ATTEMPTS = 6
+"""Times a call is asked about before it is left unpriced (an hour of tries)."""
 PER_ROUND = 50
 
 
@@ -56,7 +57,9 @@ def unpriced(db: Database, now: dt.datetime, limit: int) -> list[str]:
         query = (
             select(Call.sid)
             .where(
-                Call.status_rank == FINAL_RANK,
+                # Twilio bills (and prices) calls that were connected: completed, with time.
+                Call.status == "completed",
+                Call.duration > 0,
                 Call.price_micros.is_(None),
                 Call.ended_at > now - dt.timedelta(hours=GIVE_UP_HOURS),
                 Call.ended_at < now - dt.timedelta(seconds=SETTLE_SECONDS),
@@ -83,25 +86,35 @@ class PriceFiller:
     clock: Callable[[], dt.datetime] = utc_now
     asked: dict[str, float] = field(default_factory=dict)
     """When each call was last asked about (monotonic seconds)."""
-    unknown: set[str] = field(default_factory=set)
-    """Calls Twilio does not know (another account's, or deleted): never asked again."""
+    done: dict[str, float] = field(default_factory=dict)
+    """Calls not asked about again (Twilio does not know them, or gave no price in ATTEMPTS
+    tries), with when that was decided; forgotten after GIVE_UP_HOURS, as the query stops
+    finding them."""
+    tries: dict[str, int] = field(default_factory=dict)
 
     async def fill_once(self) -> int:
         """One round: ask about the calls due; how many got their price."""
         now = time.monotonic()
         self.asked = {sid: at for sid, at in self.asked.items() if now - at < RETRY_SECONDS}
-        skipped = len(self.asked) + len(self.unknown)
+        horizon = GIVE_UP_HOURS * 3600
+        self.done = {sid: at for sid, at in self.done.items() if now - at < horizon}
+        skipped = len(self.asked) + len(self.done)
         sids = await self.db.run(unpriced, self.db, self.clock(), PER_ROUND + skipped)
+        pending = set(sids) | set(self.asked)
+        self.tries = {sid: n for sid, n in self.tries.items() if sid in pending}
         priced = 0
-        due = [s for s in sids if s not in self.asked and s not in self.unknown]
+        due = [s for s in sids if s not in self.asked and s not in self.done]
         for sid in due[:PER_ROUND]:
             self.asked[sid] = now
+            self.tries[sid] = self.tries.get(sid, 0) + 1
+            if self.tries[sid] >= ATTEMPTS:
+                self.done[sid] = now
             try:
                 found = await self.rest.call_price(sid)
             except TwilioFailure as exc:
                 if exc.status == 404:
                     log.info("call %s: Twilio does not know it; no price", sid)
-                    self.unknown.add(sid)
+                    self.done[sid] = now
                     continue
                 log.warning("call prices: %s; trying again later", exc)
                 return priced

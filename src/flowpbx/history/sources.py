@@ -104,6 +104,8 @@ class RedisEventSource:
         self._claimed_at = 0.0
 
     async def setup(self) -> None:
+        # (Again) at each start: entries this consumer took and never acknowledged come first.
+        self._own_pending = True
         try:
             for key in self.keys:
                 try:

@@ -52,6 +52,13 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_calls_to_number_started_at", ["to_number", "started_at"], unique=False
         )
+        batch_op.create_index(
+            "ix_calls_unpriced_ended_at",
+            ["ended_at"],
+            unique=False,
+            postgresql_where=sa.text("price_micros IS NULL"),
+            sqlite_where=sa.text("price_micros IS NULL"),
+        )
 
     op.create_table(
         "call_parties",
@@ -146,6 +153,7 @@ def downgrade() -> None:
 
     op.drop_table("call_parties")
     with op.batch_alter_table("calls", schema=None) as batch_op:
+        batch_op.drop_index("ix_calls_unpriced_ended_at")
         batch_op.drop_index("ix_calls_to_number_started_at")
         batch_op.drop_index("ix_calls_status_started_at")
         batch_op.drop_index("ix_calls_started_at_sid")
