@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -113,15 +113,15 @@ def timed(client: httpx.Client, url: str, headers: dict[str, str], count: int) -
     return times
 
 
-def pct(values: list[float], q: float) -> float:
+def pct(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 @contextlib.contextmanager
-def flowpbx(url: str) -> Iterator[tuple[str, str]]:
+def flowpbx(url: str, settings: Settings = SETTINGS) -> Iterator[tuple[str, str]]:
     """The app on database `url`, with one admin key: (base URL, key)."""
-    with served(build_app(replace(SETTINGS, database_url_override=url))) as base:
+    with served(build_app(replace(settings, database_url_override=url))) as base:
         db = Database(url)
         try:
             _, key = apikeys.create(

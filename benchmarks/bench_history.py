@@ -58,8 +58,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +71,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import bench_api  # noqa: E402
 import bench_webhooks as bw  # noqa: E402
-from flowpbx.app import build_app  # noqa: E402
-from flowpbx.db import apikeys  # noqa: E402
 from flowpbx.db.database import Database  # noqa: E402
 from flowpbx.db.migrate import upgrade  # noqa: E402
 from flowpbx.settings import Settings  # noqa: E402
-from served import served  # noqa: E402
 from servers import PostgresServer, RedisServer, postgres_server, redis_server  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "history.json"
@@ -341,11 +339,6 @@ def timed_get(client: httpx.Client, url: str, headers: dict[str, str], count: in
     return times
 
 
-def pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def items_in(body: Any) -> int | None:
     """How many calls a page holds (None: not a page)."""
     if isinstance(body, dict) and isinstance(body.get("calls"), list):
@@ -430,20 +423,6 @@ def explain(pg: PostgresServer, statements: list[dict[str, Any]]) -> None:
 # ---- one size
 
 
-@contextlib.contextmanager
-def history_app(url: str) -> Iterator[tuple[str, str]]:
-    """The app on database `url`, with an admin key: (base URL, key)."""
-    with served(build_app(replace(SETTINGS, database_url_override=url))) as base:
-        db = Database(url)
-        try:
-            _, key = apikeys.create(
-                db, "bench", identity=None, admin=True, now=dt.datetime.now(dt.UTC)
-            )
-        finally:
-            db.dispose()
-        yield base, key
-
-
 def measure_size(
     pg: PostgresServer,
     base: str,
@@ -488,7 +467,7 @@ def measure_size(
             "requests": len(values),
             "items": shown[point.name],
             "p50_ms": round(statistics.median(values), 3),
-            "p99_ms": round(pct(values, 0.99), 3),
+            "p99_ms": round(bench_api.pct(values, 0.99), 3),
             "max_ms": round(max(values), 3),
             "ratio_p50": round(statistics.median(values) / base_p50, 2),
             "statements": statements,
@@ -515,7 +494,7 @@ def queries(pg: PostgresServer, args: argparse.Namespace) -> dict[str, Any]:
     points = endpoints(end)
     result: dict[str, Any] = {"data_end": end.isoformat(), "sizes": {}}
     have = 0
-    with history_app(pg.url) as (base, key):
+    with bench_api.flowpbx(pg.url, SETTINGS) as (base, key):
         missing = endpoints_missing(base, key)
         if missing:
             result["missing_endpoints"] = missing

@@ -182,11 +182,16 @@ def public_base(settings: Settings, request: Request) -> str:
 
 
 def rest_parts(
-    settings: Settings, catalog: FlowCatalog, db: Database, store: CallStore | None = None
+    settings: Settings,
+    catalog: FlowCatalog,
+    db: Database,
+    store: CallStore | None = None,
+    twilio: tuple[TwilioRest | None, tuple[str, ...]] | None = None,
 ) -> RestParts:
-    """The REST API for these settings, with its start (migrations) and stop."""
+    """The REST API for these settings, with its start (migrations) and stop (which closes
+    the Twilio REST client, `twilio` when given: `twilio_rest(settings)`)."""
     tokens, missing_token = token_issuer(settings)
-    rest, missing_rest = twilio_rest(settings)
+    rest, missing_rest = twilio or twilio_rest(settings)
     pacer = pacer_from(settings)
     dialer = None
     missing_dialer = missing_rest + (
@@ -271,11 +276,13 @@ def event_source(settings: Settings, store: CallStore) -> EventSource:
     return RedisEventSource(connect(url), limit=events_kept(settings))
 
 
-def history_parts(settings: Settings, store: CallStore, db: Database) -> HistoryParts:
-    """Call history in the web process: its writer unless FLOWPBX_HISTORY_WRITER=false."""
+def history_parts(
+    settings: Settings, store: CallStore, db: Database, rest: TwilioRest | None
+) -> HistoryParts:
+    """Call history in the web process: its writer unless FLOWPBX_HISTORY_WRITER=false, and
+    the price filler on `rest` (which its owner closes)."""
     source = event_source(settings, store)
     writer = HistoryWriter(source, db)
-    rest, _ = twilio_rest(settings)
     priced = settings.history_writer and settings.twilio_account_sid != PLACEHOLDER_ACCOUNT
     prices = PriceFiller(db, rest) if rest is not None and priced else None
     if not settings.history_writer:
@@ -298,18 +305,13 @@ def history_parts(settings: Settings, store: CallStore, db: Database) -> History
     def state() -> str:
         return writer.status.state if settings.history_writer else "separate process"
 
-    async def aclose() -> None:
-        await source.aclose()
-        if rest is not None:
-            await rest.aclose()
-
     return HistoryParts(
         writer=writer if settings.history_writer else None,
         prices=prices,
         direct=direct,
         backlog=writer.backlog,
         state=state,
-        aclose=aclose,
+        aclose=source.aclose,
     )
 
 
@@ -341,9 +343,10 @@ def build_app(settings: Settings) -> Starlette:
             "outbound calls will not work with Twilio until .env has your account's values"
         )
     service = build_service(settings, catalog, store)
+    twilio = twilio_rest(settings)  # one client: the REST API's and the price filler's
     return create_app(
         settings,
         service,
-        rest_parts(settings, catalog, db, store),
-        history_parts(settings, store, db),
+        rest_parts(settings, catalog, db, store, twilio),
+        history_parts(settings, store, db, twilio[0]),
     )

@@ -134,6 +134,11 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Unix time it was received, in seconds."""
     progress: Progress
 
+    @classmethod
+    def of(cls, call_sid: str, progress: Progress, at: float) -> Report:
+        """The report of `progress` on a call, received at `at`, with its id."""
+        return cls(id=report_id(call_sid, progress), call_sid=call_sid, at=at, progress=progress)
+
     def encode(self) -> bytes:
         return _ENCODER.encode(self)
 

@@ -125,15 +125,24 @@ def _write(db: Database, session: Session, entries: Sequence[Entry]) -> Written:
 
     new_steps = _upsert_missing(db, session, CallStep.__table__, steps)
     recordings = _recordings(db, session, recording_news, locking)
-    changed = [c.columns() for sid, c in calls.items() if c.columns() != before[sid]]
+    after = {sid: call.columns() for sid, call in calls.items()}
+    changed = [row for sid, row in after.items() if row != before[sid]]
     _update_calls(db, session, changed)
-    moved = [sid for sid, call in calls.items() if call.started_at != before[sid]["started_at"]]
-    for sid in moved:
-        session.execute(
-            update(CallParty)
-            .where(CallParty.call_sid == sid)
-            .values(started_at=calls[sid].started_at)
+    # Parties carry their call's start (for the userId index): follow calls that moved, in
+    # one statement for all of them.
+    moved = [
+        {"b_sid": sid, "b_started": row["started_at"]}
+        for sid, row in after.items()
+        if row["started_at"] != before[sid]["started_at"]
+    ]
+    if moved:
+        parties_table = cast(Table, CallParty.__table__)
+        follow = (
+            update(parties_table)
+            .where(parties_table.c.call_sid == bindparam("b_sid"))
+            .values(started_at=bindparam("b_started", type_=parties_table.c.started_at.type))
         )
+        session.execute(follow, moved)
     _upsert_missing(
         db,
         session,

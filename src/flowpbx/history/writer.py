@@ -9,10 +9,12 @@ nothing is acknowledged, so nothing is lost, even if the process stops meanwhile
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -24,6 +26,10 @@ from flowpbx.history.projection import Entry
 from flowpbx.history.sources import Backlog, Delivery, EventSource
 
 log = logging.getLogger("flowpbx.history")
+
+T = TypeVar("T")
+STORE = "waiting for the call store"
+DATABASE = "waiting for the database"
 
 BATCH = 500
 LINGER = 0.5
@@ -86,15 +92,7 @@ class HistoryWriter:
 
     async def run(self) -> None:
         """Until cancelled."""
-        pause = RETRY_FIRST
-        while True:
-            try:
-                await self.source.setup()
-                break
-            except StoreUnavailable as exc:
-                self._waiting("waiting for the call store", exc, pause)
-                await asyncio.sleep(pause)
-                pause = min(RETRY_MAX, pause * 2)
+        await self._retried(self.source.setup, StoreUnavailable, STORE)
         self._set("writing")
         while True:
             stored = await self.step()
@@ -107,20 +105,15 @@ class HistoryWriter:
     async def step(self) -> int:
         """Read what is there (waiting about a second when nothing is) and store it; how many
         entries were stored."""
-        pause = RETRY_FIRST
-        while True:
-            try:
-                deliveries = await self.source.read(self.batch)
-                break
-            except StoreUnavailable as exc:
-                self._waiting("waiting for the call store", exc, pause)
-                await asyncio.sleep(pause)
-                pause = min(RETRY_MAX, pause * 2)
+        deliveries = await self._retried(
+            lambda: self.source.read(self.batch), StoreUnavailable, STORE
+        )
         stored = 0
         for start in range(0, len(deliveries), self.batch):
             chunk = deliveries[start : start + self.batch]
             await self._commit(chunk)
-            await self._ack(chunk)
+            # Committed but not acknowledged yet: a redelivery is harmless (idempotent).
+            await self._retried(functools.partial(self.source.ack, chunk), StoreUnavailable, STORE)
             stored += len(chunk)
         if self.status.state != "writing":
             log.info("call history: writing again (%s)", self.status.state)
@@ -128,38 +121,43 @@ class HistoryWriter:
         self.status.entries += stored
         return stored
 
+    async def _retried(
+        self,
+        work: Callable[[], Awaitable[T]],
+        unavailable: type[Exception] | tuple[type[Exception], ...],
+        state: str,
+    ) -> T:
+        """`work()`, tried again (0.5 s, doubling to 10 s) while it fails with `unavailable`;
+        any other error is the caller's."""
+        pause = RETRY_FIRST
+        while True:
+            try:
+                return await work()
+            except unavailable as exc:
+                self._waiting(state, exc, pause)
+                if state == DATABASE:
+                    await self._warn_if_nearly_full()
+                await asyncio.sleep(pause)
+                pause = min(RETRY_MAX, pause * 2)
+
+    async def _store(self, entries: Sequence[Entry]) -> None:
+        await self._retried(
+            lambda: self.db.run(sink.write, self.db, entries), UNAVAILABLE, DATABASE
+        )
+
     async def _commit(self, chunk: Sequence[Delivery]) -> None:
         entries = [d.entry for d in chunk if d.entry is not None]
         if not entries:
             return
-        pause = RETRY_FIRST
-        while True:
-            try:
-                await self.db.run(sink.write, self.db, entries)
-                return
-            except UNAVAILABLE as exc:  # down, restarting, locked, not migrated yet: retried
-                self._waiting("waiting for the database", exc, pause)
-                await self._warn_if_nearly_full()
-                await asyncio.sleep(pause)
-                pause = min(RETRY_MAX, pause * 2)
-            except Exception:
-                # Something in the batch itself cannot be stored (a value the database
-                # refuses, a date out of range...): store the entries one by one, and set
-                # aside (logged) only the one that fails.
-                await self._one_by_one(entries)
-                return
-
-    async def _one_by_one(self, entries: Sequence[Entry]) -> None:
-        for entry in entries:
-            pause = RETRY_FIRST
-            while True:
+        try:
+            await self._store(entries)
+        except Exception:
+            # Something in the batch itself cannot be stored (a value the database refuses, a
+            # date out of range...): store the entries one by one, and set aside (logged) only
+            # the one that fails.
+            for entry in entries:
                 try:
-                    await self.db.run(sink.write, self.db, [entry])
-                    break
-                except UNAVAILABLE as exc:
-                    self._waiting("waiting for the database", exc, pause)
-                    await asyncio.sleep(pause)
-                    pause = min(RETRY_MAX, pause * 2)
+                    await self._store([entry])
                 except Exception as exc:
                     why = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
                     log.error(
@@ -168,19 +166,6 @@ class HistoryWriter:
                         entry.call_sid,
                         str(why).splitlines()[0][:300] if str(why) else type(why).__name__,
                     )
-                    break
-
-    async def _ack(self, chunk: Sequence[Delivery]) -> None:
-        pause = RETRY_FIRST
-        while True:
-            try:
-                await self.source.ack(chunk)
-                return
-            except StoreUnavailable as exc:
-                # Committed but not acknowledged: a redelivery is harmless (idempotent).
-                self._waiting("waiting for the call store", exc, pause)
-                await asyncio.sleep(pause)
-                pause = min(RETRY_MAX, pause * 2)
 
     def _waiting(self, state: str, exc: Exception, pause: float) -> None:
         first = self.status.state != state

@@ -202,12 +202,7 @@ class RedisCallStore:
         events = record.encode() if record is not None else b""
         args = (2, call_key(sid), stream_key(shard(sid)), head, state.encode(), reply, events)
         try:
-            try:
-                stored = bool(await self._execute("EVALSHA", _SAVE_SHA, *args))
-            except NoScriptError:
-                # Redis restarted (or flushed its scripts): load the script and go on.
-                await self.client.script_load(_SAVE)
-                stored = bool(await self._execute("EVALSHA", _SAVE_SHA, *args))
+            stored = bool(await self._script(_SAVE, _SAVE_SHA, args))
         except (RedisError, OSError) as exc:
             self._seen.pop(sid, None)
             raise StoreUnavailable(f"Redis: {exc}") from exc
@@ -230,13 +225,18 @@ class RedisCallStore:
             grace,
         )
         try:
-            try:
-                await self._execute("EVALSHA", _REPORT_SHA, *args)
-            except NoScriptError:
-                await self.client.script_load(_REPORT)
-                await self._execute("EVALSHA", _REPORT_SHA, *args)
+            await self._script(_REPORT, _REPORT_SHA, args)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
+
+    async def _script(self, script: str, sha: str, args: tuple[Any, ...]) -> Any:
+        """Run a Lua script by its SHA; Redis restarted (or flushed its scripts): load it and
+        go on."""
+        try:
+            return await self._execute("EVALSHA", sha, *args)
+        except NoScriptError:
+            await self.client.script_load(script)
+            return await self._execute("EVALSHA", sha, *args)
 
     async def first_reply(self, call_sid: str) -> str | None:
         try:

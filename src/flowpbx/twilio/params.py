@@ -28,7 +28,6 @@ from flowpbx.engine.progress import (
     RecordingProgress,
     RecordingStatus,
     Report,
-    report_id,
 )
 from flowpbx.errors import FlowpbxError
 
@@ -270,7 +269,7 @@ def call_progress(form: Mapping[str, str], received: float) -> Report:
         price_micros=_price(form),
         price_unit=_one(form, "PriceUnit", _UNIT, "").upper(),
     )
-    return Report(id=report_id(sid, progress), call_sid=sid, at=received, progress=progress)
+    return Report.of(sid, progress, received)
 
 
 def recording_progress(form: Mapping[str, str], received: float) -> Report:
@@ -293,4 +292,4 @@ def recording_progress(form: Mapping[str, str], received: float) -> Report:
         started=_time(form, "RecordingStartTime"),
         error_code=_one(form, "ErrorCode", _WORD, "")[:10],
     )
-    return Report(id=report_id(sid, progress), call_sid=sid, at=received, progress=progress)
+    return Report.of(sid, progress, received)

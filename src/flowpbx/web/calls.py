@@ -13,7 +13,7 @@ from starlette.requests import Request
 from flowpbx.dialing.rules import Destinations
 from flowpbx.dialing.softphone import Connect, caller_identity, is_softphone, route
 from flowpbx.engine.actions import Hangup, Say
-from flowpbx.engine.progress import CallPlaced, Report, report_id
+from flowpbx.engine.progress import CallPlaced, Report
 from flowpbx.engine.service import Answer, CallService, Renderer
 from flowpbx.engine.storage import StoreUnavailable
 from flowpbx.privacy import mask_number, mask_numbers
@@ -72,7 +72,7 @@ class DirectCalls:
         """Tell call history about a softphone's call (it runs no flow, so no step does);
         the caller is never kept waiting for it."""
         placed = CallPlaced(caller=caller, called=called, identity=identity)
-        report = Report(id=report_id(sid, placed), call_sid=sid, at=time.time(), progress=placed)
+        report = Report.of(sid, placed, time.time())
         try:
             await self.service.store.report(report)
         except StoreUnavailable as exc:

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from flowpbx.db import apikeys
 from flowpbx.db.database import Database
 from flowpbx.dialing.dialer import Dialer, DialRefused
-from flowpbx.engine.progress import CallPlaced, Report, report_id
+from flowpbx.engine.progress import CallPlaced, Report
 from flowpbx.engine.storage import StoreUnavailable
 from flowpbx.language.catalog import FlowCatalog
 from flowpbx.privacy import mask_number, mask_numbers
@@ -150,7 +150,7 @@ class RestApi:
         if self.report is None:
             return
         placed = CallPlaced(caller=caller, called=called, flow=flow, identity=identity)
-        report = Report(id=report_id(sid, placed), call_sid=sid, at=time.time(), progress=placed)
+        report = Report.of(sid, placed, time.time())
         try:
             await self.report(report)
         except StoreUnavailable as exc:
