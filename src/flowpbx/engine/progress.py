@@ -119,7 +119,64 @@ class CallPlaced(_Progress, tag="call_placed", frozen=True, kw_only=True):
     identity: str | None = None
 
 
-Progress = CallProgress | RecordingProgress | CallPlaced
+class QueueEvent(StrEnum):
+    """What happened to a place in a queue, as the queue engine reports it."""
+
+    JOINED = "joined"
+    OFFERED = "offered"
+    """Offered to an agent (their phone rings)."""
+    MISSED = "missed"
+    """The agent offered the call did not answer; the place goes back to the front."""
+    ANSWERED = "answered"
+    """An agent answered: the caller is connected."""
+    COMPLETED = "completed"
+    """The answered call ended (`talk` seconds)."""
+    ABANDONED = "abandoned"
+    """The caller hung up while waiting (or while an agent's phone rang)."""
+    TIMED_OUT = "timed_out"
+    LEFT = "left"
+    """The caller pressed the key to leave."""
+    FULL = "full"
+    """Turned away: the queue had no room."""
+    CALLBACK_REQUESTED = "callback_requested"
+    """The caller asked to be called back and hung up; the place is kept."""
+    CALLBACK_PLACED = "callback_placed"
+    """flowpbx placed the callback (the agent answered and the caller's phone is called)."""
+    CALLBACK_FAILED = "callback_failed"
+    """The callback did not reach the caller; tried again later, or given up (`final`)."""
+
+
+QUEUE_EXITS = frozenset(
+    {
+        QueueEvent.ANSWERED,
+        QueueEvent.ABANDONED,
+        QueueEvent.TIMED_OUT,
+        QueueEvent.LEFT,
+        QueueEvent.FULL,
+    }
+)
+"""Events after which the caller no longer waits on the line (a callback waits on)."""
+
+
+class QueueActivity(_Progress, tag="queue", frozen=True, kw_only=True):
+    """A queue engine event about one place (`member`) of `queue`."""
+
+    queue: str
+    event: QueueEvent
+    member: str
+    """The CallSid, or 'cb:' + CallSid for a callback."""
+    queued_at: float
+    """When the place was taken (Unix seconds)."""
+    caller: str = ""
+    agent: str = ""
+    reservation: str = ""
+    talk: int | None = None
+    """Seconds the agent talked (COMPLETED)."""
+    final: bool = False
+    """CALLBACK_FAILED: given up after the last attempt."""
+
+
+Progress = CallProgress | RecordingProgress | CallPlaced | QueueActivity
 
 
 class Report(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -159,6 +216,9 @@ def report_id(call_sid: str, progress: Progress) -> str:
             return f"{progress.recording_sid}:{progress.status}"
         case CallPlaced():
             return f"{call_sid}:placed"
+        case QueueActivity():
+            tail = progress.reservation or f"{progress.queued_at:.3f}"
+            return f"{call_sid}:queue:{progress.queue}:{progress.member}:{progress.event}:{tail}"
 
 
 _ENCODER = msgspec.json.Encoder()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, get_args
 
@@ -212,6 +212,49 @@ class DialNode:
         )
 
 
+class QueueStrategy(StrEnum):
+    """Which free agent a queue offers its next caller to."""
+
+    ROUND_ROBIN = "round-robin"
+    """The next agent after the one offered the last call, in a fixed order (by agent id)."""
+    LONGEST_IDLE = "longest-idle"
+    """The agent who has been free the longest."""
+
+
+DEFAULT_HOLD_MUSIC = "http://com.twilio.music.classical.s3.amazonaws.com/BusyStrings.mp3"
+"""Twilio's own royalty-free classical hold music (its default for <Enqueue>)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueSpec:
+    """A call queue as a flow file's `queues` section declares it. Times are in seconds."""
+
+    name: str
+    mark: Mark
+    description: str = ""
+    max_size: int = 100
+    """Callers (and callbacks) waiting at most; the next one takes the node's `full` way."""
+    max_wait: int | None = 600
+    """A caller waiting this long takes the node's `timed_out` way (None: no limit)."""
+    strategy: QueueStrategy = QueueStrategy.ROUND_ROBIN
+    service_level: int = 60
+    """Answered within this many seconds counts as within the service level."""
+    hold_music: str | None = DEFAULT_HOLD_MUSIC
+    """An audio URL (may use ${CONFIG}); None plays silence."""
+    announce_every: int = 60
+    """Seconds between announcements of position and wait (0: never)."""
+    callback: bool = False
+    """Whether callers may ask to be called back, keeping their place."""
+    country_code: str = "+34"
+    """Prefix of a callback number typed without one (e.g. 612345678 -> +34612345678)."""
+    ring_timeout: int = 20
+    """Seconds an agent's phone rings before the caller is offered to the next agent."""
+    wrap_up: int = 30
+    """Seconds an agent stays in wrap-up after a call before taking the next one."""
+    handle_time: int = 180
+    """The handle time (talk + wrap-up) assumed until the queue has learned its own."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EnqueueNode:
     kind: ClassVar[str] = "enqueue"
@@ -219,13 +262,15 @@ class EnqueueNode:
     mark: Mark
     description: str
     queue: str
-    hold_music: str | None
-    max_wait: int | None
-    max_size: int
+    priority: int
+    """0-9: callers of a higher priority are served before those of a lower one."""
     leave_key: str | None
+    callback_key: str | None
     timed_out: str | None
     full: str
     left: str | None
+    callback: str | None
+    """Where the call goes once a callback is confirmed (None: a goodbye and hang up)."""
     voice: str
     language: str
 
@@ -235,6 +280,8 @@ class EnqueueNode:
             edges.append(Edge(("timed_out",), self.timed_out))
         if self.left:
             edges.append(Edge(("left",), self.left, EdgeKind.CHOICE))
+        if self.callback:
+            edges.append(Edge(("callback",), self.callback, EdgeKind.CHOICE))
         return tuple(edges)
 
 
@@ -391,3 +438,5 @@ class Flow:
     on_error: OnError
     nodes: Mapping[str, Node]
     recording: RecordingPolicy = RecordingPolicy()
+    queues: Mapping[str, QueueSpec] = field(default_factory=dict)
+    """The queues this flow's enqueue nodes use, by name."""
