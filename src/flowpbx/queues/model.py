@@ -175,3 +175,31 @@ HANDLE_WEIGHT = 0.2
 ABANDON_WEIGHT = 0.1
 """How much each caller leaving the queue moves the learned abandonment rate."""
 WAIT_WEIGHT = 0.2
+
+
+def _weighted(old: float | None, sample: float, weight: float) -> float:
+    return sample if old is None else old + weight * (sample - old)
+
+
+def learned(
+    figures: Figures,
+    *,
+    handle_time: float | None = None,
+    answered_wait: float | None = None,
+    abandoned: bool | None = None,
+) -> Figures:
+    """`figures` with one observation folded in (the first sample of a mean is taken as it
+    is). Both stores fold the same way: the memory store calls this; the Redis store's Lua
+    does the same arithmetic."""
+    changes: dict[str, object] = {}
+    if handle_time is not None:
+        changes["handle_time"] = _weighted(figures.handle_time, handle_time, HANDLE_WEIGHT)
+        changes["samples"] = figures.samples + 1
+    if answered_wait is not None:
+        changes["answered_wait"] = _weighted(figures.answered_wait, answered_wait, WAIT_WEIGHT)
+    if abandoned is not None:
+        target = 1.0 if abandoned else 0.0
+        changes["abandon_rate"] = figures.abandon_rate + ABANDON_WEIGHT * (
+            target - figures.abandon_rate
+        )
+    return msgspec.structs.replace(figures, **changes)
