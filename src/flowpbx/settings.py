@@ -90,6 +90,11 @@ class Settings:
     history_writer: bool = True
     """Run the history writer inside `flowpbx serve` (off when `flowpbx history-writer` runs
     apart)."""
+    queue_scheduler: bool = True
+    """Offer queued callers to agents from this process (every process may: they share the
+    work through locks in Redis)."""
+    queue_tick: float = 0.25
+    """Seconds between the queue scheduler's rounds when nothing wakes it earlier."""
     hours_override: str = ""
     log_level: str = "INFO"
 
@@ -180,6 +185,8 @@ class Settings:
             ),
             events_max=reader.integer("FLOWPBX_EVENTS_MAX", DEFAULT_EVENTS_MAX, 1000, 10_000_000),
             history_writer=reader.boolean("FLOWPBX_HISTORY_WRITER", default=True),
+            queue_scheduler=reader.boolean("FLOWPBX_QUEUE_SCHEDULER", default=True),
+            queue_tick=reader.number("FLOWPBX_QUEUE_TICK", 0.25, 0.01, 10.0),
             hours_override=reader.hours_override("FLOWPBX_HOURS_OVERRIDE"),
             log_level=reader.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         )

@@ -285,12 +285,15 @@ class Simulator:
             result, note = results[QueueChoice(answer)]
             return [await self._turn(answer, QueueLeft(result=result, waited=waited), note)]
         if answer == QueueChoice.TIMEOUT:
-            if node.max_wait is None:
-                raise SimulationError(f"queue node '{node.id}' has no max_wait: it never times out")
-            self.now += dt.timedelta(seconds=max(0, node.max_wait - waited))
-            note = f"the caller waits {node.max_wait} s in the queue"
-            tick = await self._turn(answer, QueueWaitTick(waited=node.max_wait), note)
-            return [tick, *await self._left(tick.step, node.max_wait)]
+            max_wait = self.catalog.flows[self.step.state.flow].flow.queues[node.queue].max_wait
+            if max_wait is None:
+                raise SimulationError(
+                    f"queue '{node.queue}' of node '{node.id}' has no max_wait: it never times out"
+                )
+            self.now += dt.timedelta(seconds=max(0, max_wait - waited))
+            note = f"the caller waits {max_wait} s in the queue"
+            tick = await self._turn(answer, QueueWaitTick(waited=max_wait), note)
+            return [tick, *await self._left(tick.step, max_wait)]
         if node.leave_key and text == node.leave_key:
             note = f"the caller presses {text} to leave the queue"
             keys = await self._turn(text, QueueKeysPressed(digits=text), note)

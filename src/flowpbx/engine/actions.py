@@ -98,7 +98,11 @@ class Leave:
 
 @dataclass(frozen=True, slots=True)
 class Redirect:
+    """Go on at `route`; a queue's wait route also names the enqueue node (`flow`, `node`)."""
+
     route: Route
+    flow: str = ""
+    node: str = ""
 
 
 Action = Say | Play | Pause | Gather | Dial | Enqueue | Record | Hangup | Leave | Redirect

@@ -28,6 +28,8 @@ class QueueExit(StrEnum):
     LEFT = "left"
     """Pressed the node's leave key."""
     FULL = "full"
+    CALLBACK = "callback"
+    """Asked to be called back, keeping their place, and hung up."""
     REDIRECTED = "redirected"
     ERROR = "error"
 
@@ -45,6 +47,8 @@ class EndReason(StrEnum):
     """The caller hung up while waiting in a queue."""
     REDIRECTED = "redirected"
     """The call was taken out of the flow (redirected from a queue)."""
+    CALLBACK = "callback"
+    """The caller will be called back from a queue, and was let go."""
     ERROR = "error"
     """flowpbx could not go on and said goodbye with an apology."""
 
@@ -141,6 +145,15 @@ class QueueJoined(_Event, tag="queue_joined", frozen=True, kw_only=True):
     queue: str
 
 
+class CallbackRequested(_Event, tag="callback_requested", frozen=True, kw_only=True):
+    """A caller waiting in a queue confirmed the number to be called back at."""
+
+    type: ClassVar[str] = "callback_requested"
+    node: str
+    queue: str
+    number: str
+
+
 class QueueExited(_Event, tag="queue_exited", frozen=True, kw_only=True):
     type: ClassVar[str] = "queue_exited"
     node: str
@@ -189,6 +202,7 @@ CallEvent = (
     | DialFinished
     | RecordingMade
     | QueueJoined
+    | CallbackRequested
     | QueueExited
     | FallbackTaken
     | CallRecovered

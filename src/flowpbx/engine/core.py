@@ -161,20 +161,27 @@ class CallEngine:
         )
 
     def adopt(
-        self, call: NewCall, node_id: str, *, seq: int, waited: int, ctx: Context, reason: str
+        self,
+        call: NewCall,
+        node_id: str,
+        *,
+        seq: int,
+        tick: QueueWaitTick,
+        ctx: Context,
+        reason: str,
     ) -> Step:
         """A caller waiting in a queue whose state was lost: take them up again at their
-        enqueue node (from the wait URL), waiting since `waited` seconds ago; they hear the
-        hold music as before. Without that node, they hold on all the same."""
+        enqueue node (from the wait URL), waiting since `tick.waited` seconds ago; they hear
+        the hold music (and their place) as before. Without that node, they hold on all the same."""
         node = ctx.flow.nodes.get(node_id)
         if not isinstance(node, EnqueueNode):
             return Step(state=initial_state(call, ctx), actions=HOLD_ON, events=())
-        queued_at = int(ctx.now.timestamp()) - max(0, waited)
+        queued_at = int(ctx.now.timestamp()) - max(0, tick.waited)
         state = initial_state(call, ctx).evolve(
             node=node_id, waiting=Waiting.QUEUE, seq=seq, queued_at=queued_at
         )
         recovered = (CallRecovered(node=node_id, reason=reason),)
-        result = self.step(state, QueueWaitTick(waited=waited), ctx)
+        result = self.step(state, tick, ctx)
         if result is None:  # pragma: no cover - a queued state always takes a wait tick
             return Step(state=state, actions=HOLD_ON, events=recovered)
         return Step(

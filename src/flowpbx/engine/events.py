@@ -91,11 +91,26 @@ class RecordingEnded:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class QueueView:
+    """Where a waiting caller stands, as the queue engine sees it at a wait request."""
+
+    position: int
+    """1 for the front; 0 while the caller is being offered to an agent."""
+    wait: int | None
+    """The estimated wait in seconds; None when no agent serves the queue."""
+    full: bool = False
+    """The queue had no room: the caller was not admitted."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QueueWaitTick:
     """The hold music ran out and the queue asks what the waiting caller hears next."""
 
     waited: int
     """Seconds in the queue as the queue counts them (0 when it does not say)."""
+    view: QueueView | None = None
+    """The caller's place (None without a queue engine, e.g. a store that did not answer:
+    the caller then hears the music, without an announcement)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,9 +12,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar, assert_never
 
-from flowpbx.engine.actions import Action, Gather, Hangup, Leave, Pause, Play, Prompt, Redirect
+from flowpbx.engine.actions import (
+    Action,
+    Gather,
+    Hangup,
+    Leave,
+    Pause,
+    Play,
+    Prompt,
+    Redirect,
+    Say,
+)
 from flowpbx.engine.actions import Route as CallRoute
 from flowpbx.engine.call_events import (
+    CallbackRequested,
     CallEvent,
     CallStarted,
     DialFinished,
@@ -50,9 +61,11 @@ from flowpbx.language.flow import (
     InputNode,
     MenuNode,
     Node,
+    QueueSpec,
     RecordNode,
     Speech,
 )
+from flowpbx.queues import spoken as spoken_words
 
 N = TypeVar("N", bound=Node)
 
@@ -67,6 +80,10 @@ DIAL_STATUS_WORDS = {
 """The values of {dial_status} in flows, as docs/flows.md promises them."""
 HOLD_SILENCE = 20
 """Seconds of silence between wait-music requests when a queue node has no hold music."""
+CALLBACK_TIMEOUT = 8
+"""Seconds a caller has to confirm a callback number (or type another)."""
+MIN_CALLBACK_DIGITS = 6
+"""Fewer digits than this are a key pressed by mistake, not a phone number."""
 
 
 class IllegalEvent(FlowpbxError):
@@ -281,7 +298,7 @@ def _on_queue(node: Node, event: QueueLeft, state: CallState, walk: Walk) -> Cal
     def exited(reason: QueueExit) -> None:
         walk.note(QueueExited(node=queue.id, queue=queue.queue, reason=reason, waited=waited))
 
-    state = state.evolve(queued_at=0)
+    state = state.evolve(queued_at=0, announced_at=0, queue_phase="")
     match event.result:
         case QueueResult.BRIDGED:
             exited(QueueExit.AGENT)
@@ -308,6 +325,14 @@ def _on_queue(node: Node, event: QueueLeft, state: CallState, walk: Walk) -> Cal
             if state.leave_reason == "left" and queue.left:
                 exited(QueueExit.LEFT)
                 return run(queue.left, state, walk)
+            if state.leave_reason == "full":
+                exited(QueueExit.FULL)
+                return run(queue.full, state, walk)
+            if state.leave_reason == "callback":
+                exited(QueueExit.CALLBACK)
+                if queue.callback:
+                    return run(queue.callback, state, walk)
+                return end(state, walk, EndReason.CALLBACK, Hangup()).state
             # We asked the queue to let them go because of the wait (or we no longer know why).
             exited(QueueExit.TIMED_OUT)
             return run(queue.timed_out or queue.full, state, walk)
@@ -323,43 +348,115 @@ def _on_recording(node: Node, event: RecordingEnded, state: CallState, walk: Wal
     return run(record.next, state.evolve(variables=variables), walk)
 
 
-def hold_music(node: EnqueueNode, ctx: Context, waited: int = 0) -> tuple[Prompt, ...]:
-    """What a caller waiting at `node` hears until the queue asks again."""
-    if node.hold_music:
-        return (Play(resolve(node.hold_music, ctx)),)
-    remaining = node.max_wait - waited if node.max_wait is not None else HOLD_SILENCE
+def queue_spec(node: EnqueueNode, ctx: Context) -> QueueSpec:
+    """The queue an enqueue node puts callers in (the loader checks it is declared)."""
+    spec = ctx.flow.queues.get(node.queue)
+    if spec is None:
+        raise StepError(f"queue '{node.queue}' is not declared in flow '{ctx.flow.name}'")
+    return spec
+
+
+def hold_music(spec: QueueSpec, ctx: Context, waited: int = 0) -> tuple[Prompt, ...]:
+    """What a caller waiting in queue `spec` hears until the queue asks again."""
+    if spec.hold_music:
+        return (Play(resolve(spec.hold_music, ctx)),)
+    remaining = spec.max_wait - waited if spec.max_wait is not None else HOLD_SILENCE
     return (Pause(max(1, min(HOLD_SILENCE, remaining))),)
 
 
+def _say(node: EnqueueNode, text: str) -> Say:
+    return Say(text, node.voice, node.language)
+
+
+def _has_keys(node: EnqueueNode, spec: QueueSpec) -> bool:
+    return bool(node.leave_key or (node.callback_key and spec.callback))
+
+
 def _on_wait_tick(node: Node, event: QueueWaitTick, state: CallState, walk: Walk) -> CallState:
-    """The hold music ended: more of it, or leave the queue after the node's max_wait.
+    """The hold music ended: the caller's place and wait now and then, more music, or leave
+    the queue (no room, or the queue's max_wait reached).
 
     The wait is counted from when the call entered the queue (the queue's own count is not
     sent on every request); `max_wait` is checked each time the hold music ends.
     """
     queue = _expect(node, EnqueueNode, event, state)
+    spec = queue_spec(queue, walk.ctx)
+    now = int(walk.ctx.now.timestamp())
     waited = event.waited
     if state.queued_at:
-        waited = max(waited, int(walk.ctx.now.timestamp()) - state.queued_at)
-    if queue.max_wait is not None and waited >= queue.max_wait:
+        waited = max(waited, now - state.queued_at)
+    view = event.view
+    if view is not None and view.full:
         walk.play(Leave())
-        return state.evolve(leave_reason="timed_out")
-    music = hold_music(queue, walk.ctx, waited)
-    if queue.leave_key:
-        walk.play(Gather(music, 1, 1, "", CallRoute.QUEUE_KEY))
+        return state.evolve(leave_reason="full", queue_phase="")
+    if spec.max_wait is not None and waited >= spec.max_wait:
+        walk.play(Leave())
+        return state.evolve(leave_reason="timed_out", queue_phase="")
+    spoken: list[Prompt] = []
+    announced_at = state.announced_at
+    due = not announced_at or now - announced_at >= spec.announce_every
+    if view is not None and view.position > 0 and spec.announce_every and due:
+        spoken.append(
+            _say(queue, spoken_words.announcement(view.position, view.wait, queue.language))
+        )
+        if _has_keys(queue, spec):
+            callback_key = queue.callback_key if spec.callback else None
+            offer = spoken_words.offer_keys(queue.leave_key, callback_key, queue.language)
+            spoken.append(_say(queue, offer))
+        announced_at = now
+    heard = (*spoken, *hold_music(spec, walk.ctx, waited))
+    if _has_keys(queue, spec):
+        walk.play(Gather(heard, 1, 1, "", CallRoute.QUEUE_KEY))
     else:
-        walk.play(*music)
-    return state
+        walk.play(*heard)
+    return state.evolve(announced_at=announced_at, queue_phase="")
+
+
+def _back_to_music(queue: EnqueueNode, state: CallState, walk: Walk, *said: str) -> CallState:
+    for text in said:
+        walk.play(_say(queue, text))
+    walk.play(Redirect(CallRoute.QUEUE_WAIT, walk.ctx.flow.name, queue.id))
+    return state.evolve(queue_phase="")
 
 
 def _on_queue_keys(node: Node, event: QueueKeysPressed, state: CallState, walk: Walk) -> CallState:
-    """A key pressed during hold music: the leave key takes the caller out of the queue."""
+    """A key pressed during hold music: the leave key takes the caller out of the queue; the
+    callback key asks which number to call back (then the caller confirms it)."""
     queue = _expect(node, EnqueueNode, event, state)
-    if queue.leave_key and event.digits[:1] == queue.leave_key:
+    spec = queue_spec(queue, walk.ctx)
+    if state.queue_phase == "callback":
+        return _on_callback_number(queue, spec, event.digits, state, walk)
+    key = event.digits[:1]
+    if queue.leave_key and key == queue.leave_key:
         walk.play(Leave())
         return state.evolve(leave_reason="left")
-    walk.play(Redirect(CallRoute.QUEUE_WAIT))
-    return state
+    if queue.callback_key and spec.callback and key == queue.callback_key:
+        caller = state.variables.get("caller", "")
+        ask = spoken_words.callback_confirm(caller, queue.language)
+        walk.play(Gather((_say(queue, ask),), CALLBACK_TIMEOUT, None, "#", CallRoute.QUEUE_KEY))
+        return state.evolve(queue_phase="callback")
+    return _back_to_music(queue, state, walk)
+
+
+def _on_callback_number(
+    queue: EnqueueNode, spec: QueueSpec, digits: str, state: CallState, walk: Walk
+) -> CallState:
+    """The caller's answer to "we will call you at ... press 1, or dial another number"."""
+    caller = state.variables.get("caller", "")
+    number: str | None
+    if digits in ("1", "1#") and spoken_words.is_phone_number(caller):
+        number = caller
+    elif len(digits.rstrip("#")) >= MIN_CALLBACK_DIGITS:
+        number = spoken_words.callback_number(digits.rstrip("#"), spec.country_code)
+        if number is None:
+            return _back_to_music(
+                queue, state, walk, spoken_words.callback_bad_number(queue.language)
+            )
+    else:
+        return _back_to_music(queue, state, walk, spoken_words.callback_unclear(queue.language))
+    walk.note(CallbackRequested(node=queue.id, queue=queue.queue, number=number))
+    walk.play(_say(queue, spoken_words.callback_booked(number, queue.language)), Leave())
+    return state.evolve(queue_phase="", leave_reason="callback")
 
 
 __all__ = ["Context", "IllegalEvent", "Step", "StepError", "initial_state", "run", "start", "step"]

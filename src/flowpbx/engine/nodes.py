@@ -107,7 +107,10 @@ def _enqueue(node: EnqueueNode, state: CallState, walk: Walk) -> Outcome:
     queued_at = int(walk.ctx.now.timestamp())
     walk.play(Enqueue(node.queue, walk.ctx.flow.name, node.id))
     walk.note(QueueJoined(node=node.id, queue=node.queue))
-    return Wait(state.evolve(waiting=Waiting.QUEUE, leave_reason="", queued_at=queued_at))
+    waiting = state.evolve(
+        waiting=Waiting.QUEUE, leave_reason="", queued_at=queued_at, announced_at=0, queue_phase=""
+    )
+    return Wait(waiting)
 
 
 def _record(node: RecordNode, state: CallState, walk: Walk) -> Outcome:

@@ -335,10 +335,10 @@ class CallService:
         state = initial_state(call, ctx).evolve(seq=seq)
         step: Step | None
         if isinstance(event, WAIT_EVENTS):
-            waited = event.waited if isinstance(event, QueueWaitTick) else 0
+            tick = event if isinstance(event, QueueWaitTick) else QueueWaitTick(waited=0)
             queue = node or _only_queue(loaded)
             adopt = partial(
-                self.engine.adopt, call, queue, seq=seq, waited=waited, ctx=ctx, reason=reason
+                self.engine.adopt, call, queue, seq=seq, tick=tick, ctx=ctx, reason=reason
             )
             step = self._safely(adopt, state, ctx, is_wait=True)
         else:

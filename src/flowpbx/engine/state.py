@@ -61,9 +61,15 @@ class CallState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     visits: Mapping[str, int] = msgspec.field(default_factory=lambda: _frozen({}))
     steps: int = 0
     leave_reason: str = ""
-    """Why flowpbx asked the queue to let the caller go: 'timed_out', 'left' or ''."""
+    """Why flowpbx asked the queue to let the caller go: 'timed_out', 'left', 'full',
+    'callback' or ''."""
     queued_at: int = 0
     """When the call entered its queue (Unix seconds); 0 when it is not queued."""
+    announced_at: int = 0
+    """When the caller last heard their place in the queue (Unix seconds); 0: not yet."""
+    queue_phase: str = ""
+    """'' while the caller listens to the hold music; 'callback' while they confirm the
+    number to be called back at."""
 
     def evolve(self, **changes: Any) -> Self:
         for name in ("variables", "visits"):
@@ -91,6 +97,8 @@ class CallState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             "steps": self.steps,
             "leave_reason": self.leave_reason,
             "queued_at": self.queued_at,
+            "announced_at": self.announced_at,
+            "queue_phase": self.queue_phase,
         }
         return _ENCODER.encode(data)
 
@@ -115,6 +123,8 @@ class CallState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
                 steps=_optional(data, "steps", _number, 0),
                 leave_reason=_optional(data, "leave_reason", _text, ""),
                 queued_at=_optional(data, "queued_at", _number, 0),
+                announced_at=_optional(data, "announced_at", _number, 0),
+                queue_phase=_optional(data, "queue_phase", _text, ""),
             )
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             # msgspec.DecodeError is a ValueError: unreadable JSON lands here too.

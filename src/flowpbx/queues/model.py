@@ -43,6 +43,11 @@ class Waiter(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The enqueue node the caller waits at."""
     attempts: int = 0
     """Callback calls placed so far."""
+    called: str = ""
+    """The number the caller called: a callback comes from it."""
+    base: str = ""
+    """Where Twilio reached flowpbx for this call (scheme://host): the base of the URLs the
+    scheduler gives Twilio when PUBLIC_BASE_URL is not set."""
 
     @property
     def score(self) -> float:
@@ -152,6 +157,9 @@ class Reservation(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     connected: bool = False
     """The agent answered."""
     connected_at: float = 0.0
+    waiter: Waiter | None = None
+    """The place as it was when the agent was reserved for it (who, since when, which number
+    a callback goes to, where the caller waits)."""
 
     def evolve(self, **changes: object) -> Reservation:
         return msgspec.structs.replace(self, **changes)

@@ -7,6 +7,7 @@ import email.utils
 import re
 import urllib.parse
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 
@@ -293,3 +294,49 @@ def recording_progress(form: Mapping[str, str], received: float) -> Report:
         error_code=_one(form, "ErrorCode", _WORD, "")[:10],
     )
     return Report.of(sid, progress, received)
+
+
+# -- the queue engine's legs --
+
+_QUEUE_SID = re.compile(r"(QU[0-9a-fA-F]{32})?")
+_RESERVATION = re.compile(r"[0-9a-f]{32}")
+_QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def queue_sid(form: Mapping[str, str]) -> str:
+    """Twilio's QueueSid of a wait request ('' when it sends none)."""
+    return _one(form, "QueueSid", _QUEUE_SID, "")
+
+
+def reservation(query: Mapping[str, str]) -> str:
+    """The reservation a queue leg's URL names."""
+    return _one(query, "res", _RESERVATION, None)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePlace:
+    """Where a caller waits, as a queue leg's URL says: to put them back in the queue."""
+
+    queue: str
+    seq: int
+    flow: str
+    node: str
+
+
+def queue_place(query: Mapping[str, str]) -> QueuePlace:
+    flow, node = wait_node(query)
+    if flow is None or node is None:
+        raise BadWebhook("node", "the URL names no flow and enqueue node")
+    return QueuePlace(_one(query, "queue", _QUEUE_NAME, None), sequence(query), flow, node)
+
+
+def call_status(form: Mapping[str, str]) -> CallStatus:
+    value = _one(form, "CallStatus", _STATUS, None)
+    try:
+        return CallStatus(value)
+    except ValueError:
+        raise BadWebhook("CallStatus", f"unknown status {value!r}") from None
+
+
+def call_duration(form: Mapping[str, str]) -> int:
+    return int(_one(form, "CallDuration", _SECONDS, "0"))

@@ -10,8 +10,9 @@ import asyncio
 import logging
 import re
 import warnings
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
@@ -29,6 +30,7 @@ warnings.filterwarnings("ignore", "The 'auth' parameter is deprecated", Deprecat
 
 REQUEST_SECONDS = 10.0
 STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
+T = TypeVar("T")
 
 
 class TwilioFailure(FlowpbxError):
@@ -79,11 +81,31 @@ class TwilioRest:
                 self._client.api.base_url = creds.base_url
         return self._client
 
+    async def _call(self, what: str, request: Awaitable[T]) -> T:
+        """Await one request to Twilio within REQUEST_SECONDS; failures become TwilioFailure
+        (`what` says what was asked, e.g. "Twilio refused the call")."""
+        try:
+            async with asyncio.timeout(REQUEST_SECONDS):
+                return await request
+        except TwilioRestException as exc:
+            # The library prefixes Twilio's message with "Unable to create record: ".
+            message = re.sub(r"^Unable to \w+ record: ", "", str(exc.msg))
+            raise TwilioFailure(f"{what}: {message}", status=exc.status, code=exc.code) from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise TwilioFailure(f"Twilio could not be reached: {type(exc).__name__}") from exc
+
     async def create_call(
-        self, *, to: str, from_: str, url: str, status_callback: str, timeout: int = 30
+        self,
+        *,
+        to: str,
+        from_: str,
+        url: str,
+        status_callback: str,
+        timeout: int = 30,
+        events: Sequence[str] = STATUS_EVENTS,
     ) -> PlacedCall:
         """Place a call; Twilio requests `url` when it is answered and reports its progress to
-        `status_callback` (initiated, ringing, answered, completed)."""
+        `status_callback` (by default initiated, ringing, answered, completed)."""
         args: dict[str, Any] = {
             "to": to,
             "from_": from_,
@@ -91,35 +113,32 @@ class TwilioRest:
             "method": "POST",
             "status_callback": status_callback,
             "status_callback_method": "POST",
-            "status_callback_event": list(STATUS_EVENTS),
+            "status_callback_event": list(events),
             "timeout": timeout,
         }
-        try:
-            async with asyncio.timeout(REQUEST_SECONDS):
-                call = await self._api().calls.create_async(**args)
-        except TwilioRestException as exc:
-            # The library prefixes Twilio's message with "Unable to create record: ".
-            message = re.sub(r"^Unable to \w+ record: ", "", str(exc.msg))
-            raise TwilioFailure(
-                f"Twilio refused the call: {message}", status=exc.status, code=exc.code
-            ) from exc
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise TwilioFailure(f"Twilio could not be reached: {type(exc).__name__}") from exc
+        call = await self._call("Twilio refused the call", self._api().calls.create_async(**args))
         return PlacedCall(sid=str(call.sid), status=str(call.status))
+
+    async def dequeue(self, queue_sid: str, call_sid: str, url: str) -> None:
+        """Take one caller out of a Twilio queue: their call runs the TwiML at `url`."""
+        member = self._api().queues(queue_sid).members(call_sid)
+        await self._call(
+            f"Twilio did not dequeue {call_sid}", member.update_async(url=url, method="POST")
+        )
+
+    async def redirect(self, call_sid: str, url: str) -> None:
+        """Make a call in progress run the TwiML at `url` (out of a queue, if it waits in one)."""
+        call = self._api().calls(call_sid)
+        await self._call(
+            f"Twilio did not redirect {call_sid}", call.update_async(url=url, method="POST")
+        )
 
     async def call_price(self, sid: str) -> tuple[str, str] | None:
         """The price Twilio charged for a call and its unit (like "-0.01700", "USD"), or None
         while Twilio has not priced it yet (it does so shortly after the call ends)."""
-        try:
-            async with asyncio.timeout(REQUEST_SECONDS):
-                call = await self._api().calls(sid).fetch_async()
-        except TwilioRestException as exc:
-            message = re.sub(r"^Unable to \w+ record: ", "", str(exc.msg))
-            raise TwilioFailure(
-                f"Twilio did not give call {sid}: {message}", status=exc.status, code=exc.code
-            ) from exc
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise TwilioFailure(f"Twilio could not be reached: {type(exc).__name__}") from exc
+        call = await self._call(
+            f"Twilio did not give call {sid}", self._api().calls(sid).fetch_async()
+        )
         if call.price in (None, ""):
             return None
         return str(call.price), str(call.price_unit or "USD").upper()

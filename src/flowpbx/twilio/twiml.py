@@ -113,6 +113,12 @@ def _dial_target(dial: DialVerb, target: str) -> None:
         dial.number(target)
 
 
+def _wait_url(urls: Urls, seq: int | str, flow: str, node: str) -> str:
+    """A queue's wait URL names the enqueue node: a caller whose state is lost keeps waiting."""
+    wait_seq = _SEQ_ONLY if seq == _SEQ else seq
+    return f"{urls.route(Route.QUEUE_WAIT, wait_seq)}&flow={quote(flow)}&node={quote(node)}"
+
+
 def _append(response: VoiceResponse, action: Action, urls: Urls, seq: int | str) -> None:
     match action:
         case Say() | Play() | Pause():
@@ -126,7 +132,9 @@ def _append(response: VoiceResponse, action: Action, urls: Urls, seq: int | str)
                 timeout=action.timeout,
                 num_digits=action.num_digits,
                 finish_on_key=action.finish_on_key,
-                action_on_empty_result=True,
+                # In a queue, a gather that hears nothing lets the wait document end: Twilio
+                # then asks the wait URL again, with the queue's parameters.
+                action_on_empty_result=action.route is not Route.QUEUE_KEY,
             )
             for prompt in action.prompt:
                 _prompt(gather, prompt)
@@ -136,11 +144,7 @@ def _append(response: VoiceResponse, action: Action, urls: Urls, seq: int | str)
         case Dial():
             response.append(_dial(action, urls, seq))
         case Enqueue():
-            # The wait URL names the enqueue node: a caller whose state is lost keeps waiting.
-            wait_seq = _SEQ_ONLY if seq == _SEQ else seq
-            wait_url = (
-                f"{urls.route(Route.QUEUE_WAIT, wait_seq)}&flow={action.flow}&node={action.node}"
-            )
+            wait_url = _wait_url(urls, seq, action.flow, action.node)
             response.enqueue(
                 action.queue,
                 action=urls.route(Route.ENQUEUE, seq),
@@ -168,7 +172,10 @@ def _append(response: VoiceResponse, action: Action, urls: Urls, seq: int | str)
         case Leave():
             response.leave()
         case Redirect():
-            response.redirect(urls.route(action.route, seq), method="POST")
+            if action.route is Route.QUEUE_WAIT and action.node:
+                response.redirect(_wait_url(urls, seq, action.flow, action.node), method="POST")
+            else:
+                response.redirect(urls.route(action.route, seq), method="POST")
         case _:
             assert_never(action)
 
@@ -218,3 +225,119 @@ def connect(target: str, *, caller_id: str | None, timeout: int = 30) -> str:
     _dial_target(dial, target)
     response.append(dial)
     return str(response.to_xml(xml_declaration=True))
+
+
+# -- the legs of a queue's calls (agents and callbacks) --
+
+
+@dataclass(frozen=True, slots=True)
+class QueueUrls:
+    """Webhook URLs of the queue engine's legs under `base`: `res` names the reservation (the
+    agent held for one caller); a caller's place in the flow rides along, so that a caller can
+    be put back in the queue whatever became of the reservation."""
+
+    base: str
+
+    def connect(self, res: str, place: str) -> str:
+        """Where a caller taken out of Twilio's queue goes: the dial to the agent."""
+        return f"{self.base}/api/calls/queue-connect?res={res}&{place}"
+
+    def answered(self, res: str) -> str:
+        return f"{self.base}/api/webhooks/agent-answered?res={res}"
+
+    def dialed(self, res: str, place: str) -> str:
+        return f"{self.base}/api/calls/queue-dialed?res={res}&{place}"
+
+    def callback(self, res: str) -> str:
+        """Where the agent's leg of a callback goes when they answer."""
+        return f"{self.base}/api/calls/callback?res={res}"
+
+    def callback_status(self, res: str) -> str:
+        return f"{self.base}/api/webhooks/callback-status?res={res}"
+
+    def callback_dialed(self, res: str) -> str:
+        return f"{self.base}/api/calls/callback-dialed?res={res}"
+
+    def recording_status(self) -> str:
+        return f"{self.base}/api/webhooks/recording-status"
+
+
+def place_query(queue: str, seq: int, flow: str, node: str) -> str:
+    """A caller's place in a flow's queue, as a query string for the queue legs' URLs."""
+    return f"queue={quote(queue)}&seq={seq}&flow={quote(flow)}&node={quote(node)}"
+
+
+def _document(response: VoiceResponse) -> str:
+    return str(response.to_xml(xml_declaration=True))
+
+
+def agent_dial(
+    urls: QueueUrls,
+    res: str,
+    place: str,
+    target: str,
+    *,
+    timeout: int,
+    intro: Say | None,
+    record: RecordingChannels | None,
+) -> str:
+    """A caller's turn: connect them to the agent held for them. The caller hears `intro`
+    and ringing until the agent answers (answerOnBridge); the agent's answer is reported at
+    once (for their status), the dial's end to `dialed`."""
+    response = VoiceResponse()
+    if intro is not None:
+        _prompt(response, intro)
+    extra: dict[str, Any] = {}
+    if record is not None:
+        extra = {
+            "record": _DIAL_RECORD[record],
+            "recording_status_callback": urls.recording_status(),
+            "recording_status_callback_method": "POST",
+            "recording_status_callback_event": _DIAL_RECORDING_EVENTS,
+        }
+    dial = DialVerb(
+        action=urls.dialed(res, place),
+        method="POST",
+        timeout=timeout,
+        answer_on_bridge=True,
+        **extra,
+    )
+    status = {
+        "status_callback_event": "answered",
+        "status_callback": urls.answered(res),
+        "status_callback_method": "POST",
+    }
+    if target.startswith("client:"):
+        dial.client(target.removeprefix("client:"), **status)
+    else:
+        dial.number(target, **status)
+    response.append(dial)
+    return _document(response)
+
+
+def callback_dial(
+    urls: QueueUrls, res: str, number: str, *, caller_id: str | None, whisper: Say
+) -> str:
+    """The agent answered a callback: tell them, then call the person back."""
+    response = VoiceResponse()
+    _prompt(response, whisper)
+    dial = DialVerb(
+        action=urls.callback_dialed(res),
+        method="POST",
+        timeout=30,
+        caller_id=caller_id,
+        answer_on_bridge=True,
+    )
+    dial.number(number)
+    response.append(dial)
+    return _document(response)
+
+
+def spoken(*said: Say, hangup: bool = True) -> str:
+    """Words, then (by default) hang up."""
+    response = VoiceResponse()
+    for say in said:
+        _prompt(response, say)
+    if hangup:
+        response.hangup()
+    return _document(response)

@@ -19,16 +19,20 @@ from starlette.routing import Route
 from flowpbx.dialing.rules import Destinations
 from flowpbx.engine.actions import Route as CallRoute
 from flowpbx.engine.events import Event
+from flowpbx.engine.progress import CallProgress, Report
 from flowpbx.engine.service import Answer, CallService, Renderer
 from flowpbx.history.prices import PriceFiller
 from flowpbx.history.sources import Backlog
 from flowpbx.history.writer import HistoryWriter
+from flowpbx.queues.engine import QueueEngine
+from flowpbx.queues.scheduler import QueueScheduler
 from flowpbx.settings import Settings
 from flowpbx.twilio import params
 from flowpbx.web.api.framework import Authenticator
 from flowpbx.web.api.routes import RestApi
 from flowpbx.web.calls import DirectCalls
 from flowpbx.web.http import error
+from flowpbx.web.queues import QueueHooks
 from flowpbx.web.webhooks import DirectWrite, Handler, Webhooks
 
 log = logging.getLogger("flowpbx.web")
@@ -98,14 +102,61 @@ class HistoryParts:
     aclose: Callable[[], Awaitable[None]]
 
 
+def _queue_routes(
+    settings: Settings, service: CallService, hooks: Webhooks, queues: QueueParts
+) -> tuple[dict[CallRoute, Handler], list[Route], Callable[[Report], Awaitable[None]]]:
+    """The queue engine's webhooks: the caller's wait, keys and exit through the engine, the
+    agents' and callbacks' legs, and what a caller's final status does to their place."""
+    desk = QueueHooks(service, queues.engine, settings.public_base_url)
+    steps: dict[CallRoute, Handler] = {
+        CallRoute.ENQUEUE: desk.left,
+        CallRoute.QUEUE_WAIT: desk.wait,
+        CallRoute.QUEUE_KEY: desk.keys,
+    }
+    legs = [
+        Route("/api/calls/queue-connect", hooks.voice(desk.connect), methods=["POST"]),
+        Route("/api/calls/queue-dialed", hooks.voice(desk.dialed), methods=["POST"]),
+        Route("/api/calls/callback", hooks.voice(desk.callback), methods=["POST"]),
+        Route("/api/calls/callback-dialed", hooks.voice(desk.callback_dialed), methods=["POST"]),
+        Route(
+            "/api/webhooks/agent-answered",
+            hooks.callback("agent-answered", desk.answered),
+            methods=["POST"],
+        ),
+        Route(
+            "/api/webhooks/callback-status",
+            hooks.callback("callback-status", desk.callback_status),
+            methods=["POST"],
+        ),
+    ]
+
+    async def call_ended(report: Report) -> None:
+        progress = report.progress
+        if isinstance(progress, CallProgress) and progress.status.final:
+            await queues.engine.call_ended(report.call_sid)
+
+    return steps, legs, call_ended
+
+
+@dataclass
+class QueueParts:
+    """The queue engine in the web process: its webhooks' handlers, and the scheduler its
+    lifespan runs (None: this process offers no callers, e.g. in tests that step it)."""
+
+    engine: QueueEngine
+    scheduler: QueueScheduler | None
+    aclose: Callable[[], Awaitable[None]]
+
+
 def create_app(
     settings: Settings,
     service: CallService,
     rest: RestParts | None = None,
     history: HistoryParts | None = None,
+    queues: QueueParts | None = None,
 ) -> Starlette:
-    """The web application around a call service (and the REST API and call history, when
-    given)."""
+    """The web application around a call service (and the REST API, call history and the
+    queue engine, when given)."""
     hooks = Webhooks(settings, service, history.direct if history else None)
     store = service.store
     direct = DirectCalls(
@@ -158,6 +209,10 @@ def create_app(
             )
         if history is not None and history.prices is not None:
             background.append(asyncio.create_task(history.prices.run(), name="call-prices"))
+        if queues is not None and queues.scheduler is not None:
+            background.append(
+                asyncio.create_task(queues.scheduler.run_forever(), name="queue-scheduler")
+            )
         try:
             yield
         finally:
@@ -167,11 +222,13 @@ def create_app(
                     await task
             if history is not None:
                 await history.aclose()
+            if queues is not None:
+                await queues.aclose()
             for stop in rest.shutdown if rest else ():
                 await stop()
             await store.aclose()
 
-    steps = {
+    steps: dict[CallRoute, Handler] = {
         CallRoute.GATHER: _step(params.keys_pressed, service),
         CallRoute.DIAL: _step(params.dial_ended, service),
         CallRoute.ENQUEUE: _step(params.queue_left, service),
@@ -179,6 +236,11 @@ def create_app(
         CallRoute.QUEUE_WAIT: _wait(params.queue_wait_tick, service),
         CallRoute.QUEUE_KEY: _wait(params.queue_keys_pressed, service),
     }
+    legs: list[Route] = []
+    call_ended: Callable[[Report], Awaitable[None]] | None = None
+    if queues is not None:
+        queue_steps, legs, call_ended = _queue_routes(settings, service, hooks, queues)
+        steps |= queue_steps
     routes = [
         Route("/api/calls/incoming", hooks.voice(direct.incoming), methods=["POST"]),
         Route("/api/calls/outbound", hooks.voice(direct.outbound), methods=["POST"]),
@@ -193,9 +255,10 @@ def create_app(
         ),
         Route(
             "/api/webhooks/call-status",
-            hooks.progress("call-status", params.call_progress),
+            hooks.progress("call-status", params.call_progress, call_ended),
             methods=["POST"],
         ),
+        *legs,
         Route(
             "/api/webhooks/recording-status",
             hooks.progress("recording-status", params.recording_progress),

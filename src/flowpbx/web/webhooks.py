@@ -119,11 +119,39 @@ class Webhooks:
 
         return endpoint
 
+    def callback(
+        self, name: str, handle: Callable[[Request, Mapping[str, str]], Awaitable[None]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """A signed status callback that drives something (a queue's agent leg): answered 204,
+        whatever happens inside (logged with the CallSid)."""
+
+        async def endpoint(request: Request) -> Response:
+            verified = await self._verified_form(request)
+            if isinstance(verified, Response):
+                return verified
+            fields = verified[0].first
+            try:
+                await handle(request, fields)
+            except params.BadWebhook as exc:
+                log.warning("bad %s callback: %s", name, mask_numbers(str(exc)))
+                return error(400, "bad_parameters", str(exc))
+            except Exception:
+                log.exception(
+                    "%s callback failed (CallSid %r)", name, params.call_sid_for_log(fields)
+                )
+            return Response(status_code=204)
+
+        return endpoint
+
     def progress(
-        self, name: str, parse: Callable[[Mapping[str, str], float], Report]
+        self,
+        name: str,
+        parse: Callable[[Mapping[str, str], float], Report],
+        after: Callable[[Report], Awaitable[None]] | None = None,
     ) -> Callable[[Request], Awaitable[Response]]:
         """A status callback: kept for call history beside the call's steps (a final call
-        status also closes the call's live state), answered 204. Twilio delivers these late,
+        status also closes the call's live state), then `after` (e.g. a caller who hung up
+        leaves their queue), answered 204. Twilio delivers these late,
         twice and out of order: history sorts them out."""
 
         async def endpoint(request: Request) -> Response:
@@ -152,6 +180,11 @@ class Webhooks:
                         exc,
                     )
             log.info("%s %r", name, params.callback_summary(fields))
+            if after is not None:
+                try:
+                    await after(report)
+                except Exception:
+                    log.exception("%s callback of call %s: follow-up failed", name, report.call_sid)
             return Response(status_code=204)
 
         return endpoint

@@ -1,0 +1,555 @@
+"""The queue engine: callers' places, the offer of a caller to a free agent, and what happens
+to the agent's leg. The order lives in the queue store (Redis), never in Twilio's FIFO: Twilio
+holds callers on hold music, and flowpbx takes the one whose turn it is out of Twilio's queue.
+
+Each change is made by one atomic store operation and then told to call history as a
+`QueueActivity` report. The operations are safe to repeat (Twilio delivers webhooks late,
+twice and out of order) and safe with several processes: a reservation is held by exactly one
+of them, and a place is claimed by exactly one reservation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from flowpbx.dialing.rules import Destinations
+from flowpbx.engine.call_events import QueueExit
+from flowpbx.engine.events import QueueView
+from flowpbx.engine.progress import QueueActivity, QueueEvent, Report
+from flowpbx.engine.storage import StoreUnavailable
+from flowpbx.language.flow import QueueSpec, QueueStrategy
+from flowpbx.privacy import mask_number
+from flowpbx.queues.directory import AgentDef, AgentDirectory
+from flowpbx.queues.estimate import estimate_wait
+from flowpbx.queues.model import (
+    AgentLive,
+    AgentStatus,
+    JoinOutcome,
+    Reservation,
+    Waiter,
+    WaiterKind,
+)
+from flowpbx.queues.store import QueueStore
+from flowpbx.twilio.rest import PlacedCall, TwilioFailure
+from flowpbx.twilio.twiml import QueueUrls, place_query
+
+log = logging.getLogger("flowpbx.queues")
+
+LONGEST_CALL = 4 * 3600 + 60
+"""Seconds a connected reservation lasts at most (Twilio's <Dial> timeLimit is 4 hours)."""
+RING_MARGIN = 15
+"""Seconds past the ring timeout before an unanswered reservation lapses by itself (Twilio
+may be slow to fetch the connect URL or to report the dial's end)."""
+MAX_CALLBACK_ATTEMPTS = 3
+"""Calls placed to a caller who asked for a callback before giving up."""
+OFFERS_PER_ROUND = 50
+"""Offers one scheduling round of one queue makes at most (the next round goes on)."""
+GONE_CODES = frozenset({20404, 21220})
+"""Twilio's answers for a call that no longer exists or is no longer in progress."""
+
+_EXIT_EVENTS: Mapping[QueueExit, QueueEvent] = {
+    QueueExit.HUNG_UP: QueueEvent.ABANDONED,
+    QueueExit.TIMED_OUT: QueueEvent.TIMED_OUT,
+    QueueExit.LEFT: QueueEvent.LEFT,
+    QueueExit.FULL: QueueEvent.FULL,
+    QueueExit.ERROR: QueueEvent.ABANDONED,
+}
+
+
+class Twilio(Protocol):
+    """What the queue engine asks of Twilio's REST API (`flowpbx.twilio.rest.TwilioRest`)."""
+
+    async def dequeue(self, queue_sid: str, call_sid: str, url: str) -> None: ...
+
+    async def redirect(self, call_sid: str, url: str) -> None: ...
+
+    async def create_call(
+        self,
+        *,
+        to: str,
+        from_: str,
+        url: str,
+        status_callback: str,
+        timeout: int = 30,
+        events: tuple[str, ...] = ...,
+    ) -> PlacedCall: ...
+
+
+class Offer(enum.Enum):
+    MADE = "made"
+    GONE = "gone"
+    """The caller's call is over: their place goes."""
+    FAILED = "failed"
+    """Twilio could not be asked now: the place waits for the next round."""
+
+
+@dataclass(frozen=True, slots=True)
+class Staffing:
+    """A queue's agents right now."""
+
+    serving: int
+    """Available, busy or in wrap-up (not offline)."""
+    free: int
+    """May be offered a call now."""
+    by_status: Mapping[AgentStatus, int]
+
+
+@dataclass
+class QueueEngine:
+    store: QueueStore
+    directory: AgentDirectory
+    queues: Callable[[], Mapping[str, QueueSpec]]
+    """The queues declared by the loaded flows (they may change on reload)."""
+    report: Callable[[Report], Awaitable[None]]
+    """Keeps a report for call history (the call store's `report`)."""
+    twilio: Twilio | None = None
+    """None without Twilio credentials: callers wait, and the scheduler says why."""
+    base_url: str = ""
+    """PUBLIC_BASE_URL; without it, the address the caller's webhooks came to."""
+    company_number: str = ""
+    """Callbacks come from the number the caller called, or this one."""
+    destinations: Destinations | None = None
+    """The numbers a callback may call (the outbound rules of the REST API)."""
+    clock: Callable[[], float] = time.time
+    woken: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when something may let a caller be offered now (a join, a free agent)."""
+
+    def wake(self) -> None:
+        self.woken.set()
+
+    def spec(self, queue: str) -> QueueSpec | None:
+        return self.queues().get(queue)
+
+    # -- telling call history --
+
+    async def _tell(
+        self,
+        waiter: Waiter,
+        queue: str,
+        event: QueueEvent,
+        *,
+        reservation: Reservation | None = None,
+        talk: int | None = None,
+        final: bool = False,
+    ) -> None:
+        activity = QueueActivity(
+            queue=queue,
+            event=event,
+            member=waiter.member,
+            queued_at=waiter.queued_at,
+            caller=waiter.caller,
+            agent=reservation.agent if reservation else "",
+            reservation=reservation.id if reservation else "",
+            talk=talk,
+            final=final,
+        )
+        try:
+            await self.report(Report.of(waiter.call_sid, activity, self.clock()))
+        except StoreUnavailable as exc:
+            log.warning(
+                "call %s: queue %s event %s not kept for history: %s",
+                waiter.call_sid,
+                queue,
+                event,
+                exc,
+            )
+
+    # -- the caller's side --
+
+    async def staffing(self, queue: str, now: float) -> Staffing:
+        agents = await self.directory.serving(queue)
+        live = await self.store.agents([a.id for a in agents])
+        counts = dict.fromkeys(AgentStatus, 0)
+        free = 0
+        for agent in agents:
+            state = live.get(agent.id)
+            status = state.status_at(now) if state else AgentStatus.OFFLINE
+            counts[status] += 1
+            if state is not None and state.is_free(now):
+                free += 1
+        serving = len(agents) - counts[AgentStatus.OFFLINE]
+        return Staffing(serving=serving, free=free, by_status=counts)
+
+    async def estimate(self, spec: QueueSpec, positions: range) -> list[int | None]:
+        """Estimated waits (seconds; None without agents) for `positions` of a queue."""
+        now = self.clock()
+        staff = await self.staffing(spec.name, now)
+        figures = await self.store.figures(spec.name)
+        return [
+            estimate_wait(
+                p,
+                serving=staff.serving,
+                free=staff.free,
+                figures=figures,
+                default_handle=spec.handle_time,
+            )
+            for p in positions
+        ]
+
+    async def waiting(self, spec: QueueSpec, waiter: Waiter) -> QueueView:
+        """A caller asks for hold music: their place (joining the queue the first time, or
+        again after flowpbx lost it: re-adopted at their original time), and their wait."""
+        place = await self.store.join(spec.name, waiter, spec.max_size)
+        if place.outcome is JoinOutcome.FULL:
+            log.info("call %s: queue %s is full", waiter.call_sid, spec.name)
+            await self._tell(waiter, spec.name, QueueEvent.FULL)
+            return QueueView(position=0, wait=None, full=True)
+        if place.outcome is JoinOutcome.JOINED:
+            log.info(
+                "call %s: joined queue %s at position %d",
+                waiter.call_sid,
+                spec.name,
+                place.position,
+            )
+            await self._tell(waiter, spec.name, QueueEvent.JOINED)
+            self.wake()
+        if place.outcome is JoinOutcome.CLAIMED:
+            return QueueView(position=0, wait=None)
+        (wait,) = await self.estimate(spec, range(place.position, place.position + 1))
+        return QueueView(position=place.position, wait=wait)
+
+    async def left(self, call_sid: str, why: QueueExit) -> None:
+        """The flow took the caller out of the queue (the <Enqueue> action): they no longer
+        wait. A caller being offered to an agent is left to their reservation."""
+        event = _EXIT_EVENTS.get(why)
+        queue = await self.store.where(call_sid)
+        if event is None or queue is None:
+            return
+        waiter = await self.store.leave(queue, call_sid)
+        if waiter is None:
+            if why is QueueExit.HUNG_UP:
+                await self.call_ended(call_sid)
+            return
+        await self.store.learn(queue, abandoned=True)
+        await self._tell(waiter, queue, event)
+
+    async def callback_requested(self, call_sid: str, queue: str, number: str) -> bool:
+        """The caller confirmed a number to be called back at: their place becomes a callback
+        (same place). False if they no longer waited (an agent was being offered them)."""
+        waiter = await self.store.to_callback(queue, call_sid, number)
+        if waiter is None:
+            log.warning("call %s: callback asked but no longer waiting in %s", call_sid, queue)
+            return False
+        log.info(
+            "call %s: callback to %s keeps its place in %s", call_sid, mask_number(number), queue
+        )
+        await self._tell(waiter, queue, QueueEvent.CALLBACK_REQUESTED)
+        return True
+
+    async def call_ended(self, call_sid: str) -> None:
+        """The caller's call ended (its final status): a place still waiting is abandoned; a
+        place being offered lets its agent go; a connected call goes to wrap-up."""
+        queue = await self.store.where(call_sid)
+        if queue is None:
+            return
+        waiter = await self.store.leave(queue, call_sid)
+        if waiter is not None:
+            await self.store.learn(queue, abandoned=True)
+            await self._tell(waiter, queue, QueueEvent.ABANDONED)
+            return
+        held = await self.store.claimed_by(queue, call_sid)
+        if held is None:
+            return
+        reservation = await self.store.reservation(held)
+        if reservation is None:
+            return
+        if reservation.connected:
+            talk = round(self.clock() - reservation.connected_at)
+            await self.agent_call_ended(held, answered=True, talk=talk)
+        else:
+            now = self.clock()
+            released = await self.store.release(held, now)
+            if released is not None:
+                gone = await self.store.done(queue, call_sid, held)
+                await self.store.learn(queue, abandoned=True)
+                if gone is not None:
+                    await self._tell(gone, queue, QueueEvent.ABANDONED, reservation=released)
+                self.wake()
+
+    # -- the agent's leg --
+
+    async def offered(self, reservation_id: str) -> Reservation | None:
+        """The reservation a connect request is for, if it still holds."""
+        reservation = await self.store.reservation(reservation_id)
+        if reservation is None or reservation.until < self.clock():
+            return None
+        return reservation
+
+    async def agent_answered(self, reservation_id: str) -> Reservation | None:
+        """The agent picked up: busy until the call ends."""
+        now = self.clock()
+        reservation = await self.store.connected(reservation_id, now, now + LONGEST_CALL)
+        if reservation is None or reservation.waiter is None:
+            return reservation
+        waiter = reservation.waiter
+        if reservation.kind is WaiterKind.CALLER:
+            await self.store.learn(
+                reservation.queue, answered_wait=now - waiter.queued_at, abandoned=False
+            )
+            await self._tell(
+                waiter, reservation.queue, QueueEvent.ANSWERED, reservation=reservation
+            )
+        else:
+            await self._tell(
+                waiter, reservation.queue, QueueEvent.CALLBACK_PLACED, reservation=reservation
+            )
+        return reservation
+
+    async def agent_call_ended(
+        self, reservation_id: str, *, answered: bool, talk: int = 0, blame: bool = True
+    ) -> Reservation | None:
+        """The dial to the agent ended: after a conversation the agent goes to wrap-up and
+        the place is done; unanswered, the agent missed it and the caller goes back to the
+        front of the queue (`blame`: counted as a miss, unless the dial was canceled). None if
+        this was already done."""
+        now = self.clock()
+        reservation = await self.store.reservation(reservation_id)
+        if reservation is None:
+            return None
+        spec = self.spec(reservation.queue)
+        if answered:
+            if not reservation.connected:
+                await self.agent_answered(reservation_id)
+            wrap_up = spec.wrap_up if spec else 0
+            finished = await self.store.finish(reservation_id, now, now + wrap_up)
+            if finished is None:
+                return None
+            waiter = await self.store.done(finished.queue, finished.member, finished.id)
+            await self.store.learn(finished.queue, handle_time=talk + wrap_up)
+            if waiter is not None:
+                await self._tell(
+                    waiter, finished.queue, QueueEvent.COMPLETED, reservation=finished, talk=talk
+                )
+            self.wake()
+            return finished
+        if blame:
+            missed = await self.store.missed(reservation_id, now)
+        else:
+            missed = await self.store.release(reservation_id, now)
+        if missed is None:
+            return None
+        back = await self.store.unclaim(missed.queue, missed.member, missed.id)
+        log.info(
+            "queue %s: agent %s missed %s%s",
+            missed.queue,
+            missed.agent,
+            missed.member,
+            "; back at the front" if back else "",
+        )
+        if missed.waiter is not None:
+            await self._tell(missed.waiter, missed.queue, QueueEvent.MISSED, reservation=missed)
+        self.wake()
+        return missed
+
+    async def callback_ended(
+        self, reservation_id: str, *, answered: bool, talk: int = 0
+    ) -> Reservation | None:
+        """The call to the person who asked for a callback ended. Unanswered, the agent is
+        free again (no miss: they answered) and the callback waits again at the back, up to
+        MAX_CALLBACK_ATTEMPTS calls."""
+        if answered:
+            return await self.agent_call_ended(reservation_id, answered=True, talk=talk)
+        now = self.clock()
+        released = await self.store.release(reservation_id, now)
+        if released is None or released.waiter is None:
+            return released
+        waiter = released.waiter.evolve(attempts=released.waiter.attempts + 1)
+        final = waiter.attempts >= MAX_CALLBACK_ATTEMPTS
+        if final:
+            await self.store.done(released.queue, released.member, released.id)
+        else:
+            await self.store.requeue(released.queue, waiter.evolve(queued_at=now))
+        log.info(
+            "queue %s: callback %s not answered (attempt %d)%s",
+            released.queue,
+            released.member,
+            waiter.attempts,
+            "; given up" if final else "; it waits again",
+        )
+        await self._tell(
+            waiter, released.queue, QueueEvent.CALLBACK_FAILED, reservation=released, final=final
+        )
+        self.wake()
+        return released
+
+    # -- the scheduler's work --
+
+    async def sweep(self) -> int:
+        """Let reservations that lapsed go (Twilio never came back for them): an unanswered
+        one counts as missed and its caller goes back to the front. How many went."""
+        now = self.clock()
+        lapsed = [r for r in await self.store.reservations() if r.until < now]
+        for reservation in lapsed:
+            log.warning(
+                "queue %s: reservation %s of agent %s lapsed",
+                reservation.queue,
+                reservation.id,
+                reservation.agent,
+            )
+            if reservation.connected:
+                talk = round(now - reservation.connected_at)
+                await self.agent_call_ended(reservation.id, answered=True, talk=talk)
+            else:
+                await self.agent_call_ended(reservation.id, answered=False)
+        return len(lapsed)
+
+    async def match(self, spec: QueueSpec) -> int:
+        """Offer the queue's first places to its free agents, while there are both; the
+        caller holds the queue's lock. How many offers were made."""
+        made = 0
+        skipped: set[str] = set()
+        for _ in range(OFFERS_PER_ROUND):
+            now = self.clock()
+            front, _ = await self.store.waiting(spec.name, 0, len(skipped) + 1)
+            waiter = next((w for w in front if w.member not in skipped), None)
+            if waiter is None:
+                break
+            reservation = await self._reserve(spec, waiter, now)
+            if reservation is None:
+                break
+            claimed = await self.store.claim(
+                spec.name, waiter.member, reservation.id, reservation.agent
+            )
+            if claimed is None:
+                await self.store.release(reservation.id, now)
+                continue
+            await self._tell(claimed, spec.name, QueueEvent.OFFERED, reservation=reservation)
+            outcome = await self._offer(spec, claimed, reservation)
+            if outcome is Offer.MADE:
+                made += 1
+                continue
+            await self.store.release(reservation.id, self.clock())
+            if outcome is Offer.GONE:
+                await self.store.done(spec.name, claimed.member, reservation.id)
+                await self.store.learn(spec.name, abandoned=True)
+                event = (
+                    QueueEvent.ABANDONED
+                    if claimed.kind is WaiterKind.CALLER
+                    else QueueEvent.CALLBACK_FAILED
+                )
+                await self._tell(claimed, spec.name, event, reservation=reservation, final=True)
+            else:
+                await self.store.unclaim(spec.name, claimed.member, reservation.id)
+                skipped.add(claimed.member)
+        return made
+
+    async def _reserve(self, spec: QueueSpec, waiter: Waiter, now: float) -> Reservation | None:
+        """Hold the agent whose turn it is among the free ones; None if none is free."""
+        for agent in await self._candidates(spec, now):
+            reservation = Reservation(
+                id=uuid.uuid4().hex,
+                agent=agent.id,
+                queue=spec.name,
+                member=waiter.member,
+                target=agent.target,
+                kind=waiter.kind,
+                at=now,
+                until=now + spec.ring_timeout + RING_MARGIN,
+                waiter=waiter,
+            )
+            if await self.store.reserve(reservation, now):
+                return reservation
+        return None
+
+    async def _candidates(self, spec: QueueSpec, now: float) -> list[AgentDef]:
+        """Free agents of the queue in the order they are to be offered the next call: the
+        best skill level first, then by the queue's strategy."""
+        agents = await self.directory.serving(spec.name)
+        live = await self.store.agents([a.id for a in agents])
+        free = [a for a in agents if a.id in live and live[a.id].is_free(now)]
+        if not free:
+            return []
+        best = max(a.skills.get(spec.name, 0) for a in free)
+        free = sorted((a for a in free if a.skills.get(spec.name, 0) == best), key=lambda a: a.id)
+        if spec.strategy is QueueStrategy.LONGEST_IDLE:
+            return sorted(free, key=lambda a: (_free_since(live[a.id]), a.id))
+        last = await self.store.last_agent(spec.name)
+        if last is None:
+            return free
+        after = [a for a in free if a.id > last]
+        return after + [a for a in free if a.id <= last]
+
+    async def _offer(self, spec: QueueSpec, waiter: Waiter, reservation: Reservation) -> Offer:
+        base = self.base_url or waiter.base
+        if self.twilio is None or not base:
+            missing = "Twilio credentials" if self.twilio is None else "PUBLIC_BASE_URL"
+            log.error(
+                "queue %s: cannot offer %s to agent %s without %s",
+                spec.name,
+                waiter.member,
+                reservation.agent,
+                missing,
+            )
+            return Offer.FAILED
+        urls = QueueUrls(base)
+        if waiter.kind is WaiterKind.CALLBACK:
+            return await self._place_callback(spec, waiter, reservation, urls)
+        place = place_query(spec.name, waiter.seq, waiter.flow, waiter.node)
+        url = urls.connect(reservation.id, place)
+        try:
+            if waiter.queue_sid:
+                try:
+                    await self.twilio.dequeue(waiter.queue_sid, waiter.call_sid, url)
+                    return Offer.MADE
+                except TwilioFailure as exc:
+                    if exc.code != 20404:
+                        raise
+                    # Not in Twilio's queue just now (e.g. on its way back after a miss).
+            await self.twilio.redirect(waiter.call_sid, url)
+        except TwilioFailure as exc:
+            if exc.code in GONE_CODES:
+                log.info("queue %s: %s is gone (%s)", spec.name, waiter.call_sid, exc.message)
+                return Offer.GONE
+            log.warning("queue %s: could not offer %s: %s", spec.name, waiter.call_sid, exc)
+            return Offer.FAILED
+        return Offer.MADE
+
+    async def _place_callback(
+        self, spec: QueueSpec, waiter: Waiter, reservation: Reservation, urls: QueueUrls
+    ) -> Offer:
+        """A callback's turn: ring the agent first; when they answer, the caller is dialled."""
+        assert self.twilio is not None
+        if self.destinations is not None:
+            refused = self.destinations.refusal(waiter.number)
+            if refused:
+                log.warning(
+                    "queue %s: callback to %s refused: %s",
+                    spec.name,
+                    mask_number(waiter.number),
+                    refused,
+                )
+                return Offer.GONE
+        source = waiter.called or self.company_number
+        try:
+            await self.twilio.create_call(
+                to=reservation.target,
+                from_=source,
+                url=urls.callback(reservation.id),
+                status_callback=urls.callback_status(reservation.id),
+                timeout=spec.ring_timeout,
+                events=("answered", "completed"),
+            )
+        except TwilioFailure as exc:
+            log.warning("queue %s: could not place callback %s: %s", spec.name, waiter.member, exc)
+            return Offer.FAILED
+        return Offer.MADE
+
+    # -- agents --
+
+    async def set_status(self, agent: str, status: AgentStatus, wrap_up: int = 0) -> AgentLive:
+        now = self.clock()
+        live = await self.store.set_status(agent, status, now, now + wrap_up)
+        if live.is_free(now):
+            self.wake()
+        return live
+
+
+def _free_since(live: AgentLive) -> float:
+    return live.free_since()
