@@ -58,8 +58,28 @@ SIGNATURE_HEADER: Final = "X-Twilio-Signature"
 
 CALL_ROUTES: Final = frozenset(
     f"/api/calls/{name}"
-    for name in ("gather", "dial", "enqueue", "record", "queue-wait", "queue-key")
+    for name in (
+        "gather",
+        "dial",
+        "enqueue",
+        "record",
+        "queue-wait",
+        "queue-key",
+        "queue-connect",
+        "queue-dialed",
+        "callback",
+        "callback-dialed",
+    )
 )
+# The queue engine's legs name their reservation (`res`); a caller's leg also where the caller
+# waits, to be put back in the queue.
+_LEG_QUERIES: Final[Mapping[str, frozenset[str]]] = {
+    "/api/calls/queue-connect": frozenset({"res", "queue", "seq", "flow", "node"}),
+    "/api/calls/queue-dialed": frozenset({"res", "queue", "seq", "flow", "node"}),
+    "/api/calls/callback": frozenset({"res"}),
+    "/api/calls/callback-dialed": frozenset({"res"}),
+}
+AGENT_ANSWERED_PATH: Final = "/api/webhooks/agent-answered"
 RECORDING_STATUS_PATH: Final = "/api/webhooks/recording-status"
 
 VERBS: Final = frozenset(
@@ -104,8 +124,8 @@ ATTRIBUTES: Final[Mapping[str, frozenset[str]]] = {
     "Hangup": frozenset(),
     "Leave": frozenset(),
     "Redirect": frozenset({"method"}),
-    "Number": frozenset(),
-    "Client": frozenset(),
+    "Number": frozenset({"statusCallbackEvent", "statusCallback", "statusCallbackMethod"}),
+    "Client": frozenset({"statusCallbackEvent", "statusCallback", "statusCallbackMethod"}),
     "Sip": frozenset(),
 }
 REQUIRED: Final[Mapping[str, frozenset[str]]] = {
@@ -212,7 +232,8 @@ class Reply:
     @property
     def seq(self) -> int | None:
         """The step number every webhook URL of this reply carries (None without URLs)."""
-        seqs = {int(parse_qs(urlsplit(url).query)["seq"][0]) for url in self.urls}
+        queries = [parse_qs(urlsplit(url).query) for url in self.urls]
+        seqs = {int(query["seq"][0]) for query in queries if "seq" in query}
         assert len(seqs) <= 1, f"webhook URLs disagree on seq: {self.urls}"
         return seqs.pop() if seqs else None
 
@@ -270,14 +291,20 @@ class _Checker:
         query = parse_qs(parts.query, keep_blank_values=True)
         # A queue's wait URL also names its flow and enqueue node; every other URL only seq,
         # and the flow on calls flowpbx placed.
-        if where == "<Enqueue waitUrl>":
+        if route in _LEG_QUERIES:
+            assert set(query) == _LEG_QUERIES[route], f"{where}: {url} has {set(query)}"
+            assert re.fullmatch(r"[0-9a-f]{32}", query["res"][0]), f"{where}: bad res"
+            if "seq" not in query:
+                self.urls.append(url)
+                return
+        elif where == "<Enqueue waitUrl>" or route == "/api/calls/queue-wait":
             assert set(query) == {"seq", "flow", "node"}, f"{where}: {url} lacks flow/node"
         else:
             assert set(query) in ({"seq"}, {"seq", "flow"}), f"{where}: {url} has {set(query)}"
         for name, values in query.items():
             assert len(values) == 1, f"{where}: {url} repeats {name}"
-        for name in set(query) - {"seq"}:
-            assert re.fullmatch(r"[a-z][a-z0-9_-]*", query[name][0]), f"{where}: bad {name}"
+        for name in set(query) - {"seq", "res"}:
+            assert re.fullmatch(r"[a-z0-9][a-z0-9_-]*", query[name][0]), f"{where}: bad {name}"
         assert len(query["seq"]) == 1, f"{where}: {url} has seq twice"
         assert re.fullmatch(r"[0-9]{1,9}", query["seq"][0]), f"{where}: bad seq in {url}"
         self.urls.append(url)
@@ -358,6 +385,11 @@ class _Checker:
                 assert not verb.text.strip(), "<Dial> has bare text besides nouns"
                 for noun in verb.children:
                     self.attributes(noun)
+                    if "statusCallback" in noun.attrs:
+                        self.post(noun, "statusCallbackMethod")
+                        callback = urlsplit(noun["statusCallback"])
+                        assert callback.path.endswith(AGENT_ANSWERED_PATH), noun["statusCallback"]
+                        assert noun.get("statusCallbackEvent") == "answered", noun.attrs
                     if noun.name == "Number":
                         assert _E164.match(noun.text), f"<Number>{noun.text!r}</Number>"
                     else:

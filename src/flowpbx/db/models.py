@@ -9,6 +9,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -200,3 +201,80 @@ class Recording(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     error_code: Mapped[str | None] = mapped_column(String(10))
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class Agent(Base):
+    """A person who answers a queue's calls (queues/directory.py). Their live state (ringing,
+    talking, wrap-up) is in the queue store; this row is what outlives it."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """Lowercase letters, digits, '_', '.', '-' (checked in code): 'ana'."""
+    name: Mapped[str] = mapped_column(String(100))
+    """The display name."""
+    target: Mapped[str] = mapped_column(String(160), unique=True)
+    """What is dialled to reach them: 'client:<identity>' (the browser softphone) or an E.164
+    number."""
+    status: Mapped[str] = mapped_column(String(16), default="offline")
+    """The last status the agent set (available, busy, wrap-up, offline): kept so that a queue
+    store that lost its data can restore agents."""
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class AgentQueue(Base):
+    """An agent serves a queue, with a skill: higher skills are offered calls first."""
+
+    __tablename__ = "agent_queues"
+    __table_args__ = (Index("ix_agent_queues_queue", "queue"),)
+
+    agent_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    queue: Mapped[str] = mapped_column(String(64), primary_key=True)
+    skill: Mapped[int] = mapped_column(SmallInteger, default=5)
+    """1 to 10 (checked in code)."""
+
+
+class QueueCall(Base):
+    """A call's time in one queue, folded from the queue engine's reports (`QueueActivity`,
+    history/projection.py): when it joined, how it left, who answered, for queue statistics
+    (queues/stats.py)."""
+
+    __tablename__ = "queue_calls"
+    __table_args__ = (
+        UniqueConstraint("call_sid", "queue", name="uq_queue_calls_call_sid_queue"),
+        Index("ix_queue_calls_queue_joined_at", "queue", "joined_at"),
+        Index("ix_queue_calls_agent_joined_at", "agent", "joined_at"),
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    call_sid: Mapped[str] = mapped_column(String(64), ForeignKey("calls.sid", ondelete="CASCADE"))
+    queue: Mapped[str] = mapped_column(String(64))
+    member: Mapped[str] = mapped_column(String(80))
+    """The place's id in the queue: the CallSid, or 'cb:' + CallSid for a callback."""
+    caller: Mapped[str] = mapped_column(String(160), default="")
+    """The caller's number."""
+    kind: Mapped[str] = mapped_column(String(16), default="caller")
+    """'caller' (waited on the line) or 'callback' (asked to be called back)."""
+    joined_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    left_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    """When the place ended: answered, abandoned, timed out, left, turned away, given up."""
+    outcome: Mapped[str] = mapped_column(String(16), default="waiting")
+    """waiting, answered, abandoned, timed_out, left, full, callback (waiting to be called
+    back), callback_failed (given up)."""
+    wait_seconds: Mapped[float | None] = mapped_column(Float)
+    """From joining to being answered, or to leaving the queue."""
+    agent: Mapped[str | None] = mapped_column(String(64))
+    """The agent who answered."""
+    talk_seconds: Mapped[int | None] = mapped_column(Integer)
+    offers: Mapped[int] = mapped_column(Integer, default=0)
+    """Times it was offered to an agent (their phone rang)."""
+    missed: Mapped[int] = mapped_column(Integer, default=0)
+    """Offers the agent did not answer."""
+    callback_requested_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    callback_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    counted: Mapped[str] = mapped_column(Text, default="")
+    """The offers, misses and callback attempts counted so far, one '<event>:<reservation>'
+    a line: a report delivered again is not counted again."""

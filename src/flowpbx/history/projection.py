@@ -1,5 +1,5 @@
 """How history's rows follow from what happened: pure functions that fold step records and
-progress reports into a call's row, its recordings and its path.
+progress reports into a call's row, its recordings, its path and its places in queues.
 
 Every fold is idempotent and, where Twilio's order is not guaranteed, order-free: a record
 delivered twice changes nothing the second time, and a late `ringing` never overwrites
@@ -17,6 +17,7 @@ import msgspec
 
 from flowpbx.db.models import Recording
 from flowpbx.engine.call_events import (
+    CallbackRequested,
     CallEnded,
     CallEvent,
     CallRecovered,
@@ -42,6 +43,8 @@ from flowpbx.engine.progress import (
     CallPlaced,
     CallProgress,
     CallStatus,
+    QueueActivity,
+    QueueEvent,
     RecordingProgress,
     RecordingStatus,
     Report,
@@ -215,7 +218,7 @@ def fold_progress(call: CallRow, report: Report) -> None:
             call.direction = Direction.OUTBOUND.value
             if progress.flow and call.flow is None:
                 call.flow = progress.flow
-        case RecordingProgress():
+        case RecordingProgress() | QueueActivity():
             pass
 
 
@@ -237,6 +240,148 @@ def fold_recording(recording: Recording, progress: RecordingProgress, received: 
     if progress.error_code and progress.error_code != "0":
         recording.error_code = progress.error_code
     recording.updated_at = moment(received)
+
+
+CALLBACK_MEMBER = "cb:"
+MEMBER = 80
+OUTCOME_RANK = {
+    "waiting": 0,
+    "full": 1,
+    "left": 2,
+    "timed_out": 3,
+    "abandoned": 4,
+    "callback": 5,
+    "callback_failed": 6,
+    "answered": 7,
+}
+"""A place's outcome only moves up this order, so that a report delivered late never undoes
+a later one: answered is final; a caller who asked for a callback and hung up is a callback
+(not abandoned) until the callback is answered or given up."""
+_EXITS = {
+    QueueEvent.ANSWERED: "answered",
+    QueueEvent.ABANDONED: "abandoned",
+    QueueEvent.TIMED_OUT: "timed_out",
+    QueueEvent.LEFT: "left",
+    QueueEvent.FULL: "full",
+}
+_COUNTED = {QueueEvent.OFFERED, QueueEvent.MISSED, QueueEvent.CALLBACK_PLACED}
+
+
+@dataclass(slots=True, kw_only=True)
+class QueueCallRow:
+    """A row of `queue_calls` (db/models.py `QueueCall`): a call's place in one queue."""
+
+    id: int | None = None
+    call_sid: str
+    queue: str
+    member: str
+    caller: str = ""
+    kind: str = "caller"
+    joined_at: dt.datetime
+    left_at: dt.datetime | None = None
+    outcome: str = "waiting"
+    wait_seconds: float | None = None
+    agent: str | None = None
+    talk_seconds: int | None = None
+    offers: int = 0
+    missed: int = 0
+    callback_requested_at: dt.datetime | None = None
+    callback_attempts: int = 0
+    counted: str = ""
+
+    def columns(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def queue_key(report: Report) -> tuple[str, str]:
+    """The queue_calls row a queue report is about: (call_sid, queue)."""
+    activity = report.progress
+    assert isinstance(activity, QueueActivity)
+    return report.call_sid, activity.queue[:NAME]
+
+
+def new_queue_call(report: Report) -> dict[str, Any]:
+    """The columns of a place history first hears of from `report` (whichever event it is:
+    the JOINED may come later)."""
+    activity = report.progress
+    assert isinstance(activity, QueueActivity)
+    call_sid, queue = queue_key(report)
+    return {
+        "call_sid": call_sid,
+        "queue": queue,
+        "member": activity.member[:MEMBER],
+        "caller": activity.caller[:PARTY],
+        "kind": "callback" if activity.member.startswith(CALLBACK_MEMBER) else "caller",
+        "joined_at": moment(activity.queued_at),
+        "outcome": "waiting",
+        "offers": 0,
+        "missed": 0,
+        "callback_attempts": 0,
+        "counted": "",
+    }
+
+
+def _settle(row: QueueCallRow, outcome: str, left: dt.datetime | None, wait: float | None) -> bool:
+    """Move the place to `outcome` unless it is at a later one (or at the same one since an
+    earlier moment); whether it moved."""
+    rank, current = OUTCOME_RANK[outcome], OUTCOME_RANK.get(row.outcome, 0)
+    if rank < current:
+        return False
+    earlier = left is not None and row.left_at is not None and left < row.left_at
+    if rank == current and not earlier:
+        return False
+    row.outcome, row.left_at, row.wait_seconds = outcome, left, wait
+    return True
+
+
+def _first_count(row: QueueCallRow, activity: QueueActivity) -> bool:
+    """Whether this offer, miss or callback attempt is new to the row (and remember it): each
+    is counted once per reservation, however often its report is delivered."""
+    tail = activity.reservation or f"{activity.member}@{activity.queued_at:.3f}"
+    key = f"{activity.event.value}:{tail}".replace("\n", " ")
+    seen = row.counted.split("\n") if row.counted else []
+    if key in seen:
+        return False
+    row.counted = "\n".join(sorted([*seen, key]))  # sorted: the same whatever the order
+    return True
+
+
+def fold_queue(row: QueueCallRow, report: Report) -> None:
+    """What a queue engine report tells about the call's place in its queue. Idempotent and
+    order-free: each report may come twice, and in any order (even before the JOINED)."""
+    activity = report.progress
+    assert isinstance(activity, QueueActivity)
+    event = activity.event
+    at = moment(report.at)
+    row.joined_at = _earliest(row.joined_at, moment(activity.queued_at))
+    if event is QueueEvent.JOINED:
+        row.member = activity.member[:MEMBER]
+    if activity.caller and (event is QueueEvent.JOINED or not row.caller):
+        row.caller = activity.caller[:PARTY]
+    if activity.member.startswith(CALLBACK_MEMBER) or event is QueueEvent.CALLBACK_REQUESTED:
+        row.kind = "callback"
+    wait = max(0.0, report.at - activity.queued_at)
+    if event in _COUNTED and _first_count(row, activity):
+        if event is QueueEvent.OFFERED:
+            row.offers += 1
+        elif event is QueueEvent.MISSED:
+            row.missed += 1
+        else:
+            row.callback_attempts += 1
+    elif event in _EXITS:
+        moved = _settle(row, _EXITS[event], at, wait)
+        if event is QueueEvent.ANSWERED and activity.agent and (moved or row.agent is None):
+            row.agent = activity.agent[:NAME]
+    elif event is QueueEvent.COMPLETED:
+        if activity.talk is not None:
+            row.talk_seconds = activity.talk
+        if activity.agent and row.agent is None:
+            row.agent = activity.agent[:NAME]
+    elif event is QueueEvent.CALLBACK_REQUESTED:
+        row.callback_requested_at = _earliest(row.callback_requested_at, at)
+        _settle(row, "callback", None, None)
+    elif event is QueueEvent.CALLBACK_FAILED and activity.final:
+        _settle(row, "callback_failed", at, wait)
 
 
 def recordings_in(record: StepRecord) -> list[RecordingProgress]:
@@ -303,7 +448,7 @@ def _outcome(event: CallEvent) -> tuple[str | None, str | None]:
             return event.result.value, None
         case RecordingMade():
             return f"{event.duration} s", None
-        case QueueJoined():
+        case QueueJoined() | CallbackRequested():
             return event.queue, None
         case QueueExited():
             return event.reason.value, None

@@ -1,10 +1,10 @@
 """Writes a batch of step records and progress reports to the database, in one transaction.
 
 Idempotent: path rows are unique on (record, position) and inserted with ON CONFLICT DO
-NOTHING; calls and recordings are folded with the pure functions of `projection`, which a
-redelivery leaves unchanged. Several writers may run at once: the rows a batch touches are
-created if missing, then locked in a fixed order (SELECT ... FOR UPDATE on PostgreSQL; SQLite
-has one writer at a time anyway).
+NOTHING; calls, recordings and places in queues are folded with the pure functions of
+`projection`, which a redelivery leaves unchanged. Several writers may run at once: the rows a
+batch touches are created if missing, then locked in a fixed order (SELECT ... FOR UPDATE on
+PostgreSQL; SQLite has one writer at a time anyway).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from flowpbx.db.database import Database
-from flowpbx.db.models import Call, CallParty, CallStep, Recording
+from flowpbx.db.models import Call, CallParty, CallStep, QueueCall, Recording
 from flowpbx.engine.call_events import StepRecord
-from flowpbx.engine.progress import RecordingProgress
+from flowpbx.engine.progress import QueueActivity, RecordingProgress, Report
 from flowpbx.history import projection
 from flowpbx.history.projection import Entry
 
@@ -32,6 +32,8 @@ class Written:
     calls: int
     steps: int
     recordings: int
+    queue_calls: int = 0
+    """Places in queues (rows of queue_calls) new or changed."""
 
 
 def write(db: Database, entries: Sequence[Entry]) -> Written:
@@ -40,8 +42,15 @@ def write(db: Database, entries: Sequence[Entry]) -> Written:
         return _write(db, session, entries)
 
 
-def _upsert_missing(db: Database, session: Session, table: Any, rows: list[dict[str, Any]]) -> int:
-    """Insert rows, skipping those whose key is there already; how many were new."""
+def _upsert_missing(
+    db: Database,
+    session: Session,
+    table: Any,
+    rows: list[dict[str, Any]],
+    key: Sequence[str] | None = None,
+) -> int:
+    """Insert rows, skipping those whose key (`key`, else the primary key) is there already;
+    how many were new."""
     if not rows:
         return 0
     # In key order: two writers inserting the same new rows cannot wait on each other.
@@ -49,8 +58,8 @@ def _upsert_missing(db: Database, session: Session, table: Any, rows: list[dict[
     if table is CallStep.__table__:
         ordered = rows
     else:
-        key = [c.name for c in table.primary_key.columns]
-        ordered = sorted(rows, key=lambda r: tuple(r[k] for k in key))
+        names = key or [c.name for c in table.primary_key.columns]
+        ordered = sorted(rows, key=lambda r: tuple(r[k] for k in names))
     if db.dialect == "postgresql":
         return _insert_arrays(session, table, ordered)
     result = cast(
@@ -106,6 +115,7 @@ def _write(db: Database, session: Session, entries: Sequence[Entry]) -> Written:
 
     steps: list[dict[str, Any]] = []
     recording_news: list[tuple[str, RecordingProgress, float]] = []
+    queue_news: list[Report] = []
     parties: dict[tuple[str, str], None] = {}
     for entry in entries:
         call = calls[entry.call_sid]
@@ -119,15 +129,18 @@ def _write(db: Database, session: Session, entries: Sequence[Entry]) -> Written:
             projection.fold_progress(call, entry)
             if isinstance(entry.progress, RecordingProgress):
                 recording_news.append((entry.call_sid, entry.progress, entry.at))
+            elif isinstance(entry.progress, QueueActivity):
+                queue_news.append(entry)
         for identity in projection.identities(entry):
             parties[(entry.call_sid, identity[:121])] = None
         call.updated_at = max(call.updated_at, projection.moment(entry.at))
 
     new_steps = _upsert_missing(db, session, CallStep.__table__, steps)
     recordings = _recordings(db, session, recording_news, locking)
+    queue_calls = _queue_calls(db, session, queue_news, locking)
     after = {sid: call.columns() for sid, call in calls.items()}
     changed = [row for sid, row in after.items() if row != before[sid]]
-    _update_calls(db, session, changed)
+    _update_rows(db, session, cast(Table, Call.__table__), "sid", changed)
     # Parties carry their call's start (for the userId index): follow calls that moved, in
     # one statement for all of them.
     moved = [
@@ -153,27 +166,31 @@ def _write(db: Database, session: Session, entries: Sequence[Entry]) -> Written:
         ],
     )
     session.flush()
-    return Written(calls=len(changed), steps=new_steps, recordings=recordings)
+    return Written(
+        calls=len(changed), steps=new_steps, recordings=recordings, queue_calls=queue_calls
+    )
 
 
-def _update_calls(db: Database, session: Session, rows: list[dict[str, Any]]) -> None:
-    """Write the calls the batch changed: on PostgreSQL one UPDATE ... FROM unnest(...)."""
+def _update_rows(
+    db: Database, session: Session, table: Table, key: str, rows: list[dict[str, Any]]
+) -> None:
+    """Write the rows (of calls, queue_calls) the batch changed, found by their `key` column:
+    on PostgreSQL one UPDATE ... FROM unnest(...)."""
     if not rows:
         return
-    table = cast(Table, Call.__table__)
-    names = [name for name in rows[0] if name != "sid"]
+    names = [name for name in rows[0] if name != key]
     if db.dialect != "postgresql":
         values = {name: bindparam(name, type_=table.c[name].type) for name in names}
-        changes = update(table).where(table.c.sid == bindparam("b_sid")).values(values)
-        session.execute(changes, [{**row, "b_sid": row["sid"]} for row in rows])
+        changes = update(table).where(table.c[key] == bindparam("b_key")).values(values)
+        session.execute(changes, [{**row, "b_key": row[key]} for row in rows])
         return
-    order = ["sid", *names]
+    order = [key, *names]
     arrays = tuple([row[name] for row in rows] for name in order)
     casts = ", ".join(f"%b::{_pg_type(table.c[name])}[]" for name in order)
     assignments = ", ".join(f"{name} = v.{name}" for name in names)
     statement = (
-        f"UPDATE calls SET {assignments} FROM unnest({casts}) AS v({', '.join(order)}) "
-        "WHERE calls.sid = v.sid"
+        f"UPDATE {table.name} SET {assignments} FROM unnest({casts}) "
+        f"AS v({', '.join(order)}) WHERE {table.name}.{key} = v.{key}"
     )
     session.connection().exec_driver_sql(statement, arrays)
 
@@ -200,3 +217,40 @@ def _recordings(
     for _, progress, at in news:
         projection.fold_recording(found[progress.recording_sid], progress, at)
     return len(found)
+
+
+def _queue_calls(db: Database, session: Session, news: list[Report], locking: bool) -> int:
+    """Fold queue reports into their places (rows of queue_calls): the missing rows are made
+    from the first report about each, then all are read (locked, in key order, on
+    PostgreSQL), folded in stream order, and those that changed written in one statement."""
+    if not news:
+        return 0
+    first: dict[tuple[str, str], Report] = {}
+    for report in news:
+        first.setdefault(projection.queue_key(report), report)
+    keys = sorted(first)
+    _upsert_missing(
+        db,
+        session,
+        QueueCall.__table__,
+        [projection.new_queue_call(report) for report in first.values()],
+        key=("call_sid", "queue"),
+    )
+    table = cast(Table, QueueCall.__table__)
+    query = (
+        select(*table.columns)
+        .where(table.c.call_sid.in_(sorted({sid for sid, _ in keys})))
+        .order_by(table.c.call_sid, table.c.queue)
+    )
+    found = session.execute(query.with_for_update() if locking else query).mappings()
+    rows = {
+        (row["call_sid"], row["queue"]): projection.QueueCallRow(**row)
+        for row in found
+        if (row["call_sid"], row["queue"]) in first
+    }
+    before = {key: row.columns() for key, row in rows.items()}
+    for report in news:
+        projection.fold_queue(rows[projection.queue_key(report)], report)
+    changed = [row.columns() for key, row in rows.items() if row.columns() != before[key]]
+    _update_rows(db, session, table, "id", changed)
+    return len(changed)
