@@ -34,28 +34,28 @@ def test_validate_shipped_flows_prints_one_line() -> None:
         pytest.param(
             "      4: automovil\n",
             "      4: automobil\n",
-            "seguros.yaml:96:10: error: node 'menu_principal': option '4' goes to 'automobil', "
+            "seguros.yaml:116:10: error: node 'menu_principal': option '4' goes to 'automobil', "
             "which does not exist (did you mean 'automovil'?)",
             id="typo-in-reference",
         ),
         pytest.param(
             "      9: agente_aviso\n",
             "      9: agente_aviso\n      3: vida\n",
-            "seguros.yaml:98:7: error: node 'menu_principal': option '3' is written twice "
-            "(first on line 95); keep only one",
+            "seguros.yaml:118:7: error: node 'menu_principal': option '3' is written twice "
+            "(first on line 115); keep only one",
             id="duplicate-digit",
         ),
         pytest.param(
             "    text: Bienvenido a Seguros. Le informamos",
             "    text: Bienvenido a Seguros: su aseguradora. Le informamos",
-            "seguros.yaml:83:31: error: a ':' followed by a space inside a value; "
+            "seguros.yaml:103:31: error: a ':' followed by a space inside a value; "
             "put the whole text in quotes",
             id="yaml-syntax-error",
         ),
         pytest.param(
             "    no_input: No hemos recibido ninguna opción.\n",
             "    sin_respuesta: No hemos recibido ninguna opción.\n",
-            "seguros.yaml:100:5: error: node 'menu_principal': unknown key 'sin_respuesta'; "
+            "seguros.yaml:120:5: error: node 'menu_principal': unknown key 'sin_respuesta'; "
             "expected one of: type, description, prompt, options",
             id="unknown-key",
         ),
@@ -144,7 +144,39 @@ def test_validate_two_files_with_one_flow_name_fails(tmp_path: Path) -> None:
     code, output = _validate(str(tmp_path))
     assert code == 1
     assert output.splitlines() == [
-        f"{tmp_path}/seguros.yaml:8:1: error: flow name 'seguros' is already used by "
+        f"{tmp_path}/seguros.yaml:9:1: error: flow name 'seguros' is already used by "
         f"{tmp_path}/copia.yaml; each flow needs its own name",
         "2 flows checked: 1 invalid, 1 error, 0 warnings",
     ]
+
+
+def test_validate_one_queue_declared_two_ways_fails(tmp_path: Path) -> None:
+    """Two flows may share a queue only with the same settings: the later file gets an error
+    where it declares the queue, naming the earlier declaration and what differs."""
+    text = SEGUROS.read_text("utf-8")
+    assert text.count("    max_wait: 600\n") == 1
+    (tmp_path / "a.yaml").write_text(text, "utf-8")
+    other = text.replace("name: seguros\n", "name: seguros-dos\n")
+    other = other.replace("    max_wait: 600\n", "    max_wait: 300\n")
+    (tmp_path / "b.yaml").write_text(other.replace("    wrap_up: 30\n", "    wrap_up: 0\n"))
+    line = text.splitlines().index("  general-queue:") + 1
+    code, output = _validate(str(tmp_path))
+    assert code == 1
+    assert output.splitlines() == [
+        f"{tmp_path}/b.yaml:{line}:3: error: queue 'general-queue' is declared with other "
+        f"settings in {tmp_path}/a.yaml:{line} (max_wait 600 there, 300 here; wrap_up 30 there, "
+        "0 here); a queue used by several flows must have the same settings in each",
+        "2 flows checked: 1 invalid, 1 error, 0 warnings",
+    ]
+
+
+def test_validate_one_queue_declared_alike_passes(tmp_path: Path) -> None:
+    """Two flows declaring a queue with the same settings (descriptions may differ) are fine."""
+    text = SEGUROS.read_text("utf-8")
+    assert text.count("    description: Cola general") == 1
+    (tmp_path / "a.yaml").write_text(text, "utf-8")
+    other = text.replace("name: seguros\n", "name: seguros-dos\n")
+    other = other.replace("    description: Cola general", "    description: Otra descripción")
+    (tmp_path / "b.yaml").write_text(other, "utf-8")
+    code, output = _validate(str(tmp_path))
+    assert (code, output.strip()) == (0, "2 flows valid, 0 warnings")

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from flowpbx.errors import FlowError, Severity
+from flowpbx.errors import FlowError, Mark, Severity
 from flowpbx.language.flow import (
+    DEFAULT_HOLD_MUSIC,
     NODE_KINDS,
     DialNode,
     EnqueueNode,
     HoursNode,
     InputNode,
     MenuNode,
+    QueueSpec,
+    QueueStrategy,
     RecordingChannels,
     RecordingPolicy,
     SayNode,
@@ -67,6 +71,7 @@ def test_loader_fixture_kinds_cover_every_check() -> None:
         "unknown-config", "unused-config", "unknown-timezone", "hours-range", "hours-days",
         "hours-date", "digits-range", "missing-outcome", "transcribe-length",
         "transcribe-language", "notice-kind", "no-recording-notice", "recording-notice",
+        "unknown-queue", "no-callback", "same-key", "unused-queue", "unused-outcome",
     }  # fmt: skip
     assert wanted <= codes, f"no fixture for {sorted(wanted - codes)}"
 
@@ -109,8 +114,35 @@ def test_loader_builds_seguros_model() -> None:
     assert hours.holiday == "cerrado"
     agent = flow.nodes["agente"]
     assert isinstance(agent, EnqueueNode)
-    assert (agent.queue, agent.max_size, agent.timed_out) == ("general-queue", 100, "buzon_general")
-    assert flow.on_error.next == "agente"
+    assert agent == EnqueueNode(
+        id="agente",
+        mark=agent.mark,
+        description="",
+        queue="general-queue",
+        priority=0,
+        leave_key="0",
+        callback_key="1",
+        timed_out="espera_agotada",
+        full="cola_llena",
+        left="buzon_general",
+        callback="despedida",
+        voice="Polly.Lucia",
+        language="es-ES",
+    )
+    queue = flow.queues["general-queue"]
+    assert (queue.max_size, queue.max_wait, queue.strategy) == (
+        100,
+        600,
+        QueueStrategy.ROUND_ROBIN,
+    )
+    assert (queue.hold_music, queue.announce_every, queue.callback) == (
+        "${HOLD_MUSIC_URL}",
+        60,
+        True,
+    )
+    assert (queue.ring_timeout, queue.wrap_up, queue.country_code) == (20, 30, "+34")
+    assert list(flow.queues) == ["general-queue"]
+    assert flow.on_error.next == "bienvenida"
     assert flow.config["VIDA_NUMBER"] == "+34912345671"
     assert flow.recording == RecordingPolicy(
         dials=True, channels=RecordingChannels.DUAL, notice="bienvenida"
@@ -146,6 +178,119 @@ def test_loader_builds_every_node_kind() -> None:
         (None, 12, 24, 1),
     ]
     assert flow.config["MUSICA"] is None
+    cola = flow.nodes["cola"]
+    assert isinstance(cola, EnqueueNode)
+    assert (cola.queue, cola.priority, cola.leave_key, cola.callback_key) == (
+        "soporte",
+        5,
+        "*",
+        "2",
+    )
+    assert (cola.timed_out, cola.full, cola.left, cola.callback) == (
+        "buzon",
+        "buzon",
+        "buzon",
+        "adios",
+    )
+    assert [edge.target for edge in cola.edges()] == ["buzon", "buzon", "buzon", "adios"]
+    assert flow.queues == {
+        "soporte": QueueSpec(
+            name="soporte",
+            mark=Mark(16, 3),
+            description="Cola de soporte técnico.",
+            max_size=10,
+            max_wait=120,
+            strategy=QueueStrategy.LONGEST_IDLE,
+            service_level=30,
+            hold_music="https://example.com/espera.mp3",
+            announce_every=0,
+            callback=True,
+            country_code="+33",
+            ring_timeout=15,
+            wrap_up=0,
+            handle_time=240,
+        )
+    }
+
+
+QUEUE_FLOW = """\
+name: prueba
+entry: cola
+queues:
+{queues}
+nodes:
+  cola:
+    type: enqueue
+    queue: general
+    full: adios
+  adios:
+    type: hangup
+"""
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        pytest.param("  general:", {}, id="nothing"),
+        pytest.param("  general: {}", {}, id="empty-mapping"),
+        pytest.param(
+            '  general:\n    hold_music: ""\n    max_wait: ~',
+            {"hold_music": None, "max_wait": None},
+            id="silence-no-limit",
+        ),
+        pytest.param(
+            "  general:\n    hold_music: ${MUSICA}\n    max_size: 5000",
+            {"hold_music": "${MUSICA}", "max_size": 5000},
+            id="config",
+        ),
+    ],
+)
+def test_loader_builds_queue_settings_with_defaults(
+    settings: str, expected: dict[str, Any]
+) -> None:
+    """A queue's settings left out take QueueSpec's defaults; "" hold music is silence and ~
+    max_wait no limit; the mark is where the queue's name is written."""
+    text = QUEUE_FLOW.format(queues=settings)
+    if "${MUSICA}" in text:
+        text = text.replace("queues:", "config:\n  MUSICA: https://example.com/m.mp3\nqueues:")
+    report = check_text(text, "t.yaml")
+    assert report.flow is not None, [str(p) for p in report.problems]
+    assert report.problems == ()
+    line = text.splitlines().index(settings.splitlines()[0]) + 1
+    queue = report.flow.queues["general"]
+    assert queue == QueueSpec(name="general", mark=Mark(line, 3), **expected)
+    if not expected:
+        assert (queue.hold_music, queue.max_wait, queue.max_size) == (DEFAULT_HOLD_MUSIC, 600, 100)
+
+
+def test_loader_queue_with_bad_settings_is_still_declared() -> None:
+    """A queue whose settings the schema refuses is reported once, there; its enqueue nodes are
+    not also told that it is undeclared."""
+    report = check_text(QUEUE_FLOW.format(queues="  general:\n    max_size: 0"), "t.yaml")
+    assert [(p.line, p.column, p.code) for p in report.problems] == [(5, 15, "schema")]
+    assert report.flow is None
+
+
+def test_loader_undeclared_queue_without_queues_section() -> None:
+    """With no 'queues' section at all, the error says to add one."""
+    text = QUEUE_FLOW.format(queues="").replace("queues:\n\n", "")
+    (problem,) = check_text(text, "t.yaml").problems
+    assert (problem.line, problem.column, problem.code) == (6, 12, "unknown-queue")
+    assert problem.message == (
+        "node 'cola': queue 'general' is not declared in this file's 'queues' section "
+        "(declared: none; add a 'queues:' section to the file)"
+    )
+
+
+def test_loader_queue_checks_need_a_usable_queue() -> None:
+    """callback_key on a queue that allows callbacks, with its own key, is fine."""
+    text = QUEUE_FLOW.format(queues="  general:\n    callback: true").replace(
+        "    full: adios\n",
+        '    full: adios\n    callback_key: "#"\n    leave_key: "*"\n    left: adios\n',
+    )
+    report = check_text(text, "t.yaml")
+    assert report.problems == ()
+    assert report.flow is not None
 
 
 BASE = """\

@@ -205,4 +205,56 @@ def test_seguros_without_its_welcome_warns_at_every_dial() -> None:
         "llamar_hogar",
         "llamar_partes",
         "llamar_presupuestos",
+        "agente",
+    ]
+
+
+def test_seguros_error_fallback_passes_the_notice() -> None:
+    """seguros's error fallback goes back through its notice: sent straight to the agent
+    queue, a caller failing before the welcome would reach a recorded agent unannounced."""
+    text = SEGUROS.read_text("utf-8")
+    assert text.count("  next: bienvenida\n\n# Calls to departments") == 1
+    report = check_text(
+        text.replace("  next: bienvenida\n\n# Calls", "  next: agente\n\n# Calls"), "s"
+    )
+    assert [p.message.split(", for example ")[1].split(":")[0] for p in report.problems] == [
+        "after an error → agente"
+    ]
+
+
+# A queue reached both through the notice (option 2) and around it (closed hours).
+QUEUED = (
+    _changed("    closed: cerrado\n", "    closed: cola\n")
+    .replace("      1: ventas\n", "      1: ventas\n      2: cola\n")
+    .replace("nodes:\n", "queues:\n  general:\nnodes:\n")
+    + "  cola:\n    type: enqueue\n    queue: general\n    full: adios\n"
+)
+COLA_LINE = QUEUED.splitlines().index("  cola:") + 1
+
+
+def test_notice_bypassed_warns_at_a_queue_when_dials_record() -> None:
+    """With recording.dials, calls agents take from a queue are recorded: a queue reached
+    without the notice gets the warning a recorded dial would."""
+    assert _notices(QUEUED) == [
+        f"{COLA_LINE}:3: enqueue node 'cola' puts callers through to agents, and those calls "
+        "are recorded ('recording: dials: true'), but callers can reach it without hearing the "
+        "recording notice ('aviso'), for example horario → cola: in Spain callers must be told "
+        "first, e.g. 'Esta llamada puede ser grabada.'; make that way pass through 'aviso'"
+    ]
+
+
+def test_notice_not_needed_before_a_queue_when_dials_do_not_record() -> None:
+    """Without recording.dials nothing a queue connects is recorded: no warning."""
+    text = QUEUED.replace("  dials: true\n", "  dials: false\n")
+    assert _notices(text) == []
+
+
+def test_notice_missing_names_queues_and_dials() -> None:
+    """A flow that records dials and queues but names no notice lists both kinds of step."""
+    text = QUEUED.replace("  notice: aviso\n", "")
+    assert _notices(text) == [
+        "5:1: steps 'ventas', 'soporte' and 'cola' record the call, but the flow names no "
+        "recording notice: in Spain callers must be told first; add a say node that tells "
+        "them, e.g. 'Esta llamada puede ser grabada.', and name it under 'recording:' as "
+        "'notice: <node>'"
     ]

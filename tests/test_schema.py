@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable, Iterator
@@ -14,7 +15,8 @@ import yaml
 from jschon import JSON, JSONSchema, create_catalog
 from jsonschema import Draft202012Validator
 
-from flowpbx.language.loader import check_file
+from flowpbx.language.flow import EnqueueNode, QueueSpec, QueueStrategy
+from flowpbx.language.loader import check_file, check_text
 from flowpbx.language.schema import flow_schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +26,8 @@ SHIPPED_FLOWS = sorted(p for p in (ROOT / "flows").iterdir() if p.suffix in (".y
 SCHEMA_HEADER_PREFIX = "# yaml-language-server: $schema="
 SCHEMA_HEADER = f"{SCHEMA_HEADER_PREFIX}../schema/flow.schema.json"
 NODE_DISPATCHER = "#/$defs/node"
+SEGUROS_TEXT = (ROOT / "flows" / "seguros.yaml").read_text("utf-8")
+
 
 # jschon resolves URIs through rfc3986, which warns about its own deprecated API; that warning
 # is about jschon's dependency, not about flowpbx, so it must not fail these tests.
@@ -253,6 +257,18 @@ def _without_nodes(data: dict[str, Any]) -> None:
     del data["nodes"]
 
 
+def _with_unknown_queue_setting(data: dict[str, Any]) -> None:
+    data["queues"]["general-queue"]["max_espera"] = 300
+
+
+def _with_unknown_strategy(data: dict[str, Any]) -> None:
+    data["queues"]["general-queue"]["strategy"] = "random"
+
+
+def _with_queue_setting_on_node(data: dict[str, Any]) -> None:
+    data["nodes"]["agente"]["max_wait"] = 600
+
+
 BREAKAGES = {
     "unknown-node-key": _with_unknown_node_key,
     "unknown-top-level-key": _with_unknown_top_level_key,
@@ -260,6 +276,9 @@ BREAKAGES = {
     "text-as-retries": _with_text_as_number,
     "unknown-node-type": _with_unknown_node_type,
     "missing-nodes": _without_nodes,
+    "unknown-queue-setting": _with_unknown_queue_setting,
+    "unknown-strategy": _with_unknown_strategy,
+    "queue-setting-on-node": _with_queue_setting_on_node,
 }
 
 
@@ -291,3 +310,45 @@ def test_schema_shipped_flow_checks_clean(path: Path) -> None:
     report = check_file(path)
     assert [str(p) for p in report.problems] == []
     assert report.flow is not None
+
+
+def test_schema_queue_settings_match_the_model() -> None:
+    """A queue's settings in the schema are exactly QueueSpec's fields (but its name and where
+    it is written), and the strategies exactly QueueStrategy's values."""
+    queue = _load_schema_file()["$defs"]["queue"]
+    fields = {field.name for field in dataclasses.fields(QueueSpec)}
+    assert set(queue["properties"]) == fields - {"name", "mark"}
+    assert queue["properties"]["strategy"]["enum"] == [s.value for s in QueueStrategy]
+
+
+def test_schema_enqueue_keys_match_the_model() -> None:
+    """An enqueue node's keys in the schema are exactly EnqueueNode's fields (but its id and
+    where it is written), and the settings that moved to queues are listed as such."""
+    node = _load_schema_file()["$defs"]["enqueue_node"]
+    fields = {field.name for field in dataclasses.fields(EnqueueNode)}
+    assert set(node["properties"]) - {"type"} == fields - {"id", "mark"}
+    assert not set(node["x-moved-to-queue"]) & set(node["properties"])
+    assert set(node["x-moved-to-queue"]) <= set(_load_schema_file()["$defs"]["queue"]["properties"])
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [
+        pytest.param("general-queue", True, id="dash"),
+        pytest.param("0800_ventas", True, id="digit-first"),
+        pytest.param("q" * 64, True, id="64-characters"),
+        pytest.param("q" * 65, False, id="65-characters"),
+        pytest.param("General", False, id="upper-case"),
+        pytest.param("-cola", False, id="dash-first"),
+        pytest.param("cola general", False, id="space"),
+    ],
+)
+def test_schema_queue_names(name: str, valid: bool) -> None:
+    """Queue names are lowercase, start with a letter or digit, and fit Twilio's 64."""
+    text = SEGUROS_TEXT.replace("  general-queue:\n", f"  {name}:\n").replace(
+        "    queue: general-queue\n", f"    queue: {name}\n"
+    )
+    assert text.count(f"  {name}:\n") == 1
+    assert text.count(f"    queue: {name}\n") == 1
+    report = check_text(text, "seguros.yaml")
+    assert (report.flow is not None) == valid, [str(p) for p in report.problems]

@@ -126,13 +126,13 @@ def _enqueue(node_id: str, raw: dict[str, Any], ctx: BuildContext) -> Node:
     return EnqueueNode(
         **_common(node_id, raw, ctx),
         queue=raw["queue"],
-        hold_music=raw.get("hold_music"),
-        max_wait=raw.get("max_wait"),
-        max_size=raw.get("max_size", 100),
+        priority=raw.get("priority", 0),
         leave_key=raw.get("leave_key"),
+        callback_key=raw.get("callback_key"),
         timed_out=raw.get("timed_out"),
         full=raw["full"],
         left=raw.get("left"),
+        callback=raw.get("callback"),
         voice=raw.get("voice", ctx.voice),
         language=raw.get("language", ctx.language),
     )

@@ -1,17 +1,22 @@
-"""The flows a service runs, which dialled number uses which, and their config values."""
+"""The flows a service runs, which dialled number uses which, their config values, and the
+queues they declare."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 
 from flowpbx.errors import FlowError, FlowpbxError, Problem
-from flowpbx.language.checks import config_uses
-from flowpbx.language.flow import CONFIG_REFERENCE, Flow, resolve_config
+from flowpbx.language.checks import config_uses, queue_config_uses
+from flowpbx.language.flow import CONFIG_REFERENCE, Flow, QueueSpec, resolve_config
 from flowpbx.language.loader import check_bytes, flow_files
+from flowpbx.language.queue_specs import conflict
 from flowpbx.language.schema import matches
+from flowpbx.language.yamlsource import Path as ValuePath
 
 
 class CatalogError(FlowpbxError):
@@ -44,6 +49,39 @@ class FlowCatalog:
     def default_flow(self) -> LoadedFlow:
         return self.flows[self.default]
 
+    @cached_property
+    def queues(self) -> Mapping[str, QueueSpec]:
+        """Every queue the flows declare, by name. A queue may be declared by several flows
+        (load_catalog makes sure they agree); the first flow's declaration is kept."""
+        return MappingProxyType(merge_queues(loaded.flow for loaded in self.flows.values())[0])
+
+
+def merge_queues(flows: Iterable[Flow]) -> tuple[dict[str, QueueSpec], list[str]]:
+    """The queues of `flows` by name, and a message for each queue that a later flow declares
+    with other settings, naming both places (file:line)."""
+    merged: dict[str, QueueSpec] = {}
+    where: dict[str, str] = {}
+    problems: list[str] = []
+    for flow in flows:
+        for name, spec in flow.queues.items():
+            if name not in merged:
+                merged[name], where[name] = spec, flow.source
+                continue
+            message = conflict(where[name], merged[name], spec)
+            if message is not None:
+                problems.append(f"{flow.source}:{spec.mark.line}: {message}")
+    return merged, problems
+
+
+def _config_uses(flow: Flow) -> Iterator[tuple[str, ValuePath, str]]:
+    """Every value of the flow that may use ${NAME}: (who uses it, path in it, value)."""
+    for node in flow.nodes.values():
+        for path, written in config_uses(node):
+            yield f"node '{node.id}'", path, written
+    for queue in flow.queues.values():
+        for path, written in queue_config_uses(queue):
+            yield f"queue '{queue.name}'", path, written
+
 
 def _config(flow: Flow, lookup: Callable[[str], str | None]) -> tuple[dict[str, str], list[str]]:
     """The flow's config values (the environment wins), and what is wrong with them."""
@@ -56,23 +94,21 @@ def _config(flow: Flow, lookup: Callable[[str], str | None]) -> tuple[dict[str, 
         else:
             values[name] = value
     # A value from the environment is checked like one written in the flow, before any call.
-    for node in flow.nodes.values():
-        for path, written in config_uses(node):
-            names = CONFIG_REFERENCE.findall(written)
-            if not names or any(name not in values for name in names):
-                continue
-            resolved = resolve_config(written, values)
-            kind = "phone_target" if path[0] in ("to", "caller_id") else "audio_url"
-            if not matches(kind, resolved):
-                expected = (
-                    "an http(s) address"
-                    if kind == "audio_url"
-                    else ("a phone number like +34910000000, client:name or sip:user@host")
-                )
-                problems.append(
-                    f"config {', '.join(names)} makes node '{node.id}' use {resolved!r}; "
-                    f"expected {expected}"
-                )
+    for who, path, written in _config_uses(flow):
+        names = CONFIG_REFERENCE.findall(written)
+        if not names or any(name not in values for name in names):
+            continue
+        resolved = resolve_config(written, values)
+        kind = "phone_target" if path[0] in ("to", "caller_id") else "audio_url"
+        if not matches(kind, resolved):
+            expected = (
+                "an http(s) address"
+                if kind == "audio_url"
+                else ("a phone number like +34910000000, client:name or sip:user@host")
+            )
+            problems.append(
+                f"config {', '.join(names)} makes {who} use {resolved!r}; expected {expected}"
+            )
     return values, problems
 
 
@@ -137,6 +173,7 @@ def load_catalog(
         flows[loaded.flow.name] = loaded
     if invalid:
         raise FlowError(invalid)
+    problems.extend(merge_queues(loaded.flow for loaded in flows.values())[1])
     default = default or numbers.get(phone_number, "")
     if not default and len(flows) == 1:
         default = next(iter(flows))

@@ -1,8 +1,8 @@
 """Graph and meaning checks on a flow's typed nodes: what a JSON Schema cannot see.
 
 Dangling references, unreachable nodes, menus with no path for silence, loops that never wait
-for the caller, undefined variables and config names, time zones, voices, Twilio limits, and
-recorded calls that callers are not told about.
+for the caller, undefined variables and config names, time zones, voices, Twilio limits,
+queues that are not declared (or not used), and recorded calls that callers are not told about.
 """
 
 from __future__ import annotations
@@ -15,6 +15,12 @@ from flowpbx.language.graph_checks import (
     check_references,
 )
 from flowpbx.language.outline import Outline
+from flowpbx.language.queue_checks import (
+    check_queue_declared,
+    check_queue_keys,
+    check_queue_outcomes,
+    check_queue_used,
+)
 from flowpbx.language.recording_checks import (
     check_notice_heard,
     check_notice_kind,
@@ -28,9 +34,10 @@ from flowpbx.language.value_checks import (
     check_variables,
     check_voices,
     config_uses,
+    queue_config_uses,
 )
 
-__all__ = ["CHECKS", "Outline", "config_uses", "run_checks"]
+__all__ = ["CHECKS", "Outline", "config_uses", "queue_config_uses", "run_checks"]
 
 CHECKS = (
     check_references,
@@ -43,6 +50,10 @@ CHECKS = (
     check_outcomes,
     check_twilio_limits,
     check_voices,
+    check_queue_declared,
+    check_queue_keys,
+    check_queue_outcomes,
+    check_queue_used,
     check_notice_kind,
     check_notice_named,
     check_notice_heard,

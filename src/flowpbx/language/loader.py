@@ -22,10 +22,12 @@ from flowpbx.language.flow import (
     Flow,
     Node,
     OnError,
+    QueueSpec,
     RecordingChannels,
     RecordingPolicy,
     Speech,
 )
+from flowpbx.language.queue_specs import build_queues, conflict
 from flowpbx.language.schema import schema_errors
 from flowpbx.language.yamlsource import Document, Marks, Path, decode, parse
 
@@ -232,6 +234,7 @@ def _check_document(
     issue_paths: set[Path],
 ) -> Report:
     broken_nodes = {str(p[1]) for p in issue_paths if len(p) >= 2 and p[0] == "nodes"}
+    broken_queues = {str(p[1]) for p in issue_paths if len(p) >= 2 and p[0] == "queues"}
     top_level_ok = True
     # A value the YAML layer could not read (an alias, a tag) is already reported there.
     unreadable = {issue_path for issue_path in issue_paths if issue_path}
@@ -243,6 +246,8 @@ def _check_document(
             broken_nodes.add(str(path[1]))
         else:
             top_level_ok = False
+            if len(path) >= 2 and path[0] == "queues":
+                broken_queues.add(str(path[1]))
 
     voice, language = _defaults(data)
     recording = _recording(data)
@@ -256,6 +261,8 @@ def _check_document(
         node = build_node(node_id, raw, ctx)
         if node is not None:
             nodes[node_id] = node
+    raw_queues = data.get("queues")
+    queues = build_queues(raw_queues, ctx, frozenset(broken_queues))
     apology, fallback = _on_error(data, ctx)
     outline = Outline(
         file=file,
@@ -270,6 +277,8 @@ def _check_document(
         language=language,
         is_complete=top_level_ok and len(nodes) == len(raw_nodes) and not ctx.problems,
         broken=MappingProxyType({k: v for k, v in raw_nodes.items() if k not in nodes}),
+        queue_names=frozenset(raw_queues if isinstance(raw_queues, dict) else ()),
+        queues=MappingProxyType(queues),
     )
     problems.extend(ctx.problems)
     problems.extend(run_checks(outline))
@@ -287,6 +296,7 @@ def _check_document(
         on_error=OnError(apology, fallback, _goodbye(ctx)),
         nodes=outline.nodes,
         recording=recording,
+        queues=outline.queues,
     )
     return Report(file, flow, tuple(problems))
 
@@ -340,9 +350,10 @@ def flow_files(paths: Iterable[str | pathlib.Path]) -> list[pathlib.Path]:
 
 
 def check_files(paths: Iterable[pathlib.Path]) -> list[Report]:
-    """Check flow files one by one, then together: two files may not name the same flow (the
-    service would refuse to start), so the later one gets an error at its `name:` line."""
-    reports = [check_file(path) for path in paths]
+    """Check flow files one by one, then together: two files may not name the same flow, nor
+    declare one queue with different settings (the service would refuse to start), so the later
+    one gets an error at its `name:` line, or where it declares the queue."""
+    reports = _check_queues_agree([check_file(path) for path in paths])
     first: dict[str, Report] = {}
     for i, report in enumerate(reports):
         if report.flow is None:
@@ -362,6 +373,30 @@ def check_files(paths: Iterable[pathlib.Path]) -> list[Report]:
         )
         reports[i] = Report(report.file, None, (*report.problems, problem))
     return reports
+
+
+def _check_queues_agree(reports: list[Report]) -> list[Report]:
+    """The reports, with an error in each flow that declares a queue differently from an
+    earlier flow."""
+    declared: dict[str, tuple[str, QueueSpec]] = {}
+    checked: list[Report] = []
+    for report in reports:
+        if report.flow is None:
+            checked.append(report)
+            continue
+        problems: list[Problem] = []
+        for name, spec in report.flow.queues.items():
+            there_file, there = declared.setdefault(name, (report.file, spec))
+            message = conflict(there_file, there, spec)
+            if message is not None:
+                line, column = spec.mark.line, spec.mark.column
+                problems.append(
+                    Problem(report.file, line, column, Severity.ERROR, "queue-conflict", message)
+                )
+        checked.append(
+            Report(report.file, None, (*report.problems, *problems)) if problems else report
+        )
+    return checked
 
 
 def _name_line(file: str) -> int:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from flowpbx.errors import Problem, Severity
 from flowpbx.language.flow import (
     Node,
+    QueueSpec,
     RecordingPolicy,
     Speech,
 )
@@ -22,7 +23,8 @@ TRANSCRIBE_MAX_SECONDS = 120
 
 @dataclass(frozen=True)
 class Outline:
-    """What the checks look at: every node id written, and the nodes that could be built."""
+    """What the checks look at: every node id and queue written, and the nodes and queues that
+    could be built."""
 
     file: str
     marks: Marks
@@ -37,6 +39,10 @@ class Outline:
     is_complete: bool
     broken: Mapping[str, object]
     """Raw data of the nodes that could not be built, for the checks that can still use it."""
+    queue_names: frozenset[str]
+    """Every queue declared under `queues`, even one whose settings could not be read."""
+    queues: Mapping[str, QueueSpec]
+    """The declared queues whose settings could be read, by name."""
 
 
 def problem(

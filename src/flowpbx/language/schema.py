@@ -227,11 +227,25 @@ class _Error:
         return self.path, False, (self.subject + text)
 
 
+def _moved_to_queue(key: str, node: dict[str, Any]) -> str:
+    """Why an enqueue node's old queue setting is refused, and where it goes now."""
+    queue = node.get("queue")
+    where = f"queues.{queue}" if isinstance(queue, str) and queue else "the queue's settings"
+    return (
+        f"'{key}' is now a setting of the queue: move '{key}' to {where} "
+        "(queues are declared once, at the top of the file)"
+    )
+
+
 def _unknown_keys(e: _Error) -> Iterator[Message]:
     allowed = list(e.schema.get("properties", {}))
+    moved = e.schema.get("x-moved-to-queue", ())
     name = field_name(e.path)
     for key in e.value if isinstance(e.value, dict) else ():
         if key in allowed:
+            continue
+        if key in moved:
+            yield (*e.path, key), True, _moved_to_queue(key, e.value)
             continue
         close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
         hint = f"did you mean '{close[0]}'? " if close else ""
@@ -265,6 +279,7 @@ def _bad_key_name(e: _Error) -> Iterator[Message]:
         "weekly": "day",
         "config": "config name",
         "values": "variable name",
+        "queues": "queue name",
     }.get(str(e.path[-1]) if e.path else "", "key")
     expected = _expected(e.schema)
     yield (*e.path, str(e.value)), True, f"{context} '{e.value}' is not valid: expected {expected}"
@@ -282,6 +297,9 @@ def _no_branch(e: _Error) -> Iterator[Message]:
             yield e.say(f"has {both}; keep only one of {keys}")
         else:
             yield e.say(f"needs {keys}")
+        return
+    if "x-expected" in e.schema:  # the branches together mean one thing, said as a whole
+        yield e.say(f"must be {e.schema['x-expected']}, got {_describe_value(e.value)}")
         return
     best = _best(list(e.error.context or []), e.value)
     if best is not None and best.validator not in ("anyOf", "oneOf"):

@@ -19,6 +19,7 @@ from flowpbx.language.flow import (
     MenuNode,
     Node,
     PauseNode,
+    QueueSpec,
     RecordNode,
     SayNode,
     SetNode,
@@ -102,30 +103,43 @@ def config_uses(node: Node) -> Iterator[tuple[Path, str]]:
             yield ("to", i), target
         if node.caller_id:
             yield ("caller_id",), node.caller_id
-    if isinstance(node, EnqueueNode) and node.hold_music:
-        yield ("hold_music",), node.hold_music
+
+
+def queue_config_uses(queue: QueueSpec) -> Iterator[tuple[Path, str]]:
+    """Where a queue's settings may use ${NAME}: (path in the queue, value as written)."""
+    if queue.hold_music:
+        yield ("hold_music",), queue.hold_music
+
+
+def _config_uses(outline: Outline) -> Iterator[tuple[Path, str, str]]:
+    """Every place a value may use ${NAME}: (full path, who to name in messages, value)."""
+    for node in outline.nodes.values():
+        for path, value in config_uses(node):
+            full: Path = ("nodes", node.id, *path)
+            if isinstance(node, DialNode) and len(node.targets) == 1:
+                full = ("nodes", node.id, "to")
+            yield full, f"node '{node.id}'", value
+    for queue in outline.queues.values():
+        for path, value in queue_config_uses(queue):
+            yield ("queues", queue.name, *path), f"queue '{queue.name}'", value
 
 
 def check_config(outline: Outline) -> Iterator[Problem]:
     """Every ${NAME} is declared under config, and every config value is used."""
     used: set[str] = set()
-    for node in outline.nodes.values():
-        for path, value in config_uses(node):
-            for name in CONFIG_REFERENCE.findall(value):
-                used.add(name)
-                if name in outline.config:
-                    continue
-                full: Path = ("nodes", node.id, *path)
-                if isinstance(node, DialNode) and len(node.targets) == 1:
-                    full = ("nodes", node.id, "to")
-                yield problem(
-                    outline,
-                    full,
-                    Severity.ERROR,
-                    "unknown-config",
-                    f"node '{node.id}': '${{{name}}}' is not declared under 'config'"
-                    + did_you_mean(name, outline.config),
-                )
+    for path, who, value in _config_uses(outline):
+        for name in CONFIG_REFERENCE.findall(value):
+            used.add(name)
+            if name in outline.config:
+                continue
+            yield problem(
+                outline,
+                path,
+                Severity.ERROR,
+                "unknown-config",
+                f"{who}: '${{{name}}}' is not declared under 'config'"
+                + did_you_mean(name, outline.config),
+            )
     if outline.is_complete:
         for name in outline.config:
             if name not in used:
@@ -134,7 +148,7 @@ def check_config(outline: Outline) -> Iterator[Problem]:
                     ("config", name),
                     Severity.WARNING,
                     "unused-config",
-                    f"config '{name}' is never used by a node",
+                    f"config '{name}' is never used by a node or a queue",
                     key=True,
                 )
 
@@ -164,10 +178,10 @@ def check_hours(outline: Outline) -> Iterator[Problem]:
 
 
 # Outcomes that only some settings can produce: (node kind, setting, outcome, where a missing
-# outcome is reported (None: at the node), what the outcome is for).
+# outcome is reported (None: the setting needs no outcome), what the outcome is for).
 _PAIRED_OUTCOMES: tuple[tuple[type[Node], str, str, str | None, str], ...] = (
-    (EnqueueNode, "max_wait", "timed_out", None, "after waiting that long"),
     (EnqueueNode, "leave_key", "left", "leave_key", "when the caller leaves the queue"),
+    (EnqueueNode, "callback_key", "callback", None, "once a callback is asked for"),
     (GotoNode, "limit", "exhausted", "limit", "once the jump has been taken that often"),
 )
 
@@ -181,10 +195,10 @@ def check_outcomes(outline: Outline) -> Iterator[Problem]:
                 continue
             is_set = getattr(node, setting) is not None
             has_outcome = bool(getattr(node, outcome))
-            if is_set and not has_outcome:
+            if is_set and not has_outcome and where:
                 yield problem(
                     outline,
-                    (*base, where) if where else base,
+                    (*base, where),
                     Severity.ERROR,
                     "missing-outcome",
                     f"node '{node.id}': '{setting}' is set but '{outcome}' is not; "
