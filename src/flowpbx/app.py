@@ -32,6 +32,12 @@ from flowpbx.history.prices import PriceFiller
 from flowpbx.history.sources import EventSource, MemoryEventSource, RedisEventSource
 from flowpbx.history.writer import HistoryWriter
 from flowpbx.language.catalog import FlowCatalog, load_catalog
+from flowpbx.queues.directory import AgentDirectory
+from flowpbx.queues.engine import QueueEngine
+from flowpbx.queues.memory_store import MemoryQueueStore
+from flowpbx.queues.redis_store import RedisQueueStore
+from flowpbx.queues.scheduler import QueueScheduler
+from flowpbx.queues.store import QueueStore
 from flowpbx.settings import Settings
 from flowpbx.store.memory import MemoryCallStore
 from flowpbx.store.pacer import RedisPacer
@@ -41,8 +47,9 @@ from flowpbx.twilio.signature import base_of, public_url
 from flowpbx.twilio.tokens import TokenIssuer
 from flowpbx.twilio.twiml import TwimlRenderer, Urls
 from flowpbx.web.api.framework import Authenticator
+from flowpbx.web.api.queues import QueueApi
 from flowpbx.web.api.routes import RestApi
-from flowpbx.web.app import HistoryParts, RestParts, create_app
+from flowpbx.web.app import HistoryParts, QueueParts, RestParts, create_app
 
 log = logging.getLogger("flowpbx")
 
@@ -187,11 +194,21 @@ def rest_parts(
     db: Database,
     store: CallStore | None = None,
     twilio: tuple[TwilioRest | None, tuple[str, ...]] | None = None,
+    *,
+    queue_store: QueueStore | None = None,
+    agents: AgentDirectory | None = None,
+    on_agent_change: Callable[[], None] | None = None,
 ) -> RestParts:
     """The REST API for these settings, with its start (migrations) and stop (which closes
-    the Twilio REST client, `twilio` when given: `twilio_rest(settings)`)."""
+    the Twilio REST client, `twilio` when given: `twilio_rest(settings)`). The queue
+    endpoints use `queue_store` and `agents` when given (those of the queue engine, whose
+    owner closes them; `on_agent_change` wakes its scheduler), else their own."""
     tokens, missing_token = token_issuer(settings)
     rest, missing_rest = twilio or twilio_rest(settings)
+    url = settings.redis_url
+    queues: QueueStore = queue_store or (
+        MemoryQueueStore() if url is None else RedisQueueStore.from_url(url)
+    )
     pacer = pacer_from(settings)
     dialer = None
     missing_dialer = missing_rest + (
@@ -216,6 +233,13 @@ def rest_parts(
         dialer=dialer,
         missing_dialer=missing_dialer,
         report=store.report if store is not None else None,
+        queues=QueueApi(
+            db=db,
+            catalog=catalog,
+            store=queues,
+            directory=agents or AgentDirectory(db),
+            on_agent_change=on_agent_change,
+        ),
     )
 
     retry: list[asyncio.Task[None]] = []
@@ -253,6 +277,8 @@ def rest_parts(
         for task in retry:
             task.cancel()
         await pacer.aclose()
+        if queue_store is None:  # its own
+            await queues.aclose()
         if rest is not None:
             await rest.aclose()
         db.dispose()
@@ -343,10 +369,54 @@ def build_app(settings: Settings) -> Starlette:
             "outbound calls will not work with Twilio until .env has your account's values"
         )
     service = build_service(settings, catalog, store)
-    twilio = twilio_rest(settings)  # one client: the REST API's and the price filler's
-    return create_app(
+    twilio = twilio_rest(settings)  # one client: the REST API's, the price filler's, queues'
+    queues = queue_parts(settings, catalog, store, db, twilio[0])
+    rest = rest_parts(
         settings,
-        service,
-        rest_parts(settings, catalog, db, store, twilio),
-        history_parts(settings, store, db, twilio[0]),
+        catalog,
+        db,
+        store,
+        twilio,
+        queue_store=queues.engine.store,
+        agents=queues.engine.directory,
+        on_agent_change=queues.engine.wake,
+    )
+    return create_app(
+        settings, service, rest, history_parts(settings, store, db, twilio[0]), queues
+    )
+
+
+def queue_store_from(settings: Settings) -> QueueStore:
+    """Queues in Redis when REDIS_HOST is set (shared by every process), else in memory."""
+    url = settings.redis_url
+    return MemoryQueueStore() if url is None else RedisQueueStore.from_url(url)
+
+
+def queue_parts(
+    settings: Settings,
+    catalog: FlowCatalog,
+    store: CallStore,
+    db: Database,
+    rest: TwilioRest | None,
+) -> QueueParts:
+    """The queue engine on the call store's Redis (or memory), the agents in the database,
+    Twilio's REST client `rest` (its owner closes it), and this process's scheduler unless
+    FLOWPBX_QUEUE_SCHEDULER=false."""
+    queue_store = queue_store_from(settings)
+    real_account = settings.twilio_account_sid != PLACEHOLDER_ACCOUNT
+    engine = QueueEngine(
+        store=queue_store,
+        directory=AgentDirectory(db),
+        queues=lambda: catalog.queues,
+        report=store.report,
+        twilio=rest if real_account else None,
+        base_url=settings.public_base_url,
+        company_number=settings.twilio_phone_number,
+        destinations=Destinations(settings.allowed_prefixes, settings.blocked_prefixes),
+    )
+    scheduler = QueueScheduler(engine, tick=settings.queue_tick)
+    return QueueParts(
+        engine=engine,
+        scheduler=scheduler if settings.queue_scheduler else None,
+        aclose=queue_store.aclose,
     )

@@ -12,9 +12,14 @@ import msgspec
 from flowpbx import __version__
 from flowpbx.web.api import paths
 from flowpbx.web.api.framework import ERRORS, Operation
+from flowpbx.web.api.queue_shapes import PATH_PARAMETERS
 from flowpbx.web.api.shapes import ErrorBody
 
 REF = "#/components/schemas/{name}"
+TAGS = [
+    {"name": "queues", "description": "Call queues: who waits, estimated waits, statistics."},
+    {"name": "agents", "description": "The people who answer queues' calls, and their status."},
+]
 
 
 def _ref(shape: type) -> dict[str, str]:
@@ -34,6 +39,24 @@ def _parameters(query: type, components: dict[str, Any]) -> list[dict[str, Any]]
         }
         for name, prop in schema["properties"].items()
     ]
+
+
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    """The OpenAPI parameters of a path's plain `{name}` parts (queue and agent ids)."""
+    found = []
+    for name in re.findall(r"\{(\w+)\}", path):
+        schema = msgspec.json.schema(PATH_PARAMETERS[name])
+        description = schema.pop("description", "")
+        found.append(
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "description": description,
+                "schema": schema,
+            }
+        )
+    return found
 
 
 def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +86,7 @@ def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": _ref(op.body)}},
         }
-    parameters = paths.openapi_parameters(op.path)
+    parameters = paths.openapi_parameters(op.path) + _path_parameters(op.path)
     if op.query is not None:
         parameters += _parameters(op.query, components)
     if parameters:
@@ -92,11 +115,12 @@ def document(operations: Iterable[Operation]) -> dict[str, Any]:
             "title": "flowpbx REST API",
             "version": __version__,
             "description": (
-                "Softphone tokens, outbound calls, call history, recordings and analytics "
-                "(queues follow). Every request needs `Authorization: Bearer <key>` "
+                "Softphone tokens, outbound calls, call history, recordings, analytics, "
+                "queues and agents. Every request needs `Authorization: Bearer <key>` "
                 '(`flowpbx apikey create`). Errors are `{"error": code, "detail": text}`.'
             ),
         },
+        "tags": TAGS,
         "paths": paths,
         "components": {
             "schemas": {k: v for k, v in components.items() if k not in used},

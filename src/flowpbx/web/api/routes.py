@@ -1,15 +1,16 @@
 """The REST endpoints: softphone tokens, outbound calls, API keys, the OpenAPI document (call
-history's in `history`)."""
+history's in `history`, queues' and agents' in `queues`)."""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from flowpbx.db import apikeys
@@ -35,6 +36,7 @@ from flowpbx.web.api.framework import (
     unpack_cursor,
 )
 from flowpbx.web.api.history import HistoryApi
+from flowpbx.web.api.queues import QueueApi, queue_operations
 from flowpbx.web.api.shapes import (
     ApiKeyOut,
     ApiKeyPage,
@@ -63,6 +65,8 @@ class RestApi:
     missing_dialer: tuple[str, ...]
     report: Callable[[Report], Awaitable[None]] | None = None
     """Keeps a progress report for call history (the call store's `report`)."""
+    queues: QueueApi | None = None
+    """The queue and agent endpoints; without it they are documented and answer 503."""
 
     # -- POST /api/token --
 
@@ -229,19 +233,41 @@ class RestApi:
                 tags=("keys",),
             ),
             *HistoryApi(self.db).operations(),
+            *queue_operations(self.queues),
         ]
 
     def routes(self, auth: Authenticator) -> list[Route]:
         paths.register()  # before any route names a sid convertor
         operations = self.operations()
         spec = openapi.document(operations)
+        # One route per path, so that a 405 names every method the path has in `Allow`.
+        by_path: dict[str, list[Operation]] = {}
+        for op in operations:
+            by_path.setdefault(op.path, []).append(op)
         routes = [
-            Route(op.path, endpoint(op, auth), methods=[op.method], name=op.name)
-            for op in operations
+            Route(
+                path,
+                _by_method({op.method: endpoint(op, auth) for op in ops}),
+                methods=[op.method for op in ops],
+                name=ops[0].name,
+            )
+            for path, ops in by_path.items()
         ]
         document = document_endpoint(spec, auth)
         routes.append(Route("/api/openapi.json", document, methods=["GET"], name="openapi"))
         return routes
+
+
+def _by_method(
+    endpoints: Mapping[str, Callable[[Request], Awaitable[Response]]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """One path's endpoints, by method (HEAD is GET's: Starlette allows it wherever GET is)."""
+
+    async def run(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await endpoints[method](request)
+
+    return run
 
 
 def _not_configured(what: str, missing: Sequence[str]) -> ApiError:
