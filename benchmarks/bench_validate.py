@@ -116,6 +116,8 @@ class _FlowWriter:
         self.rng = random.Random(seed)
         self.lines: list[str] = []
         self.config: dict[str, str] = {}
+        self.queues: dict[str, list[str]] = {}
+        """Queue name -> its settings' lines (unindented), for the 'queues' section."""
         self.count = 0
         self.seq = 0
 
@@ -233,18 +235,28 @@ class _FlowWriter:
 
     def queue(self, base: str, label: str) -> list[Spec]:
         buzon = f"{base}_buzon"
+        name = base.replace("_", "-")
         music = self.shared("HOLD_MUSIC_URL", HOLD_MUSIC)
+        callback = self.rng.random() < 0.5
+        self.queues[name] = [
+            f"description: Cola de {label}.",
+            f"max_size: {self.rng.choice((20, 50, 100))}",
+            f"max_wait: {self.rng.choice((120, 300, 600))}",
+            f"strategy: {self.rng.choice(('round-robin', 'longest-idle'))}",
+            f"hold_music: {music}",
+            f"announce_every: {self.rng.choice((0, 30, 60))}",
+            f"callback: {'true' if callback else 'false'}",
+        ]
         enqueue = [
             "type: enqueue",
-            f"queue: {base.replace('_', '-')}",
-            f"hold_music: {music}",
-            f"max_wait: {self.rng.choice((120, 300, 600))}",
-            f"max_size: {self.rng.choice((20, 50, 100))}",
+            f"queue: {name}",
             'leave_key: "*"',
             f"timed_out: {buzon}",
             f"full: {buzon}",
             f"left: {buzon}",
         ]
+        if callback:
+            enqueue += ['callback_key: "1"', "callback: despedida"]
         say = ["type: say", f"text: Para {label}, le ponemos en espera.", f"next: {base}_cola"]
         record = ["type: record", "prompt: Deje su mensaje después de la señal.", "next: despedida"]
         return [
@@ -523,9 +535,6 @@ def generate_flow(n: int) -> str:
                 [
                     "type: enqueue",
                     "queue: general-queue",
-                    "hold_music: ${HOLD_MUSIC_URL}",
-                    "max_wait: 600",
-                    "max_size: 100",
                     "timed_out: buzon_general",
                     "full: buzon_general",
                 ],
@@ -537,6 +546,17 @@ def generate_flow(n: int) -> str:
     if writer.count != n:  # pragma: no cover - a generator bug, not a benchmark result
         raise AssertionError(f"generated {writer.count} nodes instead of {n}")
     config = [f'  {name}: "{value}"' for name, value in writer.config.items()]
+    general = [
+        "description: Cola general de agentes.",
+        "max_size: 100",
+        "max_wait: 600",
+        "hold_music: ${HOLD_MUSIC_URL}",
+    ]
+    queues = [
+        line
+        for name, settings in {"general-queue": general, **writer.queues}.items()
+        for line in (f"  {name}:", *(f"    {setting}" for setting in settings))
+    ]
     lines = [
         "# yaml-language-server: $schema=../schema/flow.schema.json",
         "#",
@@ -557,6 +577,10 @@ def generate_flow(n: int) -> str:
         "on_error:",
         "  text: Lo sentimos, se ha producido un error. Le pasamos con un agente.",
         "  next: agente",
+        "",
+        "# Call queues, declared once; enqueue nodes name them.",
+        "queues:",
+        *queues,
         "",
         "nodes:",
         *head,

@@ -81,7 +81,15 @@ POLIZA_INVALID = "El número de póliza tiene ocho cifras."
 AGENTE = "Le pasamos con un agente. Por favor, espere."
 NO_INPUT = "No hemos recibido ninguna opción."
 INVALID = "Opción no válida."
-APOLOGY = "Lo sentimos, se ha producido un error. Le pasamos con un agente."
+ESPERA_AGOTADA = (
+    "Lo sentimos, todos nuestros agentes siguen ocupados. "
+    "Puede dejarnos un mensaje y le llamaremos lo antes posible."
+)
+COLA_LLENA = (
+    "Lo sentimos, en este momento hay demasiadas personas esperando y no podemos atenderle. "
+    "Puede dejarnos un mensaje y le llamaremos lo antes posible."
+)
+APOLOGY = "Lo sentimos, se ha producido un error. Volvemos al menú principal."
 PLAIN_APOLOGY = "Lo sentimos, se ha producido un error. Disculpe las molestias."
 HOLD_MUSIC = "http://com.twilio.music.classical.s3.amazonaws.com/BusyStrings.mp3"
 RECORDING = f"https://api.twilio.com/2010-04-01/Accounts/AC{'5a' * 16}/Recordings/RE{'ab' * 16}"
@@ -221,10 +229,11 @@ def assert_goodbye(reply: Reply) -> None:
     assert reply.says == (DESPEDIDA,)
 
 
-def assert_voicemail(reply: Reply, prompt: str, max_length: int = 120) -> None:
-    """A record node: its prompt, <Record>, and the Redirect Twilio runs when nothing came."""
-    assert reply.names == ("Say", "Record", "Redirect")
-    assert reply.says == (prompt,)
+def assert_voicemail(reply: Reply, prompt: str, *preface: str, max_length: int = 120) -> None:
+    """A record node (after optional preface): its prompt, <Record>, and the Redirect Twilio
+    runs when nothing came."""
+    assert reply.names == ("Say",) * len(preface) + ("Say", "Record", "Redirect")
+    assert reply.says == (*preface, prompt)
     record = reply.one("Record")
     assert record["maxLength"] == str(max_length)
     assert reply.one("Redirect").text == record["action"]
@@ -433,7 +442,9 @@ def test_automovil_submenu_mistakes_then_agent(call: TwilioDriver) -> None:
 def test_agent_queue_hold_music_then_timeout_voicemail(
     call: TwilioDriver, rdb: redis.Redis
 ) -> None:
-    """9 queues the caller with hold music; after 600 s they leave for voicemail and goodbye."""
+    """9 queues the caller with hold music (in a one-key gather for the leave and callback
+    keys; no announcement without the queue engine); after 600 s they leave, hear that the
+    agents are still busy, and go to voicemail and goodbye."""
     sid = call_sid(40)
     call.start(sid)
     reply = call.press("9")
@@ -445,23 +456,74 @@ def test_agent_queue_hold_music_then_timeout_voicemail(
     assert enqueue["action"] == f"{BASE_URL}/api/calls/enqueue?seq=2"
     for waited in (0, 45, 599):
         music = call.wait(waited)
-        assert music.names == ("Play",)
-        assert music.one("Play").text == HOLD_MUSIC
+        assert (music.names, music.says) == (("Gather",), ())
+        gather = music.one("Gather")
+        assert [play.text for play in gather.named("Play")] == [HOLD_MUSIC]
+        assert gather["action"] == f"{BASE_URL}/api/calls/queue-key?seq=2"
+        assert (gather["numDigits"], gather["timeout"]) == ("1", "1")
+        # Silence ends the wait document, so Twilio asks the wait URL again.
+        assert gather["actionOnEmptyResult"] == "false"
     leave = call.wait(600)
     assert leave.names == ("Leave",)
     state, _ = stored(rdb, sid)
     assert state is not None
     assert (state.node, state.leave_reason, state.seq) == ("agente", "timed_out", 2)
-    assert_voicemail(call.queue_result("leave", 600), BUZON_GENERAL)
+    assert_voicemail(call.queue_result("leave", 600), BUZON_GENERAL, ESPERA_AGOTADA)
     assert_goodbye(call.record(RECORDING))
 
 
 def test_agent_queue_full_goes_to_voicemail(call: TwilioDriver) -> None:
-    """A full queue sends the caller to the general voicemail."""
+    """A full queue says so, then sends the caller to the general voicemail."""
     call.start(call_sid(41))
     call.press("9")
-    assert_voicemail(call.queue_result("queue-full"), BUZON_GENERAL)
+    assert_voicemail(call.queue_result("queue-full"), BUZON_GENERAL, COLA_LLENA)
     assert_goodbye(call.record(RECORDING))
+
+
+def test_agent_queue_leave_key_goes_to_voicemail(call: TwilioDriver, rdb: redis.Redis) -> None:
+    """0 during the hold music takes the caller out of the queue, to the general voicemail."""
+    sid = call_sid(43)
+    call.start(sid)
+    call.press("9")
+    gather = call.wait(30).one("Gather")
+    left = call.check(call.post(gather["action"], call.params(Digits="0")))
+    assert left.names == ("Leave",)
+    state, _ = stored(rdb, sid)
+    assert state is not None
+    assert (state.node, state.leave_reason, state.seq) == ("agente", "left", 2)
+    assert_voicemail(call.queue_result("leave", 30), BUZON_GENERAL)
+    assert_goodbye(call.record(RECORDING))
+
+
+def test_agent_queue_callback_key_books_a_callback(call: TwilioDriver, rdb: redis.Redis) -> None:
+    """1 during the hold music reads back the end of the caller's number; 1 confirms it, the
+    caller is thanked and let go, and the flow says goodbye (its callback node)."""
+    sid = call_sid(44)
+    call.start(sid)
+    call.press("9")
+    gather = call.wait(30).one("Gather")
+    ask = call.check(call.post(gather["action"], call.params(Digits="1")))
+    assert ask.names == ("Gather",)
+    assert ask.says == (
+        "Le llamaremos al número terminado en 1 2 2 2. Para confirmarlo, pulse 1. "
+        "Para usar otro número, márquelo ahora seguido de la tecla almohadilla.",
+    )
+    confirm = ask.one("Gather")
+    assert (confirm["timeout"], confirm["finishOnKey"]) == ("8", "#")
+    assert confirm.get("numDigits") is None
+    state, _ = stored(rdb, sid)
+    assert state is not None
+    assert (state.queue_phase, state.seq) == ("callback", 2)
+    booked = call.check(call.post(confirm["action"], call.params(Digits="1")))
+    assert booked.names == ("Say", "Leave")
+    assert booked.says == (
+        "Gracias. Le llamaremos al número terminado en 1 2 2 2 cuando llegue su turno. "
+        "Ya puede colgar.",
+    )
+    state, _ = stored(rdb, sid)
+    assert state is not None
+    assert (state.leave_reason, state.queue_phase) == ("callback", "")
+    assert_goodbye(call.queue_result("leave", 40))
 
 
 @pytest.mark.parametrize(
@@ -736,17 +798,17 @@ def test_malformed_step_rejected_400(
 
 def test_unknown_call_recovers_to_the_fallback(call: TwilioDriver, rdb: redis.Redis) -> None:
     """A step for a CallSid with no state (lost, or never seen) is not hung up on: the caller
-    hears the flow's apology and goes on at its fallback, the agent queue."""
+    hears the flow's apology and goes on at its fallback: the welcome (the recording notice),
+    then the main menu."""
     sid = call_sid(100)
     call.call_sid, call.from_, call.to = sid, CALLER, CALLED
     response = call.post(call.url("/api/calls/gather?seq=1"), call.params(Digits="1"))
     reply = call.check(response)
-    assert reply.says == (APOLOGY,)
-    assert reply.one("Enqueue").text == "general-queue"
+    assert_menu(reply, APOLOGY, BIENVENIDA)
     assert reply.seq == 2
     state, _ = stored(rdb, sid)
     assert state is not None
-    assert (state.node, state.waiting, state.seq) == ("agente", Waiting.QUEUE, 2)
+    assert (state.node, state.waiting, state.seq) == ("menu_principal", Waiting.KEYS, 2)
 
 
 def test_expired_call_recovers_to_the_fallback(call: TwilioDriver, rdb: redis.Redis) -> None:
@@ -760,8 +822,8 @@ def test_expired_call_recovers_to_the_fallback(call: TwilioDriver, rdb: redis.Re
         time.sleep(0.002)
     assert not rdb.exists(call_key(sid)), "Redis did not expire the call"
     reply = call.press("1")
-    assert reply.says == (APOLOGY,)
-    assert reply.has("Enqueue")
+    assert_menu(reply, APOLOGY, BIENVENIDA)
+    assert not reply.has("Enqueue")
 
 
 def test_unknown_call_queue_wait_holds_on(call: TwilioDriver, rdb: redis.Redis) -> None:
@@ -770,7 +832,9 @@ def test_unknown_call_queue_wait_holds_on(call: TwilioDriver, rdb: redis.Redis) 
     sid = call_sid(102)
     call.call_sid, call.from_, call.to = sid, CALLER, CALLED
     response = call.post(call.url("/api/calls/queue-wait?seq=2"), call.params(QueueTime="5"))
-    assert call.check(response).names == ("Play",)
+    music = call.check(response)
+    assert music.names == ("Gather",)
+    assert [play.text for play in music.one("Gather").named("Play")] == [HOLD_MUSIC]
     state, _ = stored(rdb, sid)
     assert state is not None
     assert (state.node, state.waiting, state.seq) == ("agente", Waiting.QUEUE, 2)
@@ -790,6 +854,8 @@ config:
 on_error:
   text: Perdone, ha habido un problema. Le atiende un agente.
   next: agente
+queues:
+  general-queue: {}
 nodes:
   menu:
     type: menu

@@ -47,7 +47,16 @@ BIENVENIDA = (
     "Bienvenido a Seguros. Le informamos de que esta llamada puede ser grabada para mejorar "
     "la calidad del servicio."
 )
-APOLOGY = "Lo sentimos, se ha producido un error. Le pasamos con un agente."
+MENU = (
+    "Para seguros de vida, pulse 1. Para seguros de salud, pulse 2. "
+    "Para seguros de hogar, pulse 3. Para seguros de automóvil, pulse 4. "
+    "Para hablar con un agente, pulse 9."
+)
+APOLOGY = "Lo sentimos, se ha producido un error. Volvemos al menú principal."
+COLA_LLENA = (
+    "Lo sentimos, en este momento hay demasiadas personas esperando y no podemos atenderle. "
+    "Puede dejarnos un mensaje y le llamaremos lo antes posible."
+)
 POLIZA_INVALID = "El número de póliza tiene ocho cifras."
 BUZON_GENERAL = (
     "Si lo desea, deje su nombre, su teléfono y su mensaje después de la señal, y le llamaremos."
@@ -106,7 +115,8 @@ def call(redis_db: RedisServer, catalog: FlowCatalog, rdb: redis.Redis) -> Itera
 
 
 def test_queued_caller_with_lost_state_keeps_waiting(call: TwilioDriver, rdb: redis.Redis) -> None:
-    """A caller in Twilio's queue whose state is gone hears hold music, not <Leave/>."""
+    """A caller in Twilio's queue whose state is gone hears hold music (inside the gather for
+    the queue's keys), not <Leave/>."""
     sid = call_sid(1)
     call.start(sid)
     call.press("9")
@@ -115,7 +125,8 @@ def test_queued_caller_with_lost_state_keeps_waiting(call: TwilioDriver, rdb: re
         wait = call.wait(waited)
         assert not wait.has("Leave")
         assert not wait.has("Hangup")
-        assert wait.has("Play") or wait.has("Pause")
+        assert wait.names == ("Gather",)
+        assert [play.text for play in wait.one("Gather").named("Play")] == [HOLD_MUSIC]
 
 
 def test_repeated_incoming_answers_first_document(call: TwilioDriver) -> None:
@@ -141,23 +152,25 @@ def test_input_longer_than_max_digits_is_invalid(call: TwilioDriver) -> None:
 
 
 def test_queue_error_result_goes_to_full_branch(call: TwilioDriver) -> None:
-    """Twilio's queue 'error' sends the caller on to the queue's 'full' branch (voicemail)."""
+    """Twilio's queue 'error' sends the caller on to the queue's 'full' branch (cola_llena,
+    then voicemail)."""
     for n, result in enumerate(("error", "system-error", "some-future-result")):
         call.start(call_sid(10 + n))
         call.press("9")
         reply = call.queue_result(result, 12)
-        assert reply.says == (BUZON_GENERAL,), result
+        assert reply.says == (COLA_LLENA, BUZON_GENERAL), result
         assert reply.has("Record")
 
 
 def test_lost_state_mid_menu_recovers_to_fallback(call: TwilioDriver, rdb: redis.Redis) -> None:
-    """A menu key for a call whose state vanished answers the apology and the agent queue."""
+    """A menu key for a call whose state vanished answers the apology, the welcome (the
+    recording notice) and the main menu."""
     sid = call_sid(4)
     call.start(sid)
     rdb.delete(call_key(sid))
     reply = call.press("1")
-    assert reply.says == (APOLOGY,)
-    assert reply.one("Enqueue").text == "general-queue"
+    assert reply.says == (APOLOGY, BIENVENIDA, MENU)
+    assert not reply.has("Enqueue")
     assert rdb.exists(call_key(sid))
 
 
@@ -179,8 +192,8 @@ def test_corrupt_state_is_logged_as_corrupt_and_recovered(
         second.call_sid, second.from_, second.to = sid, CALLER, CALLED
         url = BASE_URL + "/api/calls/gather?seq=1"
         reply = second.check(second.post(url, second.params(Digits="1")))
-    assert reply.says == (APOLOGY,)
-    assert reply.has("Enqueue")
+    assert reply.says == (APOLOGY, BIENVENIDA, MENU)
+    assert reply.has("Gather")
     corrupt = [r for r in caplog.records if "corrupt" in r.getMessage()]
     assert corrupt
     assert sid in corrupt[0].getMessage()
@@ -358,7 +371,8 @@ def test_redis_restart_empty_ejects_no_queued_caller(
 ) -> None:
     """Twenty calls, ten in the menu and ten waiting for an agent, when Redis restarts with
     nothing: new calls are greeted, queued callers keep their hold music (taken up again at
-    their queue), and callers in the menu hear the apology and go to the agent queue."""
+    their queue), and callers in the menu hear the apology and go back to the welcome and the
+    main menu."""
     env = environment(
         REDIS_HOST=empty_redis.host,
         REDIS_PORT=str(empty_redis.port),
@@ -375,7 +389,8 @@ def test_redis_restart_empty_ejects_no_queued_caller(
         waits = asyncio.run(_wait(server, queued, 45))
         assert all(HOLD_MUSIC in xml and "<Leave" not in xml for xml in waits)
         menus = asyncio.run(_press(server, menu, "1"))
-        assert all(APOLOGY in xml and "general-queue" in xml for xml in menus)
+        assert all(APOLOGY in xml and BIENVENIDA in xml for xml in menus)
+        assert not any("<Enqueue" in xml for xml in menus)
 
 
 async def _wait(server: Server, sids: list[str], waited: int) -> list[str]:

@@ -24,6 +24,7 @@ _SCHEMA: dict[str, Any] = json.loads((ROOT / "schema" / "flow.schema.json").read
 
 NODE_TYPES: list[str] = _SCHEMA["$defs"]["node"]["properties"]["type"]["enum"]
 TOP_LEVEL_KEYS = sorted(_SCHEMA["properties"])
+QUEUE_KEYS = sorted(_SCHEMA["$defs"]["queue"]["properties"])
 NODE_KEYS = sorted(
     {key for kind in NODE_TYPES for key in _SCHEMA["$defs"][f"{kind}_node"]["properties"]}
     | {"equals", "one_of", "starts_with", "date", "hours", "play"}
@@ -135,6 +136,8 @@ _PLAUSIBLE = [
     "monday-friday",
     "friday-monday",
     "general-queue",
+    "round-robin",
+    "+34",
     "#",
     "*",
     "1",
@@ -178,6 +181,12 @@ _FLOW_SHAPED = st.fixed_dictionaries(
         "config": st.dictionaries(st.sampled_from(["VIDA_NUMBER", "bad"]) | _KEYS, _FIELD_VALUE)
         | _ANYTHING,
         "on_error": st.dictionaries(st.sampled_from(["text", "next"]) | _KEYS, _FIELD_VALUE)
+        | _ANYTHING,
+        "queues": st.dictionaries(
+            st.sampled_from(["general-queue", "Cola Mala", "q" * 70]) | _KEYS,
+            st.dictionaries(st.sampled_from(QUEUE_KEYS) | _KEYS, _FIELD_VALUE) | _ANYTHING,
+            max_size=3,
+        )
         | _ANYTHING,
         "nodes": _NODES,
         "nodez": _ANYTHING,
@@ -371,7 +380,9 @@ def _valid_flows(draw: st.DrawFn) -> tuple[dict[str, Any], list[ReferencePath]]:
             )
         references += [("nodes", node_id, key) for key in _REFERENCE_KEYS if key in node]
         nodes[node_id] = node
-    flow = {"name": "generado", "entry": ids[0], "nodes": nodes}
+    flow: dict[str, Any] = {"name": "generado", "entry": ids[0], "nodes": nodes}
+    if any(node["type"] == "enqueue" for node in nodes.values()):
+        flow["queues"] = {"general-queue": {}}  # enqueue nodes name a queue declared in the file
     if draw(st.booleans()):
         flow["on_error"] = {"next": draw(st.sampled_from(ids))}
         references.append(("on_error", "next"))

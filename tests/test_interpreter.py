@@ -31,6 +31,7 @@ from flowpbx.engine.actions import (
 from flowpbx.engine.call_events import (
     EVENT_TYPES,
     BadCallEvent,
+    CallbackRequested,
     CallEnded,
     CallEvent,
     CallRecovered,
@@ -64,6 +65,7 @@ from flowpbx.engine.events import (
     QueueKeysPressed,
     QueueLeft,
     QueueResult,
+    QueueView,
     QueueWaitTick,
     RecordingEnded,
 )
@@ -264,9 +266,31 @@ CLOSED: Actions = (
     VOICEMAIL,
 )
 GENERAL_VOICEMAIL: Actions = CLOSED[1:]
-APOLOGY = lucia("Lo sentimos, se ha producido un error. Le pasamos con un agente.")
+QUEUE_FULL: Actions = (
+    lucia(
+        "Lo sentimos, en este momento hay demasiadas personas esperando y no podemos "
+        "atenderle. Puede dejarnos un mensaje y le llamaremos lo antes posible."
+    ),
+    *GENERAL_VOICEMAIL,
+)
+"""The queue had no room (or failed): cola_llena, then the general voicemail."""
+WAIT_OVER: Actions = (
+    lucia(
+        "Lo sentimos, todos nuestros agentes siguen ocupados. "
+        "Puede dejarnos un mensaje y le llamaremos lo antes posible."
+    ),
+    *GENERAL_VOICEMAIL,
+)
+"""The caller waited the queue's max_wait: espera_agotada, then the general voicemail."""
+APOLOGY = lucia("Lo sentimos, se ha producido un error. Volvemos al menú principal.")
+RECOVERED: Actions = (APOLOGY, WELCOME, MENU)
+"""After a failure: the apology, then on_error.next (bienvenida, the recording notice), then
+the main menu."""
 PLAIN_APOLOGY = lucia("Lo sentimos, se ha producido un error. Disculpe las molestias.")
 HOLD_MUSIC = "http://com.twilio.music.classical.s3.amazonaws.com/BusyStrings.mp3"
+HOLD = Gather((Play(HOLD_MUSIC),), 1, 1, "", Route.QUEUE_KEY)
+"""seguros' hold music with no announcement, inside a one-key gather for its leave and
+callback keys."""
 POLICY = "12345678"
 
 
@@ -756,25 +780,29 @@ def test_dial_every_kind_outcomes(
 
 
 def test_enqueue_full_goes_to_full_node() -> None:
-    """A full queue sends the caller to its 'full' node (the general voicemail)."""
+    """A full queue sends the caller to its 'full' node (cola_llena, then the general
+    voicemail)."""
     result = walk("seguros", ["9", QueueLeft(result=QueueResult.FULL)])
-    assert result.actions == GENERAL_VOICEMAIL
+    assert result.actions == QUEUE_FULL
     assert (result.state.node, result.state.waiting) == ("buzon_general", Waiting.RECORDING)
 
 
 @pytest.mark.parametrize("queue_time", [0, 1, 300, 599])
 def test_queue_wait_before_max_wait_plays_hold_music(queue_time: int) -> None:
-    """Before max_wait (600 s) the caller hears the config's hold music; the state is unchanged."""
+    """Before max_wait (600 s) the caller hears the queue's hold music (from config), inside a
+    gather for the leave and callback keys; without the queue engine's view there is no
+    announcement, and the state is unchanged."""
     state = walk("seguros", ["9"]).state
     result = step(state, QueueWaitTick(waited=queue_time), context("seguros"))
-    assert result.actions == (Play(HOLD_MUSIC),)
+    assert result.actions == (HOLD,)
     assert result.state == state
     assert result.events == ()
 
 
 @pytest.mark.parametrize("queue_time", [600, 601, 86400])
 def test_queue_wait_at_max_wait_leaves_as_timed_out(queue_time: int) -> None:
-    """At max_wait the caller leaves the queue, marked timed_out, and then goes to voicemail."""
+    """At max_wait the caller leaves the queue, marked timed_out, and then goes to timed_out
+    (espera_agotada, then voicemail)."""
     state = walk("seguros", ["9"]).state
     ctx = context("seguros")
     result = step(state, QueueWaitTick(waited=queue_time), ctx)
@@ -783,7 +811,7 @@ def test_queue_wait_at_max_wait_leaves_as_timed_out(queue_time: int) -> None:
     assert waited == state.evolve(leave_reason="timed_out")
     assert waited.seq == state.seq
     result = step(waited, QUEUE_LEAVE, ctx)
-    assert result.actions == GENERAL_VOICEMAIL
+    assert result.actions == WAIT_OVER
     assert (result.state.node, result.state.waiting, result.state.seq) == (
         "buzon_general",
         Waiting.RECORDING,
@@ -797,7 +825,7 @@ def test_queue_wait_counts_from_entering_the_queue() -> None:
     state = walk("seguros", ["9"]).state
     assert state.queued_at == int(OPEN.timestamp())
     later = context("seguros", OPEN + dt.timedelta(seconds=599))
-    assert step(state, QueueWaitTick(waited=0), later).actions == (Play(HOLD_MUSIC),)
+    assert step(state, QueueWaitTick(waited=0), later).actions == (HOLD,)
     timed_out = context("seguros", OPEN + dt.timedelta(seconds=600))
     result = step(state, QueueWaitTick(waited=0), timed_out)
     assert (result.actions, result.state.leave_reason) == ((Leave(),), "timed_out")
@@ -834,9 +862,10 @@ def test_queue_wait_events_outside_a_queue_are_illegal(
 
 
 def test_queue_leave_without_reason_goes_to_timed_out() -> None:
-    """'leave' when the flow never asked to leave (no leave key in seguros) counts as timed out."""
+    """'leave' when the flow never asked to leave (no key pressed, no max_wait reached) counts
+    as timed out."""
     result = walk("seguros", ["9", QUEUE_LEAVE])
-    assert result.actions == GENERAL_VOICEMAIL
+    assert result.actions == WAIT_OVER
     assert (result.state.node, result.state.waiting) == ("buzon_general", Waiting.RECORDING)
     assert result.events[0] == QueueExited(
         node="agente", queue="general-queue", reason=QueueExit.TIMED_OUT, waited=0
@@ -873,10 +902,11 @@ def test_queue_key_leave_key_leaves_and_goes_to_left() -> None:
 
 @pytest.mark.parametrize("digits", ["1", "#", "0", "", "9*"])
 def test_queue_key_other_key_returns_to_hold(digits: str) -> None:
-    """Any other key sends the caller back to the hold music without changing the state."""
+    """Any other key sends the caller back to the hold music (the wait route, naming the
+    enqueue node) without changing the state."""
     state = walk("every_kind", ["#"]).state
     result = step(state, QueueKeysPressed(digits=digits), context("every_kind"))
-    assert result.actions == (Redirect(Route.QUEUE_WAIT),)
+    assert result.actions == (Redirect(Route.QUEUE_WAIT, "every-kind", "cola"),)
     assert result.state == state
 
 
@@ -953,7 +983,7 @@ def test_queue_error_result_goes_to_full_node(result: str) -> None:
     """A queue error (Twilio's error, system-error, or a result flowpbx does not know) sends the
     caller on as a full queue does, with no apology."""
     done = walk("seguros", ["9", queue_left(result)])
-    assert done.actions == GENERAL_VOICEMAIL
+    assert done.actions == QUEUE_FULL
     assert (done.state.node, done.state.waiting) == ("buzon_general", Waiting.RECORDING)
     assert done.events[0] == QueueExited(
         node="agente", queue="general-queue", reason=QueueExit.ERROR, waited=0
@@ -1267,15 +1297,17 @@ def test_config_missing_number_is_a_step_error(department: Department) -> None:
         step(state, keys(department.keys[-1]), ctx)
 
 
-def test_config_missing_number_then_recover_reaches_agent() -> None:
-    """The failed step's stored state recovers to the agent queue."""
+def test_config_missing_number_then_recover_reaches_the_menu() -> None:
+    """The failed step's stored state recovers to on_error.next: the recording notice, then
+    the main menu."""
     values = {k: v for k, v in config("seguros").items() if k != "VIDA_NUMBER"}
     ctx = context("seguros", values=values)
     state = start(new_call(), ctx).state
     with pytest.raises(StepError, match="VIDA_NUMBER") as caught:
         step(state, keys("1"), ctx)
     result = ENGINE.recover(state, ctx, caught.value)
-    assert result.actions == (APOLOGY, GENERAL_QUEUE)
+    assert result.actions == RECOVERED
+    assert (result.state.node, result.state.waiting) == ("menu_principal", Waiting.KEYS)
     assert result.failure is caught.value
 
 
@@ -1778,7 +1810,10 @@ def test_call_events_recording_made_only_when_recorded() -> None:
             ["9"],
             QueueLeft(result=QueueResult.FULL, waited=42),
             QueueExit.FULL,
-            (NodeEntered(node="buzon_general", kind="record"),),
+            (
+                NodeEntered(node="cola_llena", kind="say"),
+                NodeEntered(node="buzon_general", kind="record"),
+            ),
             id="full",
         ),
         pytest.param(
@@ -1786,7 +1821,10 @@ def test_call_events_recording_made_only_when_recorded() -> None:
             ["9"],
             QueueLeft(result=QueueResult.ERROR, waited=42),
             QueueExit.ERROR,
-            (NodeEntered(node="buzon_general", kind="record"),),
+            (
+                NodeEntered(node="cola_llena", kind="say"),
+                NodeEntered(node="buzon_general", kind="record"),
+            ),
             id="error",
         ),
         pytest.param(
@@ -1794,8 +1832,30 @@ def test_call_events_recording_made_only_when_recorded() -> None:
             ["9", QueueWaitTick(waited=600)],
             QueueLeft(result=QueueResult.LEAVE, waited=42),
             QueueExit.TIMED_OUT,
-            (NodeEntered(node="buzon_general", kind="record"),),
+            (
+                NodeEntered(node="espera_agotada", kind="say"),
+                NodeEntered(node="buzon_general", kind="record"),
+            ),
             id="timed-out",
+        ),
+        pytest.param(
+            "seguros",
+            ["9", QueueKeysPressed(digits="0")],
+            QueueLeft(result=QueueResult.LEAVE, waited=42),
+            QueueExit.LEFT,
+            (NodeEntered(node="buzon_general", kind="record"),),
+            id="seguros-left",
+        ),
+        pytest.param(
+            "seguros",
+            ["9", QueueKeysPressed(digits="1"), QueueKeysPressed(digits="1")],
+            QueueLeft(result=QueueResult.LEAVE, waited=42),
+            QueueExit.CALLBACK,
+            (
+                NodeEntered(node="despedida", kind="hangup"),
+                CallEnded(node="despedida", how=EndReason.HANGUP),
+            ),
+            id="callback",
         ),
         pytest.param(
             "every_kind",
@@ -1871,8 +1931,9 @@ def test_call_events_call_ended_says_how(inputs: list[Input], how: EndReason, no
 
 
 def test_call_events_call_ended_by_error() -> None:
-    """A call that cannot go on ends with a CallEnded saying error."""
-    before = walk("seguros", ["9"]).state
+    """A call that cannot go on (here its fallback fails too: out of steps) ends with a
+    CallEnded saying error."""
+    before = walk("seguros", ["9"]).state.evolve(steps=MAX_STEPS_PER_CALL)
     result = ENGINE.recover(before, context("seguros"), StepError("boom"))
     assert result.events[-1] == CallEnded(node="agente", how=EndReason.ERROR)
 
@@ -1896,6 +1957,7 @@ SAMPLE_EVENTS: list[CallEvent] = [
     FallbackTaken(node="agente", error="StepError: boom", target=None),
     CallRecovered(node="agente", reason="state_lost"),
     CallEnded(node="agente", how=EndReason.CALLER_HUNG_UP),
+    CallbackRequested(node="agente", queue="general-queue", number="+34612345678"),
 ]
 
 
@@ -1992,36 +2054,47 @@ def test_call_events_step_record_round_trip() -> None:
         pytest.param(["1", DIAL_BUSY], id="at-record"),
     ],
 )
-def test_recover_apologises_and_goes_to_agent(inputs: list[Input]) -> None:
-    """After a failure the caller hears the flow's apology, then goes to on_error.next (agente)."""
+def test_recover_apologises_and_goes_to_the_welcome(inputs: list[Input]) -> None:
+    """After a failure the caller hears the flow's apology, then goes to on_error.next
+    (bienvenida, the recording notice) and on to the main menu, its retries counted afresh."""
     before = walk("seguros", inputs).state
     error = StepError("boom")
     result = ENGINE.recover(before.evolve(attempts=2), context("seguros"), error)
-    assert result.actions == (APOLOGY, GENERAL_QUEUE)
+    assert result.actions == RECOVERED
     state = result.state
-    assert (state.node, state.waiting, state.attempts) == ("agente", Waiting.QUEUE, 0)
+    assert (state.node, state.waiting, state.attempts) == ("menu_principal", Waiting.KEYS, 0)
     assert state.seq == before.seq + 1
     assert result.failure is error
     assert result.events == (
-        FallbackTaken(node=before.node, error="StepError: boom", target="agente"),
-        NodeEntered(node="agente", kind="enqueue"),
-        QueueJoined(node="agente", queue="general-queue"),
+        FallbackTaken(node=before.node, error="StepError: boom", target="bienvenida"),
+        NodeEntered(node="bienvenida", kind="say"),
+        NodeEntered(node="menu_principal", kind="menu"),
     )
+
+
+def test_recover_in_the_queue_goes_to_the_welcome_not_the_queue() -> None:
+    """A failure while queued no longer goes back to the queue: the caller hears the recording
+    notice again before any recorded agent call."""
+    before = walk("seguros", ["9"]).state
+    result = ENGINE.recover(before, context("seguros"), StepError("boom"))
+    assert result.actions == RECOVERED
+    assert (result.state.node, result.state.waiting) == ("menu_principal", Waiting.KEYS)
+    assert not any(isinstance(e, QueueJoined) for e in result.events)
 
 
 def test_recover_at_fallback_node_hangs_up() -> None:
     """A failure at the fallback node itself gets a plain apology and a hangup, no promise."""
-    before = walk("seguros", ["9"]).state
+    before = begin().state.evolve(node="bienvenida")
     result = ENGINE.recover(before, context("seguros"), StepError("boom"))
     assert result.actions == (PLAIN_APOLOGY, Hangup())
     assert (result.state.node, result.state.waiting, result.state.seq) == (
-        "agente",
+        "bienvenida",
         Waiting.ENDED,
         before.seq + 1,
     )
     assert result.events == (
-        FallbackTaken(node="agente", error="StepError: boom", target=None),
-        CallEnded(node="agente", how=EndReason.ERROR),
+        FallbackTaken(node="bienvenida", error="StepError: boom", target=None),
+        CallEnded(node="bienvenida", how=EndReason.ERROR),
     )
 
 
@@ -2126,10 +2199,10 @@ def test_engine_step_recovers_a_failing_step() -> None:
     state = start(new_call(), ctx).state
     result = ENGINE.step(state, keys("1"), ctx)
     assert result is not None
-    assert result.actions == (APOLOGY, GENERAL_QUEUE)
+    assert result.actions == RECOVERED
     assert (result.state.node, result.state.waiting, result.state.seq) == (
-        "agente",
-        Waiting.QUEUE,
+        "menu_principal",
+        Waiting.KEYS,
         2,
     )
     assert isinstance(result.failure, StepError)
@@ -2139,9 +2212,9 @@ def test_engine_step_recovers_a_failing_step() -> None:
         OptionChosen(node="menu_principal", key="1", target="vida"),
         NodeEntered(node="vida", kind="say"),
         NodeEntered(node="llamar_vida", kind="dial"),
-        FallbackTaken(node="llamar_vida", error=error, target="agente"),
-        NodeEntered(node="agente", kind="enqueue"),
-        QueueJoined(node="agente", queue="general-queue"),
+        FallbackTaken(node="llamar_vida", error=error, target="bienvenida"),
+        NodeEntered(node="bienvenida", kind="say"),
+        NodeEntered(node="menu_principal", kind="menu"),
     )
 
 
@@ -2150,7 +2223,7 @@ def test_engine_step_queue_error_is_not_a_failure() -> None:
     state = walk("seguros", ["9"]).state
     result = ENGINE.step(state, QueueLeft(result=QueueResult.ERROR), context("seguros"))
     assert result is not None
-    assert result.actions == GENERAL_VOICEMAIL
+    assert result.actions == QUEUE_FULL
     assert result.failure is None
     assert not any(isinstance(e, FallbackTaken) for e in result.events)
 
@@ -2172,21 +2245,21 @@ def test_engine_resume_lost_state_apologises_and_goes_to_fallback() -> None:
     result = ENGINE.resume(
         new_call(), keys("1"), seq=4, ctx=context("seguros"), reason="state_lost"
     )
-    assert result.actions == (APOLOGY, GENERAL_QUEUE)
+    assert result.actions == RECOVERED
     state = result.state
     assert (state.call_sid, state.node, state.waiting, state.seq) == (
         SID,
-        "agente",
-        Waiting.QUEUE,
+        "menu_principal",
+        Waiting.KEYS,
         5,
     )
     assert dict(state.variables) == {"caller": CALLER, "called": CALLED}
     assert result.failure is None
     assert result.events == (
-        CallRecovered(node="agente", reason="state_lost"),
-        FallbackTaken(node="agente", error="state lost", target="agente"),
-        NodeEntered(node="agente", kind="enqueue"),
-        QueueJoined(node="agente", queue="general-queue"),
+        CallRecovered(node="bienvenida", reason="state_lost"),
+        FallbackTaken(node="bienvenida", error="state lost", target="bienvenida"),
+        NodeEntered(node="bienvenida", kind="say"),
+        NodeEntered(node="menu_principal", kind="menu"),
     )
 
 
@@ -2256,8 +2329,9 @@ def test_engine_adopt_keeps_a_queued_caller_waiting() -> None:
     """A queued caller whose state was lost is taken up at their enqueue node, with hold music,
     waiting since the queue says."""
     ctx = context("seguros")
-    result = ENGINE.adopt(new_call(), "agente", seq=3, waited=100, ctx=ctx, reason="state_lost")
-    assert result.actions == (Play(HOLD_MUSIC),)
+    tick = QueueWaitTick(waited=100)
+    result = ENGINE.adopt(new_call(), "agente", seq=3, tick=tick, ctx=ctx, reason="state_lost")
+    assert result.actions == (HOLD,)
     state = result.state
     assert (state.node, state.waiting, state.seq) == ("agente", Waiting.QUEUE, 3)
     assert state.queued_at == int(OPEN.timestamp()) - 100
@@ -2273,16 +2347,40 @@ def test_engine_adopt_keeps_a_queued_caller_waiting() -> None:
 def test_engine_adopt_past_max_wait_leaves_as_timed_out() -> None:
     """An adopted caller who has already waited max_wait leaves, then goes to the timed_out node."""
     ctx = context("seguros")
-    result = ENGINE.adopt(new_call(), "agente", seq=3, waited=600, ctx=ctx, reason="state_corrupt")
+    tick = QueueWaitTick(waited=600)
+    result = ENGINE.adopt(new_call(), "agente", seq=3, tick=tick, ctx=ctx, reason="state_corrupt")
     assert result.actions == (Leave(),)
     assert result.state.leave_reason == "timed_out"
-    assert step(result.state, QUEUE_LEAVE, ctx).actions == GENERAL_VOICEMAIL
+    assert step(result.state, QUEUE_LEAVE, ctx).actions == WAIT_OVER
+
+
+def test_engine_adopt_with_a_view_announces_the_place() -> None:
+    """An adopted caller whose place the queue engine knows hears it (nothing says they heard
+    it before), then the music, and the announcement's time is kept."""
+    ctx = context("seguros")
+    tick = QueueWaitTick(waited=30, view=QueueView(position=2, wait=75))
+    result = ENGINE.adopt(new_call(), "agente", seq=3, tick=tick, ctx=ctx, reason="state_lost")
+    announced = (
+        lucia(
+            "Usted es el número 2 en la cola. "
+            "El tiempo estimado de espera es de aproximadamente un minuto."
+        ),
+        lucia(
+            "Si prefiere que le llamemos sin perder su turno, pulse 1. "
+            "Para salir de la cola, pulse 0."
+        ),
+        Play(HOLD_MUSIC),
+    )
+    assert result.actions == (Gather(announced, 1, 1, "", Route.QUEUE_KEY),)
+    assert result.state.announced_at == int(OPEN.timestamp())
+    assert result.events == (CallRecovered(node="agente", reason="state_lost"),)
 
 
 def test_engine_adopt_with_leave_key_gathers() -> None:
     """An adopted caller in a queue with a leave key hears the hold music inside a gather."""
+    tick = QueueWaitTick(waited=0)
     result = ENGINE.adopt(
-        new_call(), "cola", seq=2, waited=0, ctx=context("every_kind"), reason="state_lost"
+        new_call(), "cola", seq=2, tick=tick, ctx=context("every_kind"), reason="state_lost"
     )
     assert result.actions == (EK_HOLD,)
     assert (result.state.node, result.state.waiting) == ("cola", Waiting.QUEUE)
@@ -2291,8 +2389,9 @@ def test_engine_adopt_with_leave_key_gathers() -> None:
 @pytest.mark.parametrize("node", ["menu_principal", "gone", ""])
 def test_engine_adopt_without_an_enqueue_node_holds_on(node: str) -> None:
     """A wait webhook naming no enqueue node of the flow: the caller holds on, nothing kept."""
+    tick = QueueWaitTick(waited=10)
     result = ENGINE.adopt(
-        new_call(), node, seq=3, waited=10, ctx=context("seguros"), reason="state_lost"
+        new_call(), node, seq=3, tick=tick, ctx=context("seguros"), reason="state_lost"
     )
     assert result.actions == HOLD_ON
     assert result.state.waiting is Waiting.ENDED
@@ -2303,7 +2402,8 @@ def test_engine_adopt_failing_hold_music_holds_on() -> None:
     """An adopted caller whose hold music cannot be found holds on, and the failure is kept."""
     values = {k: v for k, v in config("seguros").items() if k != "HOLD_MUSIC_URL"}
     ctx = context("seguros", values=values)
-    result = ENGINE.adopt(new_call(), "agente", seq=3, waited=0, ctx=ctx, reason="state_lost")
+    tick = QueueWaitTick(waited=0)
+    result = ENGINE.adopt(new_call(), "agente", seq=3, tick=tick, ctx=ctx, reason="state_lost")
     assert result.actions == HOLD_ON
     assert result.state.waiting is Waiting.QUEUE
     assert result.events == (CallRecovered(node="agente", reason="state_lost"),)

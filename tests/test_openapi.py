@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -98,7 +99,23 @@ def test_the_document_is_openapi_3_1_with_every_operation(running: Running) -> N
         ("GET", "/api/calls/{sid}"),
         ("GET", "/api/recordings/{sid}"),
         ("GET", "/api/analytics"),
+        ("GET", "/api/queues"),
+        ("GET", "/api/queues/{queueId}"),
+        ("GET", "/api/queues/{queueId}/stats"),
+        ("GET", "/api/agents"),
+        ("POST", "/api/agents"),
+        ("GET", "/api/agents/{agentId}"),
+        ("PATCH", "/api/agents/{agentId}"),
+        ("DELETE", "/api/agents/{agentId}"),
+        ("PUT", "/api/agents/{agentId}/status"),
     }
+    for path, item in doc["paths"].items():
+        # Every {name} in a path is a documented, required path parameter of each operation.
+        named = set(re.findall(r"\{(\w+)\}", path))
+        for operation in item.values():
+            declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+            assert declared == named, (path, declared)
+            assert all(p["required"] for p in operation.get("parameters", []) if p["in"] == "path")
     for item in doc["paths"].values():
         for operation in item.values():
             assert operation["security"] == [{"apiKey": []}]

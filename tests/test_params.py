@@ -10,6 +10,7 @@ from flowpbx.engine.events import (
     Direction,
     KeysPressed,
     NewCall,
+    QueueKeysPressed,
     QueueLeft,
     QueueResult,
     QueueWaitTick,
@@ -164,3 +165,68 @@ def test_dial_recording_url_is_kept() -> None:
     assert params.dial_ended(fields) == DialEnded(
         result=DialResult.ANSWERED, duration=7, recording_url=url
     )
+
+
+def test_queue_keys_carry_a_typed_number() -> None:
+    """Keys pressed in a queue: one key, a callback number with its '#', or nothing."""
+    assert params.queue_keys_pressed({"Digits": "0"}) == QueueKeysPressed(digits="0")
+    typed = params.queue_keys_pressed({"Digits": "612345678#"})
+    assert typed == QueueKeysPressed(digits="612345678#")
+    assert params.queue_keys_pressed({}) == QueueKeysPressed(digits="")
+    with pytest.raises(BadWebhook) as caught:
+        params.queue_keys_pressed({"Digits": "+34612345678"})
+    assert caught.value.field == "Digits"
+
+
+def test_queue_sid_is_twilios_or_none() -> None:
+    """A wait request's QueueSid is read as sent; absent is ''; anything else is refused."""
+    sid = "QU" + "0f" * 16
+    assert params.queue_sid({"QueueSid": sid}) == sid
+    assert params.queue_sid({}) == ""
+    with pytest.raises(BadWebhook):
+        params.queue_sid({"QueueSid": "QU123"})
+
+
+def test_reservation_is_required_and_well_formed() -> None:
+    """A queue leg's reservation is 32 lowercase hex digits; missing or other is refused."""
+    res = "0123456789abcdef" * 2
+    assert params.reservation({"res": res}) == res
+    for query in ({}, {"res": res.upper()}, {"res": res[:-1]}):
+        with pytest.raises(BadWebhook) as caught:
+            params.reservation(query)
+        assert caught.value.field == "res"
+
+
+def test_queue_place_reads_where_the_caller_waits() -> None:
+    """A queue leg's URL names the queue, step, flow and enqueue node of the caller."""
+    query = {"queue": "general-queue", "seq": "4", "flow": "seguros", "node": "agente"}
+    assert params.queue_place(query) == params.QueuePlace("general-queue", 4, "seguros", "agente")
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        pytest.param(
+            {"queue": "general-queue", "seq": "4", "flow": "seguros"}, "node", id="no-node"
+        ),
+        pytest.param(
+            {"queue": "general-queue", "seq": "4", "node": "agente"}, "node", id="no-flow"
+        ),
+        pytest.param({"seq": "4", "flow": "seguros", "node": "agente"}, "queue", id="no-queue"),
+        pytest.param(
+            {"queue": "Cola General", "seq": "4", "flow": "seguros", "node": "agente"},
+            "queue",
+            id="bad-queue",
+        ),
+        pytest.param(
+            {"queue": "general-queue", "seq": "x", "flow": "seguros", "node": "agente"},
+            "seq",
+            id="bad-seq",
+        ),
+    ],
+)
+def test_queue_place_rejects_malformed(query: dict[str, str], field: str) -> None:
+    """A place flowpbx could not have written is refused, naming what is wrong."""
+    with pytest.raises(BadWebhook) as caught:
+        params.queue_place(query)
+    assert caught.value.field == field

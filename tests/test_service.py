@@ -260,11 +260,14 @@ async def test_service_call_whose_flow_is_gone_goes_on(
     assert "<Leave" not in wait.reply
     assert "<Hangup" not in wait.reply
     menu = await b.handle(CALL, 1, KeysPressed(digits="1"))
-    assert "Le pasamos con un agente." in menu.reply
-    assert "<Enqueue" in menu.reply
+    assert "Volvemos al menú principal." in menu.reply
+    assert "Bienvenido a Seguros." in menu.reply
+    assert "<Gather" in menu.reply
+    assert "<Enqueue" not in menu.reply
     recovered = await store.load(CALL.call_sid)
     assert recovered is not None
     assert recovered.state.flow == "seguros2"
+    assert recovered.state.node == "menu_principal"
 
 
 async def test_service_never_logs_the_keys_of_an_event_it_refuses(

@@ -109,15 +109,36 @@ def test_simulate_at_with_offset_is_taken_as_written() -> None:
 
 
 def test_simulate_queue_hold_music_then_timeout() -> None:
-    """9 queues the caller with hold music; waiting max_wait takes them to voicemail."""
+    """9 queues the caller with hold music; waiting max_wait takes them to the timed_out node
+    (espera_agotada), then voicemail. The leave key (0) is offered as an answer."""
     result = simulate(SEGUROS, "--at", OPEN, "--digits", "9,timeout,silence", "--no-events")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     music = "  plays: http://com.twilio.music.classical.s3.amazonaws.com/BusyStrings.mp3"
     assert music in lines
-    assert "in the queue: agent, hangup, timeout; or full, error (refused)? timeout" in lines
+    assert (
+        "in the queue: agent, hangup, timeout, 0 (the caller presses the leave key); "
+        "or full, error (refused)? timeout"
+    ) in lines
     assert "  (the caller waits 600 s in the queue)" in lines
-    assert "step 3: buzon_general" in lines
+    assert "step 3: espera_agotada > buzon_general" in lines
+
+
+@pytest.mark.parametrize(
+    ("answer", "then"),
+    [
+        pytest.param("0", "step 3: buzon_general", id="leave-key"),
+        pytest.param("full", "step 3: cola_llena > buzon_general", id="full"),
+    ],
+)
+def test_simulate_queue_leave_key_and_full(answer: str, then: str) -> None:
+    """The leave key goes straight to voicemail (the 'left' node); a full queue says so first."""
+    result = simulate(SEGUROS, "--at", OPEN, "--digits", f"9,{answer},silence", "--no-events")
+    assert result.exit_code == 0, result.output
+    assert then in result.output.splitlines()
+    assert result.output.splitlines()[-1] == (
+        "call ended: the flow said goodbye and hung up (at 'despedida')"
+    )
 
 
 def test_simulate_queue_agent_answers() -> None:

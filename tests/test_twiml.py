@@ -7,12 +7,22 @@ import datetime as dt
 import httpx
 import pytest
 
-from flowpbx.engine.actions import Dial, Gather, Hangup, Record, Route, Say
+from flowpbx.engine.actions import Dial, Gather, Hangup, Leave, Play, Record, Redirect, Route, Say
 from flowpbx.engine.events import NewCall
 from flowpbx.engine.interpreter import Context, start
 from flowpbx.language.flow import RecordingChannels
 from flowpbx.language.loader import check_text
-from flowpbx.twilio.twiml import CONTENT_TYPE, Urls, render
+from flowpbx.twilio import params
+from flowpbx.twilio.twiml import (
+    CONTENT_TYPE,
+    QueueUrls,
+    Urls,
+    agent_dial,
+    callback_dial,
+    place_query,
+    render,
+    spoken,
+)
 from twilio_fake import BASE_URL, Reply, Verb, check_reply
 
 GATHER = Gather((Say("Pulse 1.", "Polly.Lucia", "es-ES"),), 5, 1, "")
@@ -53,6 +63,123 @@ def test_render_queue_key_gather_has_no_redirect() -> None:
     xml = render((gather,), Urls("https://pbx.example.com"), 2)
     assert "queue-key?seq=2" in xml
     assert "<Redirect" not in xml
+
+
+def test_render_queue_key_gather_lets_silence_end_the_wait_document() -> None:
+    """In a queue, a gather that hears nothing does not post an empty result (the wait document
+    ends and Twilio asks the wait URL again); a menu's gather does post it."""
+    hold = Gather((Play("https://example.com/espera.mp3"),), 1, 1, "", Route.QUEUE_KEY)
+    in_queue = _reply(render((hold,), Urls(BASE_URL), 2)).one("Gather")
+    assert in_queue["actionOnEmptyResult"] == "false"
+    assert in_queue["action"] == f"{BASE_URL}/api/calls/queue-key?seq=2"
+    assert [child.text for child in in_queue.named("Play")] == ["https://example.com/espera.mp3"]
+    menu = _reply(render((GATHER,), Urls(BASE_URL), 2)).one("Gather")
+    assert menu["actionOnEmptyResult"] == "true"
+
+
+@pytest.mark.parametrize("pinned", ["", "seguros"])
+def test_render_redirect_to_the_wait_names_the_enqueue_node(pinned: str) -> None:
+    """A redirect back to the hold music names the flow and enqueue node (so a caller whose
+    state is lost keeps waiting), once each, even on a call whose other URLs name its flow."""
+    said = Say("Ese número no es válido.", "Polly.Lucia", "es-ES")
+    actions = (said, Redirect(Route.QUEUE_WAIT, "seguros", "agente"))
+    reply = _reply(render(actions, Urls(BASE_URL), 5, pinned))
+    assert reply.names == ("Say", "Redirect")
+    expected = f"{BASE_URL}/api/calls/queue-wait?seq=5&flow=seguros&node=agente"
+    assert reply.one("Redirect").text == expected
+    assert reply.seq == 5
+
+
+def test_render_redirect_without_a_node_goes_to_the_plain_route() -> None:
+    """A redirect that names no enqueue node is the route with the step only."""
+    xml = render((Redirect(Route.GATHER),), Urls(BASE_URL), 3)
+    assert f">{BASE_URL}/api/calls/gather?seq=3</Redirect>" in xml
+    assert "node=" not in xml
+
+
+def test_render_callback_booked_then_leave() -> None:
+    """A booked callback thanks the caller, then takes them out of the queue."""
+    booked = Say("Gracias. Ya puede colgar.", "Polly.Lucia", "es-ES")
+    reply = _reply(render((booked, Leave()), Urls(BASE_URL), 2))
+    assert (reply.names, reply.says) == (("Say", "Leave"), ("Gracias. Ya puede colgar.",))
+
+
+RES = "0123456789abcdef" * 2
+PLACE = place_query("general-queue", 4, "seguros", "agente")
+INTRO = Say("Le pasamos con un agente.", "Polly.Lucia", "es-ES")
+
+
+def test_place_query_reads_back_as_the_same_place() -> None:
+    """The place a queue leg's URL carries is read back as the caller's queue, step and node."""
+    assert PLACE == "queue=general-queue&seq=4&flow=seguros&node=agente"
+    query = dict(item.split("=", 1) for item in PLACE.split("&"))
+    assert params.queue_place(query) == params.QueuePlace("general-queue", 4, "seguros", "agente")
+
+
+@pytest.mark.parametrize(
+    ("target", "noun", "text"),
+    [
+        pytest.param("+34911111111", "Number", "+34911111111", id="phone"),
+        pytest.param("client:ana", "Client", "ana", id="softphone"),
+    ],
+)
+def test_agent_dial_rings_the_agent_and_reports_the_answer(
+    target: str, noun: str, text: str
+) -> None:
+    """The caller hears the intro and ringing until the agent answers; the answer is reported
+    at once, the dial's end to the dialed leg, which names the reservation and the place."""
+    xml = agent_dial(QueueUrls(BASE_URL), RES, PLACE, target, timeout=20, intro=INTRO, record=None)
+    reply = _reply(xml)
+    assert (reply.names, reply.says) == (("Say", "Dial"), ("Le pasamos con un agente.",))
+    dial = reply.one("Dial")
+    assert dial["action"] == f"{BASE_URL}/api/calls/queue-dialed?res={RES}&{PLACE}"
+    assert (dial["timeout"], dial["answerOnBridge"]) == ("20", "true")
+    assert _recording(dial) == (None, None, None, None)
+    (called,) = dial.children
+    assert (called.name, called.text) == (noun, text)
+    assert called["statusCallback"] == f"{BASE_URL}/api/webhooks/agent-answered?res={RES}"
+    assert called["statusCallbackEvent"] == "answered"
+
+
+def test_agent_dial_records_when_the_flow_records_dials() -> None:
+    """A flow that records dials records the agent's call too, on its channels."""
+    xml = agent_dial(
+        QueueUrls(BASE_URL),
+        RES,
+        PLACE,
+        "+34911111111",
+        timeout=20,
+        intro=None,
+        record=RecordingChannels.DUAL,
+    )
+    reply = _reply(xml)
+    assert reply.names == ("Dial",)
+    recording = _recording(reply.one("Dial"))
+    assert recording == ("record-from-answer-dual", RECORDING_STATUS, "POST", DIAL_EVENTS)
+
+
+def test_callback_dial_whispers_then_calls_the_customer() -> None:
+    """The agent hears which queue the callback is from, then the customer is dialled from
+    the company's number."""
+    whisper = Say("Devolución de llamada de la cola general-queue.", "Polly.Lucia", "es-ES")
+    xml = callback_dial(
+        QueueUrls(BASE_URL), RES, "+34612345678", caller_id="+34912345678", whisper=whisper
+    )
+    reply = _reply(xml)
+    assert reply.names == ("Say", "Dial")
+    assert reply.says == ("Devolución de llamada de la cola general-queue.",)
+    dial = reply.one("Dial")
+    assert dial["action"] == f"{BASE_URL}/api/calls/callback-dialed?res={RES}"
+    assert (dial["callerId"], dial["answerOnBridge"]) == ("+34912345678", "true")
+    assert [(n.name, n.text) for n in dial.children] == [("Number", "+34612345678")]
+
+
+def test_spoken_says_then_hangs_up_unless_told_not_to() -> None:
+    """Words for a queue leg, then a hangup by default; without it, only the words."""
+    said = Say("Gracias.", "Polly.Lucia", "es-ES")
+    assert _reply(spoken(said)).names == ("Say", "Hangup")
+    assert _reply(spoken(said, hangup=False)).names == ("Say",)
+    assert _reply(spoken()).names == ("Hangup",)
 
 
 def test_render_builds_each_action_list_once() -> None:

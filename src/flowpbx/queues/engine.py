@@ -47,6 +47,8 @@ LONGEST_CALL = 4 * 3600 + 60
 RING_MARGIN = 15
 """Seconds past the ring timeout before an unanswered reservation lapses by itself (Twilio
 may be slow to fetch the connect URL or to report the dial's end)."""
+MAX_MISSES = 3
+"""Calls an agent may miss in a row before flowpbx sets them offline."""
 MAX_CALLBACK_ATTEMPTS = 3
 """Calls placed to a caller who asked for a callback before giving up."""
 OFFERS_PER_ROUND = 50
@@ -345,8 +347,27 @@ class QueueEngine:
         )
         if missed.waiter is not None:
             await self._tell(missed.waiter, missed.queue, QueueEvent.MISSED, reservation=missed)
+        if blame:
+            await self._rest(missed.agent, spec.ring_timeout if spec else 20, now)
         self.wake()
         return missed
+
+    async def _rest(self, agent: str, seconds: float, now: float) -> None:
+        """An agent who did not answer is not offered the next call at once (the caller goes
+        to another agent, or waits `seconds`); after MAX_MISSES in a row they are set
+        offline: whoever rings an absent agent keeps callers waiting for nothing."""
+        live = (await self.store.agents([agent])).get(agent)
+        if live is None or live.status is not AgentStatus.AVAILABLE:
+            return
+        if live.missed >= MAX_MISSES:
+            log.warning(
+                "agent %s missed %d calls in a row: set offline until they are back",
+                agent,
+                live.missed,
+            )
+            await self.store.set_status(agent, AgentStatus.OFFLINE, now)
+            return
+        await self.store.set_status(agent, AgentStatus.WRAP_UP, now, now + seconds)
 
     async def callback_ended(
         self, reservation_id: str, *, answered: bool, talk: int = 0
