@@ -356,5 +356,5 @@ def test_the_wait_url_names_the_node_so_a_lost_caller_is_adopted(
     assert heard.one("Gather").named("Play"), "the caller keeps hearing the music"
     calls = office.queue()["calls"]
     assert [(c["callSid"], c["position"]) for c in calls] == [(first.sid, 1), (second.sid, 2)]
-    query = parse_qs(urlsplit(first.driver.reply.one("Enqueue")["waitUrl"]).query)
+    query = parse_qs(urlsplit(first.enqueued.one("Enqueue")["waitUrl"]).query)
     assert query["node"] == ["agente"]
