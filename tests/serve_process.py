@@ -81,15 +81,15 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def serving(workdir: Path, env: Mapping[str, str]) -> Iterator[Server]:
+def serving(workdir: Path, env: Mapping[str, str], flows: Path = FLOWS) -> Iterator[Server]:
     """Start `flowpbx serve` on a free port and wait until it accepts connections.
 
     Readiness is a bare TCP connect, not /health: a health check would use the call store
     first and hide a store that breaks on its first use.
     """
     port = free_port()
-    log = workdir / "server.log"
-    command = [str(FLOWPBX), "serve", "--port", str(port), "--flows", str(FLOWS)]
+    log = workdir / f"server-{port}.log"
+    command = [str(FLOWPBX), "serve", "--port", str(port), "--flows", str(flows)]
     with log.open("wb") as sink:
         process = subprocess.Popen(
             command,

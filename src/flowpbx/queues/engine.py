@@ -35,6 +35,7 @@ from flowpbx.queues.model import (
     Reservation,
     Waiter,
     WaiterKind,
+    callback_member,
 )
 from flowpbx.queues.store import QueueStore
 from flowpbx.twilio.rest import PlacedCall, TwilioFailure
@@ -234,15 +235,25 @@ class QueueEngine:
 
     async def callback_requested(self, call_sid: str, queue: str, number: str) -> bool:
         """The caller confirmed a number to be called back at: their place becomes a callback
-        (same place). False if they no longer waited (an agent was being offered them)."""
+        (same place). Should an agent be offered them at that very moment, the callback is
+        kept beside the offer, and dropped if the agent answers them. False if the caller is
+        in the queue no more."""
         waiter = await self.store.to_callback(queue, call_sid, number)
         if waiter is None:
-            log.warning("call %s: callback asked but no longer waiting in %s", call_sid, queue)
-            return False
+            held = await self.store.claimed_by(queue, call_sid)
+            reservation = await self.store.reservation(held) if held else None
+            if reservation is None or reservation.waiter is None:
+                log.warning("call %s: callback asked but no longer in %s", call_sid, queue)
+                return False
+            waiter = reservation.waiter.evolve(
+                member=callback_member(call_sid), kind=WaiterKind.CALLBACK, number=number
+            )
+            await self.store.requeue(queue, waiter)
         log.info(
             "call %s: callback to %s keeps its place in %s", call_sid, mask_number(number), queue
         )
         await self._tell(waiter, queue, QueueEvent.CALLBACK_REQUESTED)
+        self.wake()
         return True
 
     async def call_ended(self, call_sid: str) -> None:
@@ -292,6 +303,8 @@ class QueueEngine:
             return reservation
         waiter = reservation.waiter
         if reservation.kind is WaiterKind.CALLER:
+            # A callback asked for while this offer was on its way is not needed any more.
+            await self.store.leave(reservation.queue, callback_member(waiter.call_sid))
             await self.store.learn(
                 reservation.queue, answered_wait=now - waiter.queued_at, abandoned=False
             )
