@@ -181,7 +181,7 @@ def test_db_purge_counts_then_deletes_calls_older_than_the_age(database_url: str
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].startswith(
-        "Would delete 1 call (3 path rows, 1 participant row, 1 recording) that started before "
+        "Would delete 1 call (3 path rows, 1 participant row, 0 queue rows, 1 recording) that started before "
     )
     assert CUTOFF_LINE.search(lines[0])
     assert lines[1] == "Dry run: nothing was deleted."
@@ -190,11 +190,17 @@ def test_db_purge_counts_then_deletes_calls_older_than_the_age(database_url: str
     assert remaining(database_url) == {"CAold", "CAnew"}
     code, out, err = run(database_url, "db", "purge", "--older-than", "90d", "--batch", "1")
     assert code == 0, err
-    assert out.startswith("Deleted 1 call (3 path rows, 1 participant row, 1 recording) ")
+    assert out.startswith(
+        "Deleted 1 call (3 path rows, 1 participant row, 0 queue rows, 1 recording) "
+    )
     assert remaining(database_url) == {"CAnew"}
     code, out, _ = run(database_url, "db", "purge", "--older-than", "2w")
-    assert out == "Deleted 0 calls (0 path rows, 0 participant rows, 0 recordings) " + (
-        CUTOFF_LINE.search(out)[0] + "\n"  # type: ignore[index]
+    assert (
+        out
+        == "Deleted 0 calls (0 path rows, 0 participant rows, 0 queue rows, 0 recordings) "
+        + (
+            CUTOFF_LINE.search(out)[0] + "\n"  # type: ignore[index]
+        )
     )
     assert remaining(database_url) == {"CAnew"}  # 10 days old
 
@@ -211,7 +217,7 @@ def test_db_purge_erases_one_number_and_lists_its_recordings(database_url: str) 
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == (
-        "Deleted 1 call (3 path rows, 1 participant row, 1 recording) from or to +34******678."
+        "Deleted 1 call (3 path rows, 1 participant row, 0 queue rows, 1 recording) from or to +34******678."
     )
     assert lines[-1] == "Their recordings at Twilio: REhers0"
     assert CALLER not in out
@@ -260,7 +266,9 @@ def test_db_purge_reports_progress_on_stderr(
     code, out, err = run(url, "db", "purge", "--older-than", "90d", "--batch", "2")
     assert code == 0
     assert err.splitlines() == ["... 2 calls deleted so far", "... 3 calls deleted so far"]
-    assert out.startswith("Deleted 3 calls (9 path rows, 3 participant rows, 3 recordings) ")
+    assert out.startswith(
+        "Deleted 3 calls (9 path rows, 3 participant rows, 0 queue rows, 3 recordings) "
+    )
 
 
 def test_db_purge_of_recent_calls_needs_force(tmp_path: Path) -> None:

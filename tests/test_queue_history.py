@@ -230,11 +230,13 @@ def test_one_call_in_two_queues_has_a_row_in_each(db: Database) -> None:
 
 
 def test_a_purged_call_takes_its_queue_rows_with_it(db: Database) -> None:
-    """queue_calls.call_sid is ON DELETE CASCADE: purging calls (history/purge.py) removes
-    their places in queues too, on both databases."""
+    """Purging calls (history/purge.py) removes their places in queues too (with the numbers
+    given for callbacks), on both databases, and counts them."""
     sink.write(db, answered_caller(sid(1)) + callback_caller(sid(2)))
     assert len(rows(db)) == 2
-    purge.purge(db, purge.Selection(before=START + dt.timedelta(days=1)))
+    selection = purge.Selection(before=START + dt.timedelta(days=1))
+    assert purge.purge(db, selection, dry_run=True).queue_rows == 2
+    assert purge.purge(db, selection).queue_rows == 2
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(QueueCall)) == 0
 
@@ -431,3 +433,26 @@ def test_a_queue_without_calls_has_no_averages_or_rates(db: Database) -> None:
     assert (empty.offered, empty.turned_away, empty.longest_wait) == (0, 0, None)
     with pytest.raises(ValueError, match="naive"):
         queue_stats(db, "ventas", START.replace(tzinfo=None), START, SL)
+
+
+def test_the_agent_who_answers_is_a_party_to_the_call() -> None:
+    """An agent reached on a softphone is found by their identity (`userId` in the history
+    API) once they answer, not when only offered the call; an agent on a phone number is no
+    softphone identity."""
+
+    def activity(event: QueueEvent, target: str) -> Report:
+        progress = QueueActivity(
+            queue="ventas",
+            event=event,
+            member=sid(1),
+            queued_at=1.0,
+            agent="ana",
+            target=target,
+            reservation="r" * 32,
+        )
+        return Report.of(sid(1), progress, 2.0)
+
+    assert projection.identities(activity(QueueEvent.ANSWERED, "client:ana")) == {"ana"}
+    assert projection.identities(activity(QueueEvent.CALLBACK_PLACED, "client:ana")) == {"ana"}
+    assert projection.identities(activity(QueueEvent.OFFERED, "client:ana")) == set()
+    assert projection.identities(activity(QueueEvent.ANSWERED, "+34600000000")) == set()

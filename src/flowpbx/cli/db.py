@@ -259,6 +259,7 @@ def purge(
     click.echo(
         f"{verb} {_count(purged.calls, 'call')} ({_count(purged.steps, 'path row')}, "
         f"{_count(purged.parties, 'participant row')}, "
+        f"{_count(purged.queue_rows, 'queue row')}, "
         f"{_count(purged.recordings, 'recording')}) {selection.describe()}."
     )
     if dry_run:

@@ -169,6 +169,8 @@ class QueueActivity(_Progress, tag="queue", frozen=True, kw_only=True):
     """When the place was taken (Unix seconds)."""
     caller: str = ""
     agent: str = ""
+    target: str = ""
+    """What the agent was reached at: 'client:<identity>' or a number."""
     reservation: str = ""
     talk: int | None = None
     """Seconds the agent talked (COMPLETED)."""

@@ -141,7 +141,13 @@ def identities(entry: Entry) -> set[str]:
             return found | {i for p in (progress.caller, progress.called) if (i := _identity(p))}
         if isinstance(progress, CallProgress):
             parties += [progress.caller, progress.called]
+        if isinstance(progress, QueueActivity) and progress.event in _AGENT_TALKS:
+            parties.append(progress.target)
     return {identity for party in parties if (identity := _identity(party))}
+
+
+_AGENT_TALKS = frozenset({QueueEvent.ANSWERED, QueueEvent.CALLBACK_PLACED})
+"""Queue events after which the agent is a party to the call (found by their `userId`)."""
 
 
 def fold_step(call: CallRow, record: StepRecord) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, CursorResult, and_, delete, func, or_, sel
 from sqlalchemy.orm import Session
 
 from flowpbx.db.database import Database
-from flowpbx.db.models import Call, CallParty, CallStep, Recording
+from flowpbx.db.models import Call, CallParty, CallStep, QueueCall, Recording
 from flowpbx.privacy import mask_number
 
 DEFAULT_BATCH = 5000
@@ -29,6 +29,7 @@ _CHILDREN = (
     (CallStep.__table__, CallStep.call_sid),
     (CallParty.__table__, CallParty.call_sid),
     (Recording.__table__, Recording.call_sid),
+    (QueueCall.__table__, QueueCall.call_sid),
 )
 
 
@@ -76,6 +77,9 @@ class Purged:
     """Softphone identities and agents that took part in the calls."""
     recordings: int = 0
     """Recording rows (links to the audio at Twilio)."""
+    queue_rows: int = 0
+    """Queue history rows: the calls' waits in queues (with the numbers they gave for
+    callbacks)."""
 
     def __add__(self, other: Purged) -> Purged:
         return Purged(
@@ -83,6 +87,7 @@ class Purged:
             self.steps + other.steps,
             self.parties + other.parties,
             self.recordings + other.recordings,
+            self.queue_rows + other.queue_rows,
         )
 
 

@@ -149,6 +149,7 @@ class QueueEngine:
             queued_at=waiter.queued_at,
             caller=waiter.caller,
             agent=reservation.agent if reservation else "",
+            target=reservation.target if reservation else "",
             reservation=reservation.id if reservation else "",
             talk=talk,
             final=final,
