@@ -181,7 +181,8 @@ def test_db_purge_counts_then_deletes_calls_older_than_the_age(database_url: str
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].startswith(
-        "Would delete 1 call (3 path rows, 1 participant row, 0 queue rows, 1 recording) that started before "
+        "Would delete 1 call (3 path rows, 1 participant row, 0 queue rows, 1 recording) "
+        "that started before "
     )
     assert CUTOFF_LINE.search(lines[0])
     assert lines[1] == "Dry run: nothing was deleted."
@@ -217,7 +218,8 @@ def test_db_purge_erases_one_number_and_lists_its_recordings(database_url: str) 
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == (
-        "Deleted 1 call (3 path rows, 1 participant row, 0 queue rows, 1 recording) from or to +34******678."
+        "Deleted 1 call (3 path rows, 1 participant row, 0 queue rows, 1 recording) "
+        "from or to +34******678."
     )
     assert lines[-1] == "Their recordings at Twilio: REhers0"
     assert CALLER not in out

@@ -82,6 +82,10 @@ HOLD_SILENCE = 20
 """Seconds of silence between wait-music requests when a queue node has no hold music."""
 CALLBACK_TIMEOUT = 8
 """Seconds a caller has to confirm a callback number (or type another)."""
+CALLBACK_CONFIRM = "callback"
+"""The queue phase of a caller asked to confirm their own number for a callback."""
+CALLBACK_NUMBER = "callback-number"
+"""The queue phase of a caller typing the number to be called back at."""
 MIN_CALLBACK_DIGITS = 6
 """Fewer digits than this are a key pressed by mistake, not a phone number."""
 
@@ -424,36 +428,55 @@ def _on_queue_keys(node: Node, event: QueueKeysPressed, state: CallState, walk: 
     callback key asks which number to call back (then the caller confirms it)."""
     queue = _expect(node, EnqueueNode, event, state)
     spec = queue_spec(queue, walk.ctx)
-    if state.queue_phase == "callback":
+    caller = state.variables.get("caller", "")
+    if state.queue_phase == CALLBACK_CONFIRM:
+        match event.digits[:1]:
+            case spoken_words.CONFIRM_KEY if spoken_words.is_phone_number(caller):
+                return _book_callback(queue, caller, state, walk)
+            case spoken_words.OTHER_NUMBER_KEY:
+                return _ask_number(queue, state, walk)
+            case _:
+                return _back_to_music(
+                    queue, state, walk, spoken_words.callback_unclear(queue.language)
+                )
+    if state.queue_phase == CALLBACK_NUMBER:
         return _on_callback_number(queue, spec, event.digits, state, walk)
     key = event.digits[:1]
     if queue.leave_key and key == queue.leave_key:
         walk.play(Leave())
         return state.evolve(leave_reason="left")
     if queue.callback_key and spec.callback and key == queue.callback_key:
-        caller = state.variables.get("caller", "")
+        if not spoken_words.is_phone_number(caller):
+            return _ask_number(queue, state, walk)
         ask = spoken_words.callback_confirm(caller, queue.language)
-        walk.play(Gather((_say(queue, ask),), CALLBACK_TIMEOUT, None, "#", CallRoute.QUEUE_KEY))
-        return state.evolve(queue_phase="callback")
+        walk.play(Gather((_say(queue, ask),), CALLBACK_TIMEOUT, 1, "", CallRoute.QUEUE_KEY))
+        return state.evolve(queue_phase=CALLBACK_CONFIRM)
     return _back_to_music(queue, state, walk)
+
+
+def _ask_number(queue: EnqueueNode, state: CallState, walk: Walk) -> CallState:
+    """Ask for the number to call back, ending with the finish key."""
+    ask = spoken_words.callback_ask_number(queue.language)
+    finish = spoken_words.FINISH_KEY
+    walk.play(Gather((_say(queue, ask),), CALLBACK_TIMEOUT, None, finish, CallRoute.QUEUE_KEY))
+    return state.evolve(queue_phase=CALLBACK_NUMBER)
 
 
 def _on_callback_number(
     queue: EnqueueNode, spec: QueueSpec, digits: str, state: CallState, walk: Walk
 ) -> CallState:
-    """The caller's answer to "we will call you at ... press 1, or dial another number"."""
-    caller = state.variables.get("caller", "")
-    number: str | None
-    if digits in ("1", "1#") and spoken_words.is_phone_number(caller):
-        number = caller
-    elif len(digits.rstrip("#")) >= MIN_CALLBACK_DIGITS:
-        number = spoken_words.callback_number(digits.rstrip("#"), spec.country_code)
-        if number is None:
-            return _back_to_music(
-                queue, state, walk, spoken_words.callback_bad_number(queue.language)
-            )
-    else:
+    """The number the caller typed to be called back at."""
+    typed = digits.rstrip(spoken_words.FINISH_KEY)
+    if len(typed) < MIN_CALLBACK_DIGITS:
         return _back_to_music(queue, state, walk, spoken_words.callback_unclear(queue.language))
+    number = spoken_words.callback_number(typed, spec.country_code)
+    if number is None:
+        return _back_to_music(queue, state, walk, spoken_words.callback_bad_number(queue.language))
+    return _book_callback(queue, number, state, walk)
+
+
+def _book_callback(queue: EnqueueNode, number: str, state: CallState, walk: Walk) -> CallState:
+    """The caller will be called back at `number`: they are told so, and leave the line."""
     walk.note(CallbackRequested(node=queue.id, queue=queue.queue, number=number))
     walk.play(_say(queue, spoken_words.callback_booked(number, queue.language)), Leave())
     return state.evolve(queue_phase="", leave_reason="callback")

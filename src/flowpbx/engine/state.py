@@ -68,8 +68,8 @@ class CallState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     announced_at: int = 0
     """When the caller last heard their place in the queue (Unix seconds); 0: not yet."""
     queue_phase: str = ""
-    """'' while the caller listens to the hold music; 'callback' while they confirm the
-    number to be called back at."""
+    """'' while the caller listens to the hold music; 'callback' while they confirm their own
+    number to be called back at; 'callback-number' while they type another one."""
 
     def evolve(self, **changes: Any) -> Self:
         for name in ("variables", "visits"):

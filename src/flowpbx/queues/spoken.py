@@ -11,6 +11,8 @@ from dataclasses import dataclass
 CONFIRM_KEY = "1"
 """The key that confirms the callback number read back to the caller."""
 FINISH_KEY = "#"
+OTHER_NUMBER_KEY = "2"
+"""Pressed at the confirmation to give another number than the caller's own."""
 """The key that ends a callback number typed by the caller."""
 
 _E164 = re.compile(r"\+[1-9][0-9]{7,14}")
@@ -66,7 +68,7 @@ _SPANISH = _Phrases(
     finish_key="la tecla almohadilla",
     confirm=(
         "Le llamaremos al número terminado en {digits}. Para confirmarlo, pulse {confirm}. "
-        "Para usar otro número, márquelo ahora seguido de {finish}."
+        "Para usar otro número, pulse {other}."
     ),
     ask_number="Marque el número en el que quiere que le llamemos, seguido de {finish}.",
     booked=(
@@ -97,7 +99,7 @@ _ENGLISH = _Phrases(
     finish_key="the pound key",
     confirm=(
         "We will call you back on the number ending in {digits}. To confirm, press {confirm}. "
-        "To use another number, dial it now followed by {finish}."
+        "To use another number, press {other}."
     ),
     ask_number="Dial the number you want us to call you back on, followed by {finish}.",
     booked=(
@@ -178,16 +180,16 @@ def offer_keys(leave_key: str | None, callback_key: str | None, language: str) -
 
 def callback_confirm(number: str, language: str) -> str:
     """Reads back the end of the number a callback would go to (the caller's own) and asks to
-    confirm it with CONFIRM_KEY, or to type another one ending with FINISH_KEY. When `number`
-    cannot be called back (withheld, a softphone client), asks for a number instead, as
-    `callback_ask_number` does: there is nothing to confirm."""
+    confirm it with CONFIRM_KEY (one key: taken at once), or to press OTHER_NUMBER_KEY to type
+    another one. When `number` cannot be called back (withheld, a softphone client), asks for
+    a number instead, as `callback_ask_number` does: there is nothing to confirm."""
     phrases = _phrases(language)
     if not is_phone_number(number):
         return callback_ask_number(language)
     return phrases.confirm.format(
         digits=_last_digits(number),
         confirm=_key(CONFIRM_KEY, phrases),
-        finish=phrases.finish_key,
+        other=_key(OTHER_NUMBER_KEY, phrases),
     )
 
 
