@@ -456,3 +456,17 @@ def test_the_agent_who_answers_is_a_party_to_the_call() -> None:
     assert projection.identities(activity(QueueEvent.CALLBACK_PLACED, "client:ana")) == {"ana"}
     assert projection.identities(activity(QueueEvent.OFFERED, "client:ana")) == set()
     assert projection.identities(activity(QueueEvent.ANSWERED, "+34600000000")) == set()
+
+
+def test_a_call_answered_from_the_queue_is_answered_by_an_agent_in_call_history(
+    db: Database,
+) -> None:
+    """The scheduler takes the caller to an agent outside the flow (no step says so): the
+    queue's ANSWERED report marks the call answered, by an agent, for analytics. A callback's
+    answer is not the original call's."""
+    sink.write(db, answered_caller(sid(1)) + callback_caller(sid(2)))
+    with db.session() as session:
+        calls = {c.sid: c for c in session.scalars(select(Call))}
+    assert (calls[sid(1)].end_reason, calls[sid(1)].answered_at) == ("agent", at(30))
+    assert calls[sid(1)].queue == "ventas"
+    assert (calls[sid(2)].end_reason, calls[sid(2)].answered_at) == (None, None)

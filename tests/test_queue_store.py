@@ -149,21 +149,22 @@ async def test_join_of_a_claimed_member_updates_its_step_only(store: QueueStore)
     assert first == _waiter(1, seq=9, queue_sid="QU9")
 
 
-async def test_full_counts_places_being_offered(store: QueueStore) -> None:
-    """max_size counts waiting and claimed places; a member already in is never refused."""
+async def test_full_counts_the_places_waiting(store: QueueStore) -> None:
+    """max_size counts the places waiting, not those with an agent (claimed: ringing or
+    talking, until the call ends); a member already in is never refused."""
     await store.join(Q, _waiter(1), 2)
     await store.join(Q, _waiter(2), 2)
-    await store.claim(Q, _sid(1), "R1", "alice")
     full = await store.join(Q, _waiter(3), 2)
-    assert full == QueuePlace(outcome=JoinOutcome.FULL, position=0, size=1)
-    assert await store.place(Q, _sid(3)) == QueuePlace(outcome=JoinOutcome.FULL, position=0, size=1)
+    assert full == QueuePlace(outcome=JoinOutcome.FULL, position=0, size=2)
+    assert await store.place(Q, _sid(3)) == QueuePlace(outcome=JoinOutcome.FULL, position=0, size=2)
     assert await store.where(_sid(3)) is None
     assert (await store.join(Q, _waiter(2), 2)).outcome is JoinOutcome.WAITING
+    await store.claim(Q, _sid(1), "R1", "alice")
     assert (await store.join(Q, _waiter(1), 2)).outcome is JoinOutcome.CLAIMED
-    assert await store.done(Q, _sid(1), "R1") is not None
     assert await store.join(Q, _waiter(3), 2) == QueuePlace(
         outcome=JoinOutcome.JOINED, position=2, size=2
     )
+    assert (await store.join(Q, _waiter(4), 2)).outcome is JoinOutcome.FULL
 
 
 async def test_positions_after_leave(store: QueueStore) -> None:

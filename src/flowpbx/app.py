@@ -121,6 +121,7 @@ def build_service(
         renderer=TwimlRenderer(Urls(settings.public_base_url)),
         clock=clock,
         hours_override=override,
+        destinations=Destinations(settings.allowed_prefixes, settings.blocked_prefixes),
         retry_seconds=settings.store_retry_seconds,
     )
 

@@ -432,6 +432,10 @@ def _on_queue_keys(node: Node, event: QueueKeysPressed, state: CallState, walk: 
     if state.queue_phase == CALLBACK_CONFIRM:
         match event.digits[:1]:
             case spoken_words.CONFIRM_KEY if spoken_words.is_phone_number(caller):
+                if not _may_call(caller, walk.ctx):
+                    # Not a number flowpbx may call (e.g. abroad): ask for another one.
+                    walk.play(_say(queue, spoken_words.callback_bad_number(queue.language)))
+                    return _ask_number(queue, state, walk)
                 return _book_callback(queue, caller, state, walk)
             case spoken_words.OTHER_NUMBER_KEY:
                 return _ask_number(queue, state, walk)
@@ -470,9 +474,14 @@ def _on_callback_number(
     if len(typed) < MIN_CALLBACK_DIGITS:
         return _back_to_music(queue, state, walk, spoken_words.callback_unclear(queue.language))
     number = spoken_words.callback_number(typed, spec.country_code)
-    if number is None:
+    if number is None or not _may_call(number, walk.ctx):
         return _back_to_music(queue, state, walk, spoken_words.callback_bad_number(queue.language))
     return _book_callback(queue, number, state, walk)
+
+
+def _may_call(number: str, ctx: Context) -> bool:
+    """Whether flowpbx may call `number` back (the outbound rules: no premium numbers)."""
+    return ctx.destinations is None or ctx.destinations.refusal(number) is None
 
 
 def _book_callback(queue: EnqueueNode, number: str, state: CallState, walk: Walk) -> CallState:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
+from flowpbx.dialing.rules import Destinations
 from flowpbx.engine.actions import Action
 from flowpbx.engine.call_events import StepRecord
 from flowpbx.engine.core import HOLD_ON, CallEngine, goodbye
@@ -74,6 +75,8 @@ class CallService:
     engine: CallEngine = field(default_factory=CallEngine)
     clock: Callable[[], dt.datetime] = utc_now
     hours_override: HoursStatus | None = None
+    destinations: Destinations | None = None
+    """The numbers flowpbx may call back (None: any number in E.164 form)."""
     retry_seconds: float = DEFAULT_RETRY_SECONDS
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     deadlines: Deadlines = field(default_factory=Deadlines)
@@ -87,6 +90,7 @@ class CallService:
             config=loaded.config,
             now=self.clock(),
             hours_override=self.hours_override,
+            destinations=self.destinations,
         )
 
     def _flow_for(self, call: NewCall) -> LoadedFlow:

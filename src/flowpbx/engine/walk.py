@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from flowpbx.dialing.rules import Destinations
 from flowpbx.engine.actions import Action, Play, Prompt, Say
 from flowpbx.engine.call_events import CallEvent
 from flowpbx.engine.hours import HoursStatus
@@ -37,6 +38,9 @@ class Context:
     now: dt.datetime
     hours_override: HoursStatus | None = None
     """Forces every hours node (the operator's day/night switch); None follows the clock."""
+    destinations: Destinations | None = None
+    """The numbers flowpbx may call (a callback's number is checked against them); None: any
+    number in E.164 form."""
 
 
 @dataclass(slots=True)

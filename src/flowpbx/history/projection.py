@@ -24,6 +24,7 @@ from flowpbx.engine.call_events import (
     CallStarted,
     DialFinished,
     DialStarted,
+    EndReason,
     FallbackTaken,
     HoursChecked,
     InputCollected,
@@ -224,6 +225,13 @@ def fold_progress(call: CallRow, report: Report) -> None:
             call.direction = Direction.OUTBOUND.value
             if progress.flow and call.flow is None:
                 call.flow = progress.flow
+        case QueueActivity() if progress.event is QueueEvent.ANSWERED:
+            # The scheduler took the caller out of the queue to an agent: the flow says
+            # nothing more, so the queue tells that the call was answered, by an agent.
+            if progress.member == report.call_sid:
+                call.queue = call.queue or progress.queue[:NAME]
+                call.answered_at = _earliest(call.answered_at, received)
+                call.end_reason = call.end_reason or EndReason.AGENT.value
         case RecordingProgress() | QueueActivity():
             pass
 

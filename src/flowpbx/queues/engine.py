@@ -54,6 +54,8 @@ MAX_CALLBACK_ATTEMPTS = 3
 """Calls placed to a caller who asked for a callback before giving up."""
 OFFERS_PER_ROUND = 50
 """Offers one scheduling round of one queue makes at most (the next round goes on)."""
+RETRY_SECONDS = 5.0
+"""A place whose offer failed (Twilio could not be asked) waits this long for the next."""
 GONE_CODES = frozenset({20404, 21220})
 """Twilio's answers for a call that no longer exists or is no longer in progress."""
 
@@ -123,6 +125,9 @@ class QueueEngine:
     clock: Callable[[], float] = time.time
     woken: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when something may let a caller be offered now (a join, a free agent)."""
+    _retry: dict[str, float] = field(default_factory=dict)
+    """Places whose offer failed, and when they may be offered again (this process)."""
+    _warned: bool = False
 
     def wake(self) -> None:
         self.woken.set()
@@ -167,9 +172,22 @@ class QueueEngine:
 
     # -- the caller's side --
 
+    async def _live(self, agents: list[AgentDef], now: float) -> dict[str, AgentLive]:
+        """The agents' live states; an agent the queue store does not know (it lost its data,
+        or was flushed) gets back the status they last set, as saved in the database."""
+        live = await self.store.agents([a.id for a in agents])
+        for agent in agents:
+            if agent.id not in live and agent.status is not AgentStatus.OFFLINE:
+                status = (
+                    AgentStatus.AVAILABLE if agent.status is AgentStatus.WRAP_UP else agent.status
+                )
+                live[agent.id] = await self.store.set_status(agent.id, status, now)
+                log.info("agent %s: status %s restored from the database", agent.id, status)
+        return live
+
     async def staffing(self, queue: str, now: float) -> Staffing:
         agents = await self.directory.serving(queue)
-        live = await self.store.agents([a.id for a in agents])
+        live = await self._live(agents, now)
         counts = dict.fromkeys(AgentStatus, 0)
         free = 0
         for agent in agents:
@@ -368,12 +386,13 @@ class QueueEngine:
 
     async def _rest(self, agent: str, seconds: float, now: float) -> None:
         """An agent who did not answer is not offered the next call at once (the caller goes
-        to another agent, or waits `seconds`); after MAX_MISSES in a row they are set
-        offline: whoever rings an absent agent keeps callers waiting for nothing."""
+        to another agent, or waits `seconds`); after MAX_MISSES in a row (counted again from
+        when they come back) they are set offline: ringing an absent agent keeps callers
+        waiting for nothing."""
         live = (await self.store.agents([agent])).get(agent)
         if live is None or live.status is not AgentStatus.AVAILABLE:
             return
-        if live.missed >= MAX_MISSES:
+        if live.missed % MAX_MISSES == 0:
             log.warning(
                 "agent %s missed %d calls in a row: set offline until they are back",
                 agent,
@@ -437,9 +456,18 @@ class QueueEngine:
 
     async def match(self, spec: QueueSpec) -> int:
         """Offer the queue's first places to its free agents, while there are both; the
-        caller holds the queue's lock. How many offers were made."""
+        caller holds the queue's lock. How many offers were made. A place whose offer failed
+        (Twilio could not be asked) waits RETRY_SECONDS before it is offered again, and the
+        places behind it go on."""
+        if self.twilio is None:
+            if not self._warned:
+                self._warned = True
+                log.error("queues: no Twilio credentials: callers wait, no call is offered")
+            return 0
         made = 0
-        skipped: set[str] = set()
+        now = self.clock()
+        self._retry = {m: at for m, at in self._retry.items() if at > now}
+        skipped = set(self._retry)
         for _ in range(OFFERS_PER_ROUND):
             now = self.clock()
             front, _ = await self.store.waiting(spec.name, 0, len(skipped) + 1)
@@ -455,9 +483,9 @@ class QueueEngine:
             if claimed is None:
                 await self.store.release(reservation.id, now)
                 continue
-            await self._tell(claimed, spec.name, QueueEvent.OFFERED, reservation=reservation)
             outcome = await self._offer(spec, claimed, reservation)
             if outcome is Offer.MADE:
+                await self._tell(claimed, spec.name, QueueEvent.OFFERED, reservation=reservation)
                 made += 1
                 continue
             await self.store.release(reservation.id, self.clock())
@@ -472,6 +500,7 @@ class QueueEngine:
                 await self._tell(claimed, spec.name, event, reservation=reservation, final=True)
             else:
                 await self.store.unclaim(spec.name, claimed.member, reservation.id)
+                self._retry[claimed.member] = self.clock() + RETRY_SECONDS
                 skipped.add(claimed.member)
         return made
 
@@ -497,7 +526,7 @@ class QueueEngine:
         """Free agents of the queue in the order they are to be offered the next call: the
         best skill level first, then by the queue's strategy."""
         agents = await self.directory.serving(spec.name)
-        live = await self.store.agents([a.id for a in agents])
+        live = await self._live(agents, now)
         free = [a for a in agents if a.id in live and live[a.id].is_free(now)]
         if not free:
             return []
@@ -514,13 +543,10 @@ class QueueEngine:
     async def _offer(self, spec: QueueSpec, waiter: Waiter, reservation: Reservation) -> Offer:
         base = self.base_url or waiter.base
         if self.twilio is None or not base:
-            missing = "Twilio credentials" if self.twilio is None else "PUBLIC_BASE_URL"
             log.error(
-                "queue %s: cannot offer %s to agent %s without %s",
+                "queue %s: cannot offer %s: no PUBLIC_BASE_URL and no address its webhooks came to",
                 spec.name,
                 waiter.member,
-                reservation.agent,
-                missing,
             )
             return Offer.FAILED
         urls = QueueUrls(base)

@@ -103,7 +103,7 @@ class MemoryQueueStore:
         elif old is not None and member in q.claimed:
             q.entries[member] = old.evolve(queue_sid=waiter.queue_sid, seq=waiter.seq)
             place = QueuePlace(outcome=JoinOutcome.CLAIMED, position=0, size=len(q.order))
-        elif len(q.order) + len(q.claimed) >= max_size:
+        elif len(q.order) >= max_size:
             return QueuePlace(outcome=JoinOutcome.FULL, position=0, size=len(q.order))
         else:
             q.entries[member] = waiter

@@ -129,8 +129,9 @@ def _script(name: str, body: str, **constants: object) -> Script:
     return script
 
 
-# KEYS order, entry, claimed. ARGV member, waiter JSON, score, max_size. A member waiting keeps
-# its place (its call's details updated); a claimed one stays claimed (its step updated).
+# KEYS order, entry, claimed. ARGV member, waiter JSON, score, max_size (of places waiting). A
+# member waiting keeps its place (its call's details updated); a claimed one stays claimed (its
+# step updated).
 _JOIN = _script(
     "join",
     """
@@ -152,7 +153,7 @@ if rank or claimed then
   return {'$claimed', 0, redis.call('ZCARD', KEYS[1])}
 end
 local waiting = redis.call('ZCARD', KEYS[1])
-if waiting + redis.call('HLEN', KEYS[3]) >= tonumber(ARGV[4]) then
+if waiting >= tonumber(ARGV[4]) then
   return {'$full', 0, waiting}
 end
 redis.call('HSET', KEYS[2], member, ARGV[2])

@@ -50,6 +50,7 @@ class _Phrases:
     connecting: str
     callback_gone: str
     callback_unanswered: str
+    callback_given_up: str
 
 
 _SPANISH = _Phrases(
@@ -83,6 +84,9 @@ _SPANISH = _Phrases(
     callback_unanswered=(
         "El cliente no ha contestado. Volveremos a intentarlo más tarde. Gracias."
     ),
+    callback_given_up=(
+        "El cliente no ha contestado. Era el último intento: no volveremos a llamarle. Gracias."
+    ),
 )
 
 _ENGLISH = _Phrases(
@@ -112,6 +116,9 @@ _ENGLISH = _Phrases(
     connecting="Connecting you to an agent.",
     callback_gone="This callback is no longer pending. Thank you.",
     callback_unanswered="The customer did not answer. We will try again later. Thank you.",
+    callback_given_up=(
+        "The customer did not answer. That was the last attempt: we will not call again. Thank you."
+    ),
 )
 
 
@@ -236,6 +243,11 @@ def callback_gone(language: str) -> str:
 def callback_unanswered(language: str) -> str:
     """What an agent hears when the person to be called back does not answer."""
     return _phrases(language).callback_unanswered
+
+
+def callback_given_up(language: str) -> str:
+    """What an agent hears when the last attempt to call someone back was not answered."""
+    return _phrases(language).callback_given_up
 
 
 def callback_number(digits: str, country_code: str) -> str | None:

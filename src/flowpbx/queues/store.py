@@ -21,7 +21,8 @@ class QueueStore(Protocol):
 
     async def join(self, queue: str, waiter: Waiter, max_size: int) -> QueuePlace:
         """Put `waiter` in `queue` at its score, unless its member is there already (then its
-        `queue_sid` and `seq` are updated and its place kept) or `max_size` places are taken."""
+        `queue_sid`, `seq`, `flow` and `node` are updated and its place kept) or `max_size`
+        places wait (those with an agent, ringing or talking, do not count)."""
         ...
 
     async def place(self, queue: str, member: str) -> QueuePlace:

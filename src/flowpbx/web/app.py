@@ -37,6 +37,9 @@ from flowpbx.web.webhooks import DirectWrite, Handler, Webhooks
 
 log = logging.getLogger("flowpbx.web")
 
+STOP_SECONDS = 5
+"""How long the background tasks (history writer, prices, queue scheduler) get to stop."""
+
 
 def _step(parse: Callable[[Mapping[str, str]], Event], service: CallService) -> Handler:
     """A webhook that answers a step: the call, the step it answers and its event."""
@@ -218,8 +221,14 @@ def create_app(
         finally:
             for task in background:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if background:
+                # A task waiting on a worker thread stops when the thread is done: bounded, so
+                # that a stuck database never keeps the process from stopping.
+                _, stuck = await asyncio.wait(background, timeout=STOP_SECONDS)
+                for task in stuck:
+                    log.warning(
+                        "%s did not stop within %d s; leaving it", task.get_name(), STOP_SECONDS
+                    )
             if history is not None:
                 await history.aclose()
             if queues is not None:

@@ -19,7 +19,7 @@ from flowpbx.engine.progress import CallStatus
 from flowpbx.engine.service import Answer, CallService, Renderer
 from flowpbx.language.flow import EnqueueNode, Flow, QueueSpec
 from flowpbx.queues import spoken as words
-from flowpbx.queues.engine import QueueEngine
+from flowpbx.queues.engine import MAX_CALLBACK_ATTEMPTS, QueueEngine
 from flowpbx.queues.model import Waiter
 from flowpbx.twilio import params, twiml
 from flowpbx.twilio.twiml import QueueUrls, TwimlRenderer
@@ -236,7 +236,9 @@ class QueueHooks:
         if answered or reservation is None or reservation.waiter is None:
             return Answer(reply=twiml.spoken())
         flow = self._flow(reservation.waiter.flow)
-        sorry = Say(words.callback_unanswered(flow.language), flow.voice, flow.language)
+        final = reservation.waiter.attempts + 1 >= MAX_CALLBACK_ATTEMPTS
+        told = words.callback_given_up if final else words.callback_unanswered
+        sorry = Say(told(flow.language), flow.voice, flow.language)
         return Answer(reply=twiml.spoken(sorry))
 
     async def callback_status(self, request: Request, fields: Mapping[str, str]) -> None:
