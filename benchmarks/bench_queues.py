@@ -30,7 +30,7 @@ of a second apart, one in twenty with priority 1, one in ten a callback. At each
 request at a time over one keep-alive connection, in interleaved rounds (`--requests` per
 endpoint, 600; `--quick` 100):
 
-- GET /health: the baseline the issue names (it pings Redis and reads the history backlog:
+- GET /health: the first baseline (it pings Redis and reads the history backlog:
   one PING and a pipeline of 128 stream commands);
 - GET /api/keys?limit=1: a second baseline, the same key check as the queue endpoints and one
   SQLite query, no Redis;
@@ -44,8 +44,8 @@ the p99 as a multiple of each baseline's p99, the growth from 100 to 10,000, and
 time per request (SLOWLOG). Target: GET /api/queues/general-queue p99 under 50 ms with 10,000
 waiting.
 
-Run: `.venv/bin/python benchmarks/bench_queues.py` (about a minute and a half; `--quick` about
-15 seconds; `--no-api` or `--no-store` for one part). Prints Markdown tables, writes
+Run: `.venv/bin/python benchmarks/bench_queues.py` (about 70 seconds; `--quick` about
+12 seconds; `--no-api` or `--no-store` for one part). Prints Markdown tables, writes
 benchmarks/results/queues.json, exits 0 whether the targets are met or not (1 if an operation
 or an answer was not what it should be).
 """
@@ -76,6 +76,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -352,7 +353,7 @@ AGENTS = 10
 AVAILABLE = 4
 """agent_0 to agent_3 available, the other six busy."""
 SEED_SPACING_S = 0.1
-"""Callers joined a tenth of a second apart, the last one a second before the app starts."""
+"""Callers joined a tenth of a second apart, the last one a second before the seeding."""
 
 
 @dataclass(frozen=True)
@@ -591,9 +592,7 @@ def measure_api(
 ) -> dict[str, Any]:
     """Part 2: the real app on `server` and a temporary SQLite, the queue grown from size to
     size through the app's queue store, each size measured over HTTP."""
-    import redis as sync_redis
-
-    redis_client = sync_redis.Redis(host=server.host, port=server.port)
+    redis_client = redis.Redis(host=server.host, port=server.port)
     redis_client.flushdb()  # the store part's queue has the same keys
     out: dict[str, Any] = {"sizes": {}}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
