@@ -617,3 +617,21 @@ async def test_redis_prefix_keeps_stores_apart(redis: RedisServer) -> None:
         await second.aclose()
     with pytest.raises(ValueError, match="braces"):
         RedisQueueStore(first.client, prefix="{x}")
+
+
+async def test_oldest_finds_the_longest_wait_across_priorities(store: QueueStore) -> None:
+    """The place waiting longest need not be at the front: here a priority-9 caller who joined
+    last is first, and the longest wait is a priority-0 caller behind two others."""
+    assert await store.oldest(Q) == (0, None)
+    await store.join(Q, _waiter(3, priority=0), 100)  # joined at T0 + 3
+    await store.join(Q, _waiter(1, at=T0 - 0.25, priority=2), 100)  # T0 + 0.75: the oldest
+    await store.join(Q, _waiter(7, priority=9), 100)
+    await store.join(Q, _waiter(2, priority=2), 100)
+    # To the millisecond: the scores' precision.
+    assert await store.oldest(Q) == (4, pytest.approx(T0 + 0.75, abs=0.001))
+    front, _ = await store.waiting(Q, 0, 1)
+    assert front[0].member == _sid(7)
+    await store.leave(Q, _sid(1))
+    assert await store.oldest(Q) == (3, pytest.approx(T0 + 2, abs=0.001))
+    await store.claim(Q, _sid(2), "R1", "alice")
+    assert await store.oldest(Q) == (2, pytest.approx(T0 + 3, abs=0.001))

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from flowpbx.queues.model import (
+    MAX_PRIORITY,
+    PRIORITY_BAND,
     AgentLive,
     AgentStatus,
     Figures,
@@ -143,6 +145,18 @@ class MemoryQueueStore:
         start = max(offset, 0)
         page = q.order[start : start + max(limit, 0)]
         return [q.entries[member] for _, member in page], len(q.order)
+
+    async def oldest(self, queue: str) -> tuple[int, float | None]:
+        q = self._queues.get(queue)
+        if q is None:
+            return 0, None
+        firsts = []
+        for band in range(MAX_PRIORITY + 1):
+            at = bisect.bisect_left(q.order, (float(band * PRIORITY_BAND), ""))
+            if at < len(q.order) and q.order[at][0] < (band + 1) * PRIORITY_BAND:
+                # From the score, as Redis does: to the millisecond.
+                firsts.append((q.order[at][0] - band * PRIORITY_BAND) / 1000)
+        return len(q.order), min(firsts, default=None)
 
     async def to_callback(self, queue: str, member: str, number: str) -> Waiter | None:
         q = self._queues.get(queue)

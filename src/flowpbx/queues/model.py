@@ -8,7 +8,7 @@ from enum import StrEnum
 import msgspec
 
 MAX_PRIORITY = 9
-_PRIORITY_BAND = 10**13
+PRIORITY_BAND = 10**13
 """Scores order by priority first, then by the millisecond a caller joined (< 10^13 ms)."""
 
 
@@ -60,7 +60,7 @@ class Waiter(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 def score(priority: int, queued_at: float) -> float:
     clamped = min(max(priority, 0), MAX_PRIORITY)
-    return float((MAX_PRIORITY - clamped) * _PRIORITY_BAND + round(queued_at * 1000))
+    return float((MAX_PRIORITY - clamped) * PRIORITY_BAND + round(queued_at * 1000))
 
 
 def callback_member(call_sid: str) -> str:

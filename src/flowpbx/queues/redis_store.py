@@ -39,6 +39,7 @@ from flowpbx.queues.model import (
     ABANDON_WEIGHT,
     HANDLE_WEIGHT,
     MAX_PRIORITY,
+    PRIORITY_BAND,
     WAIT_WEIGHT,
     AgentLive,
     AgentStatus,
@@ -208,6 +209,25 @@ for i = 1, #members, 500 do  -- unpack() has a limit: HMGET 500 at a time
   end
 end
 return out
+""",
+)
+
+# KEYS order. ARGV the priority band's width, the number of bands. Within a band a place's score
+# is its join time (ms): the earliest of the bands' first places is the one waiting longest.
+_OLDEST = _script(
+    "oldest",
+    """
+local band = tonumber(ARGV[1])
+local oldest = false
+for b = 0, tonumber(ARGV[2]) - 1 do
+  local first = redis.call('ZRANGEBYSCORE', KEYS[1], b * band, '(' .. ((b + 1) * band),
+    'WITHSCORES', 'LIMIT', 0, 1)
+  if first[2] then
+    local ms = tonumber(first[2]) - b * band
+    if not oldest or ms < oldest then oldest = ms end
+  end
+end
+return {redis.call('ZCARD', KEYS[1]), oldest and tostring(oldest) or false}
 """,
 )
 
@@ -537,6 +557,11 @@ class RedisQueueStore:
             _WAITING, (k.order, k.entry), max(offset, 0), max(limit, 0)
         )
         return [_waiter.decode(raw) for raw in entries], total
+
+    async def oldest(self, queue: str) -> tuple[int, float | None]:
+        k = self.keys(queue)
+        size, ms = await self._run(_OLDEST, (k.order,), PRIORITY_BAND, MAX_PRIORITY + 1)
+        return int(size), None if ms is None else float(ms) / 1000
 
     async def to_callback(self, queue: str, member: str, number: str) -> Waiter | None:
         k = self.keys(queue)

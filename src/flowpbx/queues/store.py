@@ -39,6 +39,11 @@ class QueueStore(Protocol):
         """Places in order from `offset` (0 = front), at most `limit`, and how many wait."""
         ...
 
+    async def oldest(self, queue: str) -> tuple[int, float | None]:
+        """How many places wait, and when the one waiting longest joined (None: empty),
+        without reading the places: the earliest of each priority's first place."""
+        ...
+
     async def to_callback(self, queue: str, member: str, number: str) -> Waiter | None:
         """Turn a waiting caller into a callback to `number` in the same place (member
         'cb:' + CallSid); None if the caller is no longer waiting."""

@@ -74,10 +74,10 @@ class QueueApi:
         lives = await self.store.agents([a.id for a in agents])
         summaries = []
         for name, spec in sorted(self.catalog.queues.items()):
-            # All of them: with priorities the one waiting longest need not be at the front.
-            waiters, size = await self.store.waiting(name, 0, spec.max_size)
+            # With priorities the one waiting longest need not be at the front: the store
+            # finds them without reading every place.
+            size, oldest = await self.store.oldest(name)
             figures = await self.store.figures(name)
-            oldest = min((w.queued_at for w in waiters), default=None)
             serving = [lives.get(a.id) for a in agents if name in a.skills]
             summaries.append(
                 QueueSummary(
