@@ -52,6 +52,13 @@ MADRID = ZoneInfo("Europe/Madrid")
 OPEN = dt.datetime(2026, 11, 24, 10, 0, tzinfo=MADRID)  # a Tuesday, mid-morning
 CLOSED = dt.datetime(2026, 11, 24, 21, 0, tzinfo=MADRID)  # the same Tuesday, after 19:00
 CALLER = "+34600111222"
+CALLBACK_CONFIRM = (
+    "Le llamaremos al número terminado en 1 2 2 2. Para confirmarlo, pulse 1. "
+    "Para usar otro número, pulse 2."
+)
+CALLBACK_ASK_NUMBER = (
+    "Marque el número en el que quiere que le llamemos, seguido de la tecla almohadilla."
+)
 CALLED = "+34910000000"
 TWILIO_IP = ("54.172.60.3", 43512)
 
@@ -495,26 +502,37 @@ def test_agent_queue_leave_key_goes_to_voicemail(call: TwilioDriver, rdb: redis.
     assert_goodbye(call.record(RECORDING))
 
 
+def queue_key(call: TwilioDriver, reply: Reply, typed: str) -> Reply:
+    """The caller keys `typed` at `reply`'s <Gather>, a question inside the queue's wait
+    document: Twilio posts the digits (its finish key stripped) to the gather's action and
+    plays the answer there, the call still in the <Enqueue> it runs (call.reply)."""
+    gather = reply.one("Gather")
+    finish = gather.get("finishOnKey")
+    finish = "#" if finish is None else finish
+    finished_on = ""
+    if finish and typed.endswith(finish):
+        typed, finished_on = typed.removesuffix(finish), finish
+    params = call.params(Digits=typed, msg="Gather End", FinishedOnKey=finished_on)
+    return call.check(call.post(gather["action"], params))
+
+
 def test_agent_queue_callback_key_books_a_callback(call: TwilioDriver, rdb: redis.Redis) -> None:
-    """1 during the hold music reads back the end of the caller's number; 1 confirms it, the
-    caller is thanked and let go, and the flow says goodbye (its callback node)."""
+    """1 during the hold music reads back the end of the caller's number in a one-key gather
+    (numDigits 1, no finish key); 1 confirms it at once, the caller is thanked and let go, and
+    the flow says goodbye (its callback node)."""
     sid = call_sid(44)
     call.start(sid)
     call.press("9")
-    gather = call.wait(30).one("Gather")
-    ask = call.check(call.post(gather["action"], call.params(Digits="1")))
+    ask = queue_key(call, call.wait(30), "1")
     assert ask.names == ("Gather",)
-    assert ask.says == (
-        "Le llamaremos al número terminado en 1 2 2 2. Para confirmarlo, pulse 1. "
-        "Para usar otro número, márquelo ahora seguido de la tecla almohadilla.",
-    )
+    assert ask.says == (CALLBACK_CONFIRM,)
     confirm = ask.one("Gather")
-    assert (confirm["timeout"], confirm["finishOnKey"]) == ("8", "#")
-    assert confirm.get("numDigits") is None
+    assert (confirm["numDigits"], confirm["finishOnKey"], confirm["timeout"]) == ("1", "", "8")
+    assert confirm["action"] == f"{BASE_URL}/api/calls/queue-key?seq=2"
     state, _ = stored(rdb, sid)
     assert state is not None
     assert (state.queue_phase, state.seq) == ("callback", 2)
-    booked = call.check(call.post(confirm["action"], call.params(Digits="1")))
+    booked = queue_key(call, ask, "1")
     assert booked.names == ("Say", "Leave")
     assert booked.says == (
         "Gracias. Le llamaremos al número terminado en 1 2 2 2 cuando llegue su turno. "
@@ -524,6 +542,95 @@ def test_agent_queue_callback_key_books_a_callback(call: TwilioDriver, rdb: redi
     assert state is not None
     assert (state.leave_reason, state.queue_phase) == ("callback", "")
     assert_goodbye(call.queue_result("leave", 40))
+
+
+def test_agent_queue_callback_to_another_number(call: TwilioDriver, rdb: redis.Redis) -> None:
+    """2 at the confirmation asks for another number in a gather ended by # (no numDigits);
+    the typed national number is booked with +34 and read back by its last four digits."""
+    sid = call_sid(45)
+    call.start(sid)
+    call.press("9")
+    ask = queue_key(call, call.wait(30), "1")
+    other = queue_key(call, ask, "2")
+    assert (other.names, other.says) == (("Gather",), (CALLBACK_ASK_NUMBER,))
+    gather = other.one("Gather")
+    assert (gather["finishOnKey"], gather["timeout"]) == ("#", "8")
+    assert gather.get("numDigits") is None
+    state, _ = stored(rdb, sid)
+    assert state is not None
+    assert (state.queue_phase, state.leave_reason) == ("callback-number", "")
+    booked = queue_key(call, other, "612345678#")
+    assert booked.names == ("Say", "Leave")
+    assert booked.says == (
+        "Gracias. Le llamaremos al número terminado en 5 6 7 8 cuando llegue su turno. "
+        "Ya puede colgar.",
+    )
+    state, _ = stored(rdb, sid)
+    assert state is not None
+    assert (state.leave_reason, state.queue_phase) == ("callback", "")
+    assert_goodbye(call.queue_result("leave", 45))
+
+
+def test_agent_queue_callback_bad_number_back_to_the_music(
+    call: TwilioDriver, rdb: redis.Redis
+) -> None:
+    """A typed number that cannot be called is refused and the caller goes back to the wait
+    URL's music, still queued, nothing booked."""
+    sid = call_sid(46)
+    call.start(sid)
+    call.press("9")
+    ask = queue_key(call, call.wait(30), "1")
+    refused = queue_key(call, queue_key(call, ask, "2"), "12345678#")
+    assert refused.names == ("Say", "Redirect")
+    assert refused.says == ("Ese número no es válido.",)
+    assert refused.one("Redirect").text == (
+        f"{BASE_URL}/api/calls/queue-wait?seq=2&flow=seguros&node=agente"
+    )
+    state, _ = stored(rdb, sid)
+    assert state is not None
+    assert (state.node, state.waiting, state.queue_phase, state.leave_reason) == (
+        "agente",
+        Waiting.QUEUE,
+        "",
+        "",
+    )
+
+
+def test_agent_queue_callback_unclear_key_back_to_the_music(
+    call: TwilioDriver, rdb: redis.Redis
+) -> None:
+    """A key other than 1 or 2 at the confirmation: no valid option, back to the music."""
+    sid = call_sid(47)
+    call.start(sid)
+    call.press("9")
+    ask = queue_key(call, call.wait(30), "1")
+    unclear = queue_key(call, ask, "5")
+    assert unclear.names == ("Say", "Redirect")
+    assert unclear.says == ("No hemos recibido ninguna opción válida.",)
+    state, _ = stored(rdb, sid)
+    assert state is not None
+    assert (state.queue_phase, state.leave_reason) == ("", "")
+
+
+def test_agent_queue_callback_withheld_caller_is_asked_for_a_number(
+    call: TwilioDriver, rdb: redis.Redis
+) -> None:
+    """A withheld caller has no number to confirm: the callback key asks for one at once."""
+    sid = call_sid(48)
+    call.start(sid, from_="anonymous")
+    call.press("9")
+    ask = queue_key(call, call.wait(30), "1")
+    assert (ask.names, ask.says) == (("Gather",), (CALLBACK_ASK_NUMBER,))
+    assert (ask.one("Gather")["finishOnKey"], ask.one("Gather").get("numDigits")) == ("#", None)
+    state, _ = stored(rdb, sid)
+    assert state is not None
+    assert state.queue_phase == "callback-number"
+    booked = queue_key(call, ask, "699887766#")
+    assert booked.names == ("Say", "Leave")
+    assert "terminado en 7 7 6 6 cuando" in booked.says[0]
+    state, _ = stored(rdb, sid)
+    assert state is not None
+    assert (state.leave_reason, state.queue_phase) == ("callback", "")
 
 
 @pytest.mark.parametrize(

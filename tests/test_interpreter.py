@@ -1858,6 +1858,22 @@ def test_call_events_recording_made_only_when_recorded() -> None:
             id="callback",
         ),
         pytest.param(
+            "seguros",
+            [
+                "9",
+                QueueKeysPressed(digits="1"),
+                QueueKeysPressed(digits="2"),
+                QueueKeysPressed(digits="612345678#"),
+            ],
+            QueueLeft(result=QueueResult.LEAVE, waited=42),
+            QueueExit.CALLBACK,
+            (
+                NodeEntered(node="despedida", kind="hangup"),
+                CallEnded(node="despedida", how=EndReason.HANGUP),
+            ),
+            id="callback-other-number",
+        ),
+        pytest.param(
             "every_kind",
             ["#", QueueKeysPressed(digits="*")],
             QueueLeft(result=QueueResult.LEAVE, waited=42),

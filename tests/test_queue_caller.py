@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from flowpbx.dialing.rules import Destinations
 from flowpbx.engine.actions import (
     Action,
     Gather,
@@ -84,7 +85,7 @@ FIRST_NO_AGENTS = lucia(
 )
 CONFIRM = lucia(
     "Le llamaremos al número terminado en 1 2 3 4. Para confirmarlo, pulse 1. "
-    "Para usar otro número, márquelo ahora seguido de la tecla almohadilla."
+    "Para usar otro número, pulse 2."
 )
 ASK_NUMBER = lucia(
     "Marque el número en el que quiere que le llamemos, seguido de la tecla almohadilla."
@@ -122,7 +123,10 @@ def on_hold(*prompts: Say | Play) -> Gather:
     return Gather(tuple(prompts), 1, 1, "", Route.QUEUE_KEY)
 
 
-CONFIRM_GATHER = Gather((CONFIRM,), 8, None, "#", Route.QUEUE_KEY)
+CONFIRM_GATHER = Gather((CONFIRM,), 8, 1, "", Route.QUEUE_KEY)
+"""The confirmation: one key, taken at once (no # to end it), 8 s to press it."""
+ASK_NUMBER_GATHER = Gather((ASK_NUMBER,), 8, None, "#", Route.QUEUE_KEY)
+"""Asking for another number: any number of digits, ended by #, 8 s between keys."""
 
 
 # --- The flow, the clock and the call ---------------------------------------------------------
@@ -353,7 +357,7 @@ def test_just_before_max_wait_the_caller_still_waits() -> None:
 
 def test_callback_key_reads_back_the_end_of_the_callers_number() -> None:
     """1 during the music asks to confirm the caller's own number, read back by its last four
-    digits, or to type another ending with #; the call is now confirming a callback."""
+    digits, with 1, or to press 2 for another; the call is now confirming a callback."""
     state = step(queued(), tick(5, position=3, wait=240), context(5)).state
     result = step(state, keys("1"), context(12))
     assert result.actions == (CONFIRM_GATHER,)
@@ -361,12 +365,20 @@ def test_callback_key_reads_back_the_end_of_the_callers_number() -> None:
     assert result.events == ()
 
 
-@pytest.mark.parametrize("confirm", ["1", "1#"])
-def test_confirming_books_the_callback_and_lets_the_caller_go(confirm: str) -> None:
+def test_the_confirmation_takes_one_key_without_a_finish_key() -> None:
+    """The confirmation's gather ends on the first key: numDigits 1 and no finishOnKey, so 1
+    books at once and the caller never has to press # after it."""
+    (gather,) = step(queued(), keys("1"), context(12)).actions
+    assert isinstance(gather, Gather)
+    assert (gather.num_digits, gather.finish_on_key, gather.timeout) == (1, "", 8)
+    assert gather.route == Route.QUEUE_KEY
+
+
+def test_confirming_books_the_callback_and_lets_the_caller_go() -> None:
     """1 confirms: a CallbackRequested with the caller's number, thanks with its last four
     digits, and the caller leaves the queue (keeping their place, in the queue engine)."""
     asked = step(queued(), keys("1"), context(12)).state
-    result = step(asked, keys(confirm), context(20))
+    result = step(asked, keys("1"), context(20))
     assert result.events == (
         CallbackRequested(node="agente", queue="general-queue", number=CALLER),
     )
@@ -410,6 +422,17 @@ def test_a_queue_node_without_a_callback_way_hangs_up_after_booking() -> None:
     )
 
 
+def test_2_at_the_confirmation_asks_for_another_number() -> None:
+    """2 at the confirmation asks for the number to call, ended by #; nothing is booked yet
+    and the call is now waiting for that number."""
+    asked = step(queued(), keys("1"), context(12)).state
+    result = step(asked, keys("2"), context(16))
+    assert result.actions == (ASK_NUMBER_GATHER,)
+    assert result.events == ()
+    assert result.state == asked.evolve(queue_phase="callback-number")
+    assert result.state.leave_reason == ""
+
+
 @pytest.mark.parametrize(
     ("typed", "number", "last_four"),
     [
@@ -420,35 +443,56 @@ def test_a_queue_node_without_a_callback_way_hangs_up_after_booking() -> None:
     ],
 )
 def test_a_typed_number_is_booked_in_e164(typed: str, number: str, last_four: str) -> None:
-    """Another number typed after the question: national numbers get the queue's country
-    code (+34), 00 starts an international one."""
-    asked = step(queued(), keys("1"), context(12)).state
-    result = step(asked, keys(typed), context(25))
+    """2, then another number: national numbers get the queue's country code (+34), 00
+    starts an international one; the caller is thanked with its last four digits and let go."""
+    other = run(queued(), [(12, keys("1")), (16, keys("2"))]).state
+    result = step(other, keys(typed), context(25))
     assert result.events == (
         CallbackRequested(node="agente", queue="general-queue", number=number),
     )
     assert result.actions == (booked(last_four), Leave())
-    assert result.state.leave_reason == "callback"
+    assert result.state == other.evolve(leave_reason="callback", queue_phase="")
+
+
+def test_a_number_typed_at_the_confirmation_is_not_taken() -> None:
+    """The confirmation takes one key: digits typed there (as the old prompt invited) are not
+    a number; only the first counts, and 6 means nothing there."""
+    asked = step(queued(), keys("1"), context(12)).state
+    result = step(asked, keys("612345678#"), context(25))
+    assert result.actions == (UNCLEAR, BACK_TO_THE_MUSIC)
+    assert result.events == ()
 
 
 @pytest.mark.parametrize("typed", ["12345678#", "00123456#", "1234567890123456#"])
 def test_a_bad_number_is_refused_and_the_caller_goes_back_to_the_music(typed: str) -> None:
     """A number that cannot be called is refused; the caller goes back to the music at the
     wait URL (naming the flow and enqueue node), in their place, no callback booked."""
-    asked = step(queued(), keys("1"), context(12)).state
-    result = step(asked, keys(typed), context(25))
+    other = run(queued(), [(12, keys("1")), (16, keys("2"))]).state
+    result = step(other, keys(typed), context(25))
     assert result.actions == (BAD_NUMBER, BACK_TO_THE_MUSIC)
+    assert result.events == ()
+    assert result.state == other.evolve(queue_phase="")
+    assert result.state.leave_reason == ""
+
+
+@pytest.mark.parametrize("pressed", ["", "5", "0", "3", "9", "*", "#"])
+def test_an_unclear_key_at_the_confirmation_goes_back_to_the_music(pressed: str) -> None:
+    """No key, or a key other than 1 and 2 (even 0, the leave key, in this question): the
+    caller is told no valid option came and goes back to the music, nothing booked."""
+    asked = step(queued(), keys("1"), context(12)).state
+    result = step(asked, keys(pressed), context(25))
+    assert result.actions == (UNCLEAR, BACK_TO_THE_MUSIC)
     assert result.events == ()
     assert result.state == asked.evolve(queue_phase="")
     assert result.state.leave_reason == ""
 
 
-@pytest.mark.parametrize("typed", ["", "5", "2#", "0", "12345"])
-def test_an_unclear_answer_goes_back_to_the_music(typed: str) -> None:
-    """No key, a key with no meaning, or too few digits for a number: the caller is told no
-    valid option came and goes back to the music (even 0, the leave key, in this question)."""
-    asked = step(queued(), keys("1"), context(12)).state
-    result = step(asked, keys(typed), context(25))
+@pytest.mark.parametrize("typed", ["", "#", "1", "1#", "0", "12345#", "12345"])
+def test_too_few_digits_for_a_number_go_back_to_the_music(typed: str) -> None:
+    """Asked for another number, nothing or fewer than 6 digits (1 no longer confirms there):
+    no valid option came, back to the music, nothing booked."""
+    other = run(queued(), [(12, keys("1")), (16, keys("2"))]).state
+    result = step(other, keys(typed), context(25))
     assert result.actions == (UNCLEAR, BACK_TO_THE_MUSIC)
     assert result.events == ()
     assert (result.state.queue_phase, result.state.leave_reason) == ("", "")
@@ -464,10 +508,16 @@ def test_back_at_the_music_the_keys_mean_what_they_meant() -> None:
     assert leaving.actions == (Leave(),)
 
 
-def test_silence_at_the_question_returns_to_the_music_at_the_next_wait_request() -> None:
+@pytest.mark.parametrize(
+    "pressed", [pytest.param(["1"], id="confirming"), pytest.param(["1", "2"], id="typing")]
+)
+def test_silence_at_the_question_returns_to_the_music_at_the_next_wait_request(
+    pressed: list[str],
+) -> None:
     """The question's gather posts nothing on silence: Twilio asks the wait URL again, which
-    plays the music and forgets the question."""
-    asked = step(queued(), keys("1"), context(12)).state
+    plays the music and forgets the question (the confirmation or the number)."""
+    asked = run(queued(), [(12 + i, keys(k)) for i, k in enumerate(pressed)]).state
+    assert asked.queue_phase
     result = step(asked, tick(20), context(20))
     assert result.actions == (on_hold(MUSIC),)
     assert result.state.queue_phase == ""
@@ -477,12 +527,14 @@ def test_silence_at_the_question_returns_to_the_music_at_the_next_wait_request()
 
 @pytest.mark.parametrize("caller", ["anonymous", "+266696687", "client:ana", ""])
 def test_a_withheld_caller_is_asked_for_a_number(caller: str) -> None:
-    """A caller whose number cannot be called back is asked to type one; 1 alone is then no
-    number (back to the music); a typed number is booked."""
+    """A caller whose number cannot be called back has nothing to confirm: the callback key
+    goes straight to asking for a number (ended by #); 1 alone is then no number (back to the
+    music); a typed number is booked."""
     state = queued(caller)
     asked = step(state, keys("1"), context(12))
-    assert asked.actions == (Gather((ASK_NUMBER,), 8, None, "#", Route.QUEUE_KEY),)
-    assert asked.state.queue_phase == "callback"
+    assert asked.actions == (ASK_NUMBER_GATHER,)
+    assert asked.events == ()
+    assert asked.state == state.evolve(queue_phase="callback-number")
     refused = step(asked.state, keys("1"), context(20))
     assert refused.actions == (UNCLEAR, BACK_TO_THE_MUSIC)
     assert refused.events == ()
@@ -490,6 +542,8 @@ def test_a_withheld_caller_is_asked_for_a_number(caller: str) -> None:
     assert typed.events == (
         CallbackRequested(node="agente", queue="general-queue", number="+34612345678"),
     )
+    assert typed.actions == (booked("5 6 7 8"), Leave())
+    assert typed.state.leave_reason == "callback"
 
 
 # --- Leaving and other keys ---------------------------------------------------------------------
@@ -525,10 +579,21 @@ def test_another_key_goes_back_to_the_music(digits: str) -> None:
     assert result.events == ()
 
 
-def test_leaving_the_queue_forgets_the_announcement_and_the_question() -> None:
+@pytest.mark.parametrize(
+    ("pressed", "phase"),
+    [
+        pytest.param(["1"], "callback", id="confirming"),
+        pytest.param(["1", "2"], "callback-number", id="typing"),
+    ],
+)
+def test_leaving_the_queue_forgets_the_announcement_and_the_question(
+    pressed: list[str], phase: str
+) -> None:
     """An agent taking the call clears what only a waiting caller has."""
-    asked = run(queued(), [(5, tick(5, 3, 240)), (12, keys("1"))]).state
-    assert (asked.announced_at, asked.queue_phase) == (at(5), "callback")
+    asked = run(
+        queued(), [(5, tick(5, 3, 240)), *((12 + i, keys(k)) for i, k in enumerate(pressed))]
+    ).state
+    assert (asked.announced_at, asked.queue_phase) == (at(5), phase)
     done = step(asked, QueueLeft(result=QueueResult.BRIDGED, waited=30), context(30))
     assert (done.state.announced_at, done.state.queue_phase, done.state.queued_at) == (0, "", 0)
     assert done.events[-1] == CallEnded(node="agente", how=EndReason.AGENT)
@@ -548,6 +613,19 @@ def test_state_json_round_trip_keeps_the_announcement_and_the_question() -> None
     confirmed = step(again, keys("1"), context(20))
     assert confirmed.events == (
         CallbackRequested(node="agente", queue="general-queue", number=CALLER),
+    )
+
+
+def test_state_json_round_trip_keeps_the_number_question() -> None:
+    """A caller asked for another number is still asked for it after the call store's JSON
+    form: the typed digits are taken as that number."""
+    other = run(queued(), [(12, keys("1")), (16, keys("2"))]).state
+    assert json.loads(other.to_json())["queue_phase"] == "callback-number"
+    again = CallState.from_json(other.to_json())
+    assert again == other
+    typed = step(again, keys("612345678#"), context(25))
+    assert typed.events == (
+        CallbackRequested(node="agente", queue="general-queue", number="+34612345678"),
     )
 
 
@@ -574,3 +652,35 @@ def test_state_with_a_bad_queue_field_is_unreadable(name: str, value: object) ->
     data[name] = value
     with pytest.raises(StateError):
         CallState.from_json(json.dumps(data))
+
+
+# --- Numbers flowpbx may not call ----------------------------------------------------------------
+
+SPAIN_ONLY = Destinations(allowed=("+34",), blocked=("+34803", "+34806", "+34807"))
+
+
+def test_a_typed_number_outside_the_outbound_rules_is_refused_while_the_caller_listens() -> None:
+    """The outbound rules (FLOWPBX_CALL_ALLOWED/BLOCKED_PREFIXES) are checked before the caller
+    is told they will be called: a premium or foreign number is refused there and then."""
+    limited = dataclasses.replace(context(25), destinations=SPAIN_ONLY)
+    other = run(queued(), [(12, keys("1")), (16, keys("2"))]).state
+    for typed in ("806123456#", "00441632960961#"):
+        result = step(other, keys(typed), limited)
+        assert result.actions == (BAD_NUMBER, BACK_TO_THE_MUSIC)
+        assert result.events == ()
+    booked_here = step(other, keys("612345678#"), limited)
+    assert booked_here.events == (
+        CallbackRequested(node="agente", queue="general-queue", number="+34612345678"),
+    )
+
+
+def test_a_callers_own_number_outside_the_rules_is_not_confirmed() -> None:
+    """A caller from abroad confirms their own number: it may not be called, so they hear so
+    and are asked for another number at once."""
+    state = queued(caller="+441632960961")
+    asked = step(state, keys("1"), context(12)).state
+    limited = dataclasses.replace(context(16), destinations=SPAIN_ONLY)
+    result = step(asked, keys("1"), limited)
+    assert result.actions == (BAD_NUMBER, ASK_NUMBER_GATHER)
+    assert result.events == ()
+    assert result.state.queue_phase == "callback-number"

@@ -6,6 +6,9 @@ from __future__ import annotations
 import pytest
 
 from flowpbx.queues.spoken import (
+    CONFIRM_KEY,
+    FINISH_KEY,
+    OTHER_NUMBER_KEY,
     announcement,
     callback_ask_number,
     callback_bad_number,
@@ -142,15 +145,27 @@ def test_offer_keys(leave: str | None, callback: str | None, language: str, expe
 
 
 def test_callback_confirm_reads_the_last_four_digits() -> None:
-    """The end of the number, digit by digit, then how to confirm or change it."""
+    """The end of the number, digit by digit, then one key to confirm it (1) and one to give
+    another (2): the number itself is asked for only after 2."""
     assert callback_confirm("+34612345678", "es-ES") == (
         "Le llamaremos al número terminado en 5 6 7 8. Para confirmarlo, pulse 1. "
-        "Para usar otro número, márquelo ahora seguido de la tecla almohadilla."
+        "Para usar otro número, pulse 2."
     )
     assert callback_confirm("+34612340009", "en-US") == (
         "We will call you back on the number ending in 0 0 0 9. To confirm, press 1. "
-        "To use another number, dial it now followed by the pound key."
+        "To use another number, press 2."
     )
+
+
+def test_callback_confirm_names_the_keys_the_engine_takes() -> None:
+    """The keys said are the module's CONFIRM_KEY and OTHER_NUMBER_KEY, which the engine
+    matches; the confirmation no longer mentions the finish key."""
+    assert (CONFIRM_KEY, OTHER_NUMBER_KEY, FINISH_KEY) == ("1", "2", "#")
+    spanish = callback_confirm("+34612345678", "es-ES")
+    assert f"pulse {CONFIRM_KEY}." in spanish
+    assert f"pulse {OTHER_NUMBER_KEY}." in spanish
+    assert "almohadilla" not in spanish
+    assert "pound" not in callback_confirm("+34612345678", "en-US")
 
 
 @pytest.mark.parametrize(

@@ -283,8 +283,10 @@ def test_a_callback_keeps_its_place_and_is_placed_in_its_turn(office: Office) ->
     confirm = second.driver.press("1")
     assert confirm.says == (
         "Le llamaremos al número terminado en 5 6 7 2. Para confirmarlo, pulse 1. "
-        "Para usar otro número, márquelo ahora seguido de la tecla almohadilla.",
+        "Para usar otro número, pulse 2.",
     )
+    one_key = confirm.one("Gather")
+    assert (one_key["numDigits"], one_key["finishOnKey"]) == ("1", "")
     booked = second.driver.press("1")
     assert booked.names == ("Say", "Leave")
     assert "cuando llegue su turno" in booked.says[0]

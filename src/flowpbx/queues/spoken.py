@@ -11,9 +11,9 @@ from dataclasses import dataclass
 CONFIRM_KEY = "1"
 """The key that confirms the callback number read back to the caller."""
 FINISH_KEY = "#"
+"""The key that ends a callback number typed by the caller."""
 OTHER_NUMBER_KEY = "2"
 """Pressed at the confirmation to give another number than the caller's own."""
-"""The key that ends a callback number typed by the caller."""
 
 _E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 _COUNTRY_CODE = re.compile(r"\+[1-9][0-9]{0,2}")
