@@ -9,6 +9,7 @@ callback keeps its place and is placed when its turn comes; a caller who hangs u
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -360,3 +361,27 @@ def test_the_wait_url_names_the_node_so_a_lost_caller_is_adopted(
     assert [(c["callSid"], c["position"]) for c in calls] == [(first.sid, 1), (second.sid, 2)]
     query = parse_qs(urlsplit(first.enqueued.one("Enqueue")["waitUrl"]).query)
     assert query["node"] == ["agente"]
+
+
+def test_a_call_that_ends_while_redis_does_not_answer_is_finished_when_it_does(
+    office: Office, redis: RedisServer
+) -> None:
+    """Redis freezes for 4 s as the agent's call ends: the webhook waits for it (within the
+    service's retry time) instead of answering an apology, and the agent goes to wrap-up."""
+    office.agent("ana")
+    first = office.caller(1, "+34600000001")
+    first.press_9()
+    first.wait()
+    office.status("ana", "available")
+    (update,) = office.dequeued(1)
+    first.connect(update.one("Url"))
+    first.agent_answers()
+    redis.pause()
+    thaw = threading.Timer(4.0, redis.resume)
+    thaw.start()
+    try:
+        assert first.dial_ends("completed").names == ("Hangup",)
+    finally:
+        thaw.join()
+    ana = office.api("GET", "/api/agents/ana").json()
+    assert (ana["answered"], ana["onCall"], ana["status"]) == (1, False, "wrap-up")

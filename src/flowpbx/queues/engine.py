@@ -233,7 +233,16 @@ class QueueEngine:
             await self._tell(waiter, spec.name, QueueEvent.JOINED)
             self.wake()
         if place.outcome is JoinOutcome.CLAIMED:
-            return QueueView(position=0, wait=None)
+            held = await self.store.claimed_by(spec.name, waiter.member)
+            if held is None or await self.store.reservation(held) is not None:
+                return QueueView(position=0, wait=None)
+            # Claimed by a reservation that is gone (a store that failed half way): the caller
+            # is back in Twilio's queue, so back in the order, at their place.
+            log.warning("call %s: claimed by lost reservation %s", waiter.call_sid, held)
+            await self.store.unclaim(spec.name, waiter.member, held)
+            place = await self.store.join(spec.name, waiter, spec.max_size)
+            if place.outcome is not JoinOutcome.WAITING:
+                return QueueView(position=0, wait=None)
         (wait,) = await self.estimate(spec, range(place.position, place.position + 1))
         return QueueView(position=place.position, wait=wait)
 
@@ -296,10 +305,9 @@ class QueueEngine:
             talk = round(self.clock() - reservation.connected_at)
             await self.agent_call_ended(held, answered=True, talk=talk)
         else:
-            now = self.clock()
-            released = await self.store.release(held, now)
+            gone = await self.store.done(queue, call_sid, held)
+            released = await self.store.release(held, self.clock())
             if released is not None:
-                gone = await self.store.done(queue, call_sid, held)
                 await self.store.learn(queue, abandoned=True)
                 if gone is not None:
                     await self._tell(gone, queue, QueueEvent.ABANDONED, reservation=released)
@@ -348,14 +356,16 @@ class QueueEngine:
         if reservation is None:
             return None
         spec = self.spec(reservation.queue)
+        # The place first, then the agent: should the store fail in between, doing it all
+        # again (the webhook is retried) finds the reservation still there and finishes.
         if answered:
             if not reservation.connected:
                 await self.agent_answered(reservation_id)
             wrap_up = spec.wrap_up if spec else 0
+            waiter = await self.store.done(reservation.queue, reservation.member, reservation.id)
             finished = await self.store.finish(reservation_id, now, now + wrap_up)
             if finished is None:
                 return None
-            waiter = await self.store.done(finished.queue, finished.member, finished.id)
             await self.store.learn(finished.queue, handle_time=talk + wrap_up)
             if waiter is not None:
                 await self._tell(
@@ -363,13 +373,13 @@ class QueueEngine:
                 )
             self.wake()
             return finished
+        back = await self.store.unclaim(reservation.queue, reservation.member, reservation.id)
         if blame:
             missed = await self.store.missed(reservation_id, now)
         else:
             missed = await self.store.release(reservation_id, now)
         if missed is None:
             return None
-        back = await self.store.unclaim(missed.queue, missed.member, missed.id)
         log.info(
             "queue %s: agent %s missed %s%s",
             missed.queue,
@@ -411,15 +421,19 @@ class QueueEngine:
         if answered:
             return await self.agent_call_ended(reservation_id, answered=True, talk=talk)
         now = self.clock()
-        released = await self.store.release(reservation_id, now)
-        if released is None or released.waiter is None:
-            return released
-        waiter = released.waiter.evolve(attempts=released.waiter.attempts + 1)
+        held = await self.store.reservation(reservation_id)
+        if held is None or held.waiter is None:
+            return None
+        waiter = held.waiter.evolve(attempts=held.waiter.attempts + 1)
         final = waiter.attempts >= MAX_CALLBACK_ATTEMPTS
+        # The place first, then the agent (see agent_call_ended).
         if final:
-            await self.store.done(released.queue, released.member, released.id)
+            await self.store.done(held.queue, held.member, held.id)
         else:
-            await self.store.requeue(released.queue, waiter.evolve(queued_at=now))
+            await self.store.requeue(held.queue, waiter.evolve(queued_at=now))
+        released = await self.store.release(reservation_id, now)
+        if released is None:
+            return None
         log.info(
             "queue %s: callback %s not answered (attempt %d)%s",
             released.queue,

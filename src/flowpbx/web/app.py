@@ -136,7 +136,7 @@ def _queue_routes(
     async def call_ended(report: Report) -> None:
         progress = report.progress
         if isinstance(progress, CallProgress) and progress.status.final:
-            await queues.engine.call_ended(report.call_sid)
+            await desk.call_ended(report.call_sid)
 
     return steps, legs, call_ended
 

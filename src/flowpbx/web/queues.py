@@ -5,10 +5,12 @@ caller whose leg fails is put back in the queue."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 
@@ -17,6 +19,7 @@ from flowpbx.engine.call_events import CallbackRequested, QueueExit, QueueExited
 from flowpbx.engine.events import DialResult, NewCall, QueueResult, QueueView, QueueWaitTick
 from flowpbx.engine.progress import CallStatus
 from flowpbx.engine.service import Answer, CallService, Renderer
+from flowpbx.engine.storage import StoreUnavailable
 from flowpbx.language.flow import EnqueueNode, Flow, QueueSpec
 from flowpbx.queues import spoken as words
 from flowpbx.queues.engine import MAX_CALLBACK_ATTEMPTS, QueueEngine
@@ -25,6 +28,7 @@ from flowpbx.twilio import params, twiml
 from flowpbx.twilio.twiml import QueueUrls, TwimlRenderer
 
 log = logging.getLogger("flowpbx.queues")
+T = TypeVar("T")
 
 
 @dataclass
@@ -34,6 +38,21 @@ class QueueHooks:
     service: CallService
     engine: QueueEngine
     public_base_url: str = ""
+
+    async def _surely(self, work: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """`await work(...)`, again while the queue store does not answer, for the call
+        service's retry time: a Redis restart must not lose a caller's or an agent's change.
+        The engine's operations may be repeated (each step finds what is already done)."""
+        deadline = time.monotonic() + self.service.retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                return await work(*args, **kwargs)
+            except StoreUnavailable:
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def _render(self, renderer: Renderer | None) -> Renderer:
         return renderer or self.service.renderer
@@ -120,7 +139,9 @@ class QueueHooks:
         answer = await self.service.handle(call, seq, event, node=node, renderer=renderer)
         for noted in answer.step.events if answer.step else ():
             if isinstance(noted, CallbackRequested):
-                await self.engine.callback_requested(call.call_sid, noted.queue, noted.number)
+                await self._surely(
+                    self.engine.callback_requested, call.call_sid, noted.queue, noted.number
+                )
         return answer
 
     async def left(
@@ -143,7 +164,7 @@ class QueueHooks:
         if not exits and event.result is QueueResult.HANGUP:
             exits = [QueueExit.HUNG_UP]
         for why in exits:
-            await self.engine.left(call.call_sid, why)
+            await self._surely(self.engine.left, call.call_sid, why)
         return answer
 
     # -- the agent's leg --
@@ -163,7 +184,11 @@ class QueueHooks:
         """Twilio took the caller out of its queue for us: dial the agent held for them."""
         res = params.reservation(request.query_params)
         place = params.queue_place(request.query_params)
-        reservation = await self.engine.offered(res)
+        try:
+            reservation = await self._surely(self.engine.offered, res)
+        except StoreUnavailable:
+            log.exception("call %s: queue store down at the connect", fields.get("CallSid"))
+            return Answer(reply=self._back_in_queue(place, renderer))
         if reservation is None:
             log.info(
                 "call %s: reservation %s lapsed; back in the queue", fields.get("CallSid"), res
@@ -190,19 +215,28 @@ class QueueHooks:
         place = params.queue_place(request.query_params)
         ended = params.dial_ended(fields)
         answered = ended.result is DialResult.ANSWERED
-        await self.engine.agent_call_ended(
-            res,
-            answered=answered,
-            talk=ended.duration,
-            blame=ended.result is not DialResult.CANCELED,
-        )
+        try:
+            await self._surely(
+                self.engine.agent_call_ended,
+                res,
+                answered=answered,
+                talk=ended.duration,
+                blame=ended.result is not DialResult.CANCELED,
+            )
+        except StoreUnavailable:
+            # The lapsed reservation's sweep puts things right later; the caller is not dropped.
+            log.exception("call %s: queue store down at the dial's end", fields.get("CallSid"))
         if answered:
             return Answer(reply=twiml.spoken())
         return Answer(reply=self._back_in_queue(place, renderer))
 
+    async def call_ended(self, call_sid: str) -> None:
+        """The caller's call ended (its final status callback)."""
+        await self._surely(self.engine.call_ended, call_sid)
+
     async def answered(self, request: Request, fields: Mapping[str, str]) -> None:
         """The agent's phone was answered (the <Client>/<Number> status callback)."""
-        await self.engine.agent_answered(params.reservation(request.query_params))
+        await self._surely(self.engine.agent_answered, params.reservation(request.query_params))
 
     # -- callbacks --
 
@@ -210,7 +244,9 @@ class QueueHooks:
         self, request: Request, fields: Mapping[str, str], renderer: Renderer | None
     ) -> Answer:
         """The agent answered a callback's call: tell them, and call the person back."""
-        reservation = await self.engine.agent_answered(params.reservation(request.query_params))
+        reservation = await self._surely(
+            self.engine.agent_answered, params.reservation(request.query_params)
+        )
         waiter = reservation.waiter if reservation else None
         flow = self._flow(waiter.flow if waiter else "")
         if reservation is None or waiter is None:
@@ -232,7 +268,9 @@ class QueueHooks:
         res = params.reservation(request.query_params)
         ended = params.dial_ended(fields)
         answered = ended.result is DialResult.ANSWERED
-        reservation = await self.engine.callback_ended(res, answered=answered, talk=ended.duration)
+        reservation = await self._surely(
+            self.engine.callback_ended, res, answered=answered, talk=ended.duration
+        )
         if answered or reservation is None or reservation.waiter is None:
             return Answer(reply=twiml.spoken())
         flow = self._flow(reservation.waiter.flow)
@@ -249,12 +287,12 @@ class QueueHooks:
         if not status.final:
             return
         if status is CallStatus.COMPLETED:
-            held = await self.engine.store.reservation(res)
+            held = await self._surely(self.engine.store.reservation, res)
             if held is not None and held.connected:
                 talk = params.call_duration(fields)
-                await self.engine.callback_ended(res, answered=True, talk=talk)
+                await self._surely(self.engine.callback_ended, res, answered=True, talk=talk)
                 return
-        await self.engine.agent_call_ended(res, answered=False)
+        await self._surely(self.engine.agent_call_ended, res, answered=False)
 
 
 def queue_of(flow: Flow, node: EnqueueNode) -> QueueSpec | None:
