@@ -487,13 +487,24 @@ def test_an_unclear_key_at_the_confirmation_goes_back_to_the_music(pressed: str)
     assert result.state.leave_reason == ""
 
 
-@pytest.mark.parametrize("typed", ["", "#", "1", "1#", "0", "12345#", "12345"])
-def test_too_few_digits_for_a_number_go_back_to_the_music(typed: str) -> None:
-    """Asked for another number, nothing or fewer than 6 digits (1 no longer confirms there):
-    no valid option came, back to the music, nothing booked."""
+@pytest.mark.parametrize(
+    ("typed", "heard"),
+    [
+        ("", UNCLEAR),
+        ("#", UNCLEAR),
+        ("1", BAD_NUMBER),
+        ("1#", BAD_NUMBER),
+        ("0", BAD_NUMBER),
+        ("12345#", BAD_NUMBER),
+        ("12345", BAD_NUMBER),
+    ],
+)
+def test_too_few_digits_for_a_number_go_back_to_the_music(typed: str, heard: Say) -> None:
+    """Asked for another number: nothing typed is no valid option; fewer than 6 digits (1 no
+    longer confirms there) is no valid number. Back to the music, nothing booked."""
     other = run(queued(), [(12, keys("1")), (16, keys("2"))]).state
     result = step(other, keys(typed), context(25))
-    assert result.actions == (UNCLEAR, BACK_TO_THE_MUSIC)
+    assert result.actions == (heard, BACK_TO_THE_MUSIC)
     assert result.events == ()
     assert (result.state.queue_phase, result.state.leave_reason) == ("", "")
 
@@ -528,15 +539,15 @@ def test_silence_at_the_question_returns_to_the_music_at_the_next_wait_request(
 @pytest.mark.parametrize("caller", ["anonymous", "+266696687", "client:ana", ""])
 def test_a_withheld_caller_is_asked_for_a_number(caller: str) -> None:
     """A caller whose number cannot be called back has nothing to confirm: the callback key
-    goes straight to asking for a number (ended by #); 1 alone is then no number (back to the
-    music); a typed number is booked."""
+    goes straight to asking for a number (ended by #); 1 alone is then no valid number (back to
+    the music); a typed number is booked."""
     state = queued(caller)
     asked = step(state, keys("1"), context(12))
     assert asked.actions == (ASK_NUMBER_GATHER,)
     assert asked.events == ()
     assert asked.state == state.evolve(queue_phase="callback-number")
     refused = step(asked.state, keys("1"), context(20))
-    assert refused.actions == (UNCLEAR, BACK_TO_THE_MUSIC)
+    assert refused.actions == (BAD_NUMBER, BACK_TO_THE_MUSIC)
     assert refused.events == ()
     typed = step(asked.state, keys("612345678#"), context(20))
     assert typed.events == (

@@ -412,6 +412,13 @@ async def test_finish_without_wrap_up_or_offline(store: QueueStore) -> None:
     assert await store.finish("R2", T0 + 90, T0 + 120) is not None
     offline = (await store.agents(["alice"]))["alice"]
     assert offline == alice.evolve(status=AgentStatus.OFFLINE, since=T0 + 61, answered=2)
+    # Busy set during a call ("not taking calls for a while") stays busy after it.
+    await store.set_status("alice", AgentStatus.AVAILABLE, T0 + 130)
+    assert await store.reserve(_reservation("R3"), T0 + 131)
+    await store.set_status("alice", AgentStatus.BUSY, T0 + 132)
+    assert await store.finish("R3", T0 + 150, T0 + 180) is not None
+    busy = (await store.agents(["alice"]))["alice"]
+    assert (busy.status, busy.since, busy.answered) == (AgentStatus.BUSY, T0 + 132, 3)
 
 
 async def test_missed_and_release(store: QueueStore) -> None:

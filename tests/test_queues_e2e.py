@@ -26,7 +26,7 @@ from flowpbx.db import apikeys
 from flowpbx.db.database import Database
 from servers import RedisServer, redis_server
 from test_api import NOW, settings_for
-from twilio_fake import BASE_URL, Reply, TestClient, TwilioDriver, call_sid
+from twilio_fake import BASE_URL, Reply, TestClient, TwilioDriver, call_sid, inbound_params
 from twilio_rest import Received, TwilioRest, twilio_rest
 
 QUEUE = "general-queue"
@@ -385,3 +385,33 @@ def test_a_call_that_ends_while_redis_does_not_answer_is_finished_when_it_does(
         thaw.join()
     ana = office.api("GET", "/api/agents/ana").json()
     assert (ana["answered"], ana["onCall"], ana["status"]) == (1, False, "wrap-up")
+
+
+def test_a_callback_whose_agent_hangs_up_before_the_customer_answers_waits_again(
+    office: Office,
+) -> None:
+    """The agent answers the callback's call and hangs up during the whisper: the customer was
+    not reached, so the callback is not done: it waits again, and (the agent being free again)
+    is placed again."""
+    office.agent("ana")
+    caller = office.caller(1, "+34612345671")
+    caller.press_9()
+    caller.wait()
+    caller.driver.press("1")
+    assert caller.driver.press("1").names == ("Say", "Leave")
+    caller.left("leave", queue_time=5)
+    caller.hangs_up()
+    office.status("ana", "available")
+    (placed,) = office.created(1)
+    leg = next(c for c in office.fake.calls.values() if c.to == "client:ana")
+    assert caller.driver.check(office.fake.answer(leg.sid, office.client)).has("Dial")
+    ended = inbound_params(leg.sid, "+34910000000", "client:ana", "completed") | {
+        "Direction": "outbound-api",
+        "CallDuration": "3",
+    }
+    response = caller.driver.post(placed.one("StatusCallback"), ended)
+    assert response.status_code == 204
+    again = office.created(2)[1]
+    assert (again.one("To"), again.one("From")) == ("client:ana", "+34910000000")
+    ana = office.api("GET", "/api/agents/ana").json()
+    assert (ana["onCall"], ana["answered"], ana["missed"]) == (True, 0, 0)

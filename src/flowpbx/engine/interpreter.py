@@ -471,8 +471,10 @@ def _on_callback_number(
 ) -> CallState:
     """The number the caller typed to be called back at."""
     typed = digits.rstrip(spoken_words.FINISH_KEY)
-    if len(typed) < MIN_CALLBACK_DIGITS:
+    if not typed:
         return _back_to_music(queue, state, walk, spoken_words.callback_unclear(queue.language))
+    if len(typed) < MIN_CALLBACK_DIGITS:
+        return _back_to_music(queue, state, walk, spoken_words.callback_bad_number(queue.language))
     number = spoken_words.callback_number(typed, spec.country_code)
     if number is None or not _may_call(number, walk.ctx):
         return _back_to_music(queue, state, walk, spoken_words.callback_bad_number(queue.language))

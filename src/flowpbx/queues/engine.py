@@ -45,15 +45,19 @@ log = logging.getLogger("flowpbx.queues")
 
 LONGEST_CALL = 4 * 3600 + 60
 """Seconds a connected reservation lasts at most (Twilio's <Dial> timeLimit is 4 hours)."""
-RING_MARGIN = 15
-"""Seconds past the ring timeout before an unanswered reservation lapses by itself (Twilio
-may be slow to fetch the connect URL or to report the dial's end)."""
+RING_MARGIN = 60
+"""Seconds past the ring timeout before an unanswered reservation lapses by itself: Twilio
+may be slow to take the caller out of its queue, to fetch the connect URL (which may wait for
+a store that blinks) and to report the dial's end (it adds 5 s to a dial's timeout)."""
 MAX_MISSES = 3
 """Calls an agent may miss in a row before flowpbx sets them offline."""
 MAX_CALLBACK_ATTEMPTS = 3
 """Calls placed to a caller who asked for a callback before giving up."""
 OFFERS_PER_ROUND = 50
 """Offers one scheduling round of one queue makes at most (the next round goes on)."""
+ABSENT_TRIES = 3
+"""Offers in a row (RETRY_SECONDS apart) Twilio says a caller is not in its queue for before
+the place is let go: a caller on their way back after a miss is there again within a second."""
 RETRY_SECONDS = 5.0
 """A place whose offer failed (Twilio could not be asked) waits this long for the next."""
 GONE_CODES = frozenset({20404, 21220})
@@ -125,6 +129,8 @@ class QueueEngine:
     clock: Callable[[], float] = time.time
     woken: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when something may let a caller be offered now (a join, a free agent)."""
+    _absent: dict[str, int] = field(default_factory=dict)
+    """Offers in a row that Twilio answered "not in the queue", by place (this process)."""
     _retry: dict[str, float] = field(default_factory=dict)
     """Places whose offer failed, and when they may be offered again (this process)."""
     _warned: bool = False
@@ -204,11 +210,13 @@ class QueueEngine:
         now = self.clock()
         staff = await self.staffing(spec.name, now)
         figures = await self.store.figures(spec.name)
+        # Without Twilio no agent can be offered a call: none is free, whatever they say.
+        free = staff.free if self.twilio is not None else 0
         return [
             estimate_wait(
                 p,
                 serving=staff.serving,
-                free=staff.free,
+                free=free,
                 figures=figures,
                 default_handle=spec.handle_time,
             )
@@ -300,6 +308,8 @@ class QueueEngine:
             return
         reservation = await self.store.reservation(held)
         if reservation is None:
+            # Its reservation lapsed (or was lost): nothing holds the place any more.
+            await self.store.done(queue, call_sid, held)
             return
         if reservation.connected:
             talk = round(self.clock() - reservation.connected_at)
@@ -330,8 +340,14 @@ class QueueEngine:
             return reservation
         waiter = reservation.waiter
         if reservation.kind is WaiterKind.CALLER:
-            # A callback asked for while this offer was on its way is not needed any more.
-            await self.store.leave(reservation.queue, callback_member(waiter.call_sid))
+            # A callback asked for while this offer was on its way is not needed any more,
+            # even if another agent is being offered it.
+            spare = callback_member(waiter.call_sid)
+            if await self.store.leave(reservation.queue, spare) is None:
+                other = await self.store.claimed_by(reservation.queue, spare)
+                if other is not None:
+                    await self.store.done(reservation.queue, spare, other)
+                    await self.store.release(other, now)
             await self.store.learn(
                 reservation.queue, answered_wait=now - waiter.queued_at, abandoned=False
             )
@@ -400,7 +416,7 @@ class QueueEngine:
         when they come back) they are set offline: ringing an absent agent keeps callers
         waiting for nothing."""
         live = (await self.store.agents([agent])).get(agent)
-        if live is None or live.status is not AgentStatus.AVAILABLE:
+        if live is None or live.status_at(now) is not AgentStatus.AVAILABLE:
             return
         if live.missed % MAX_MISSES == 0:
             log.warning(
@@ -450,8 +466,12 @@ class QueueEngine:
     # -- the scheduler's work --
 
     async def sweep(self) -> int:
-        """Let reservations that lapsed go (Twilio never came back for them): an unanswered
-        one counts as missed and its caller goes back to the front. How many went."""
+        """Let reservations that lapsed go (Twilio never came back for them). An answered one
+        ends as a completed call. An unanswered one frees its agent, blaming no one: whether
+        their phone rang is not known. A callback goes back in its place; a caller's place
+        stays claimed, since the caller may be talking to the agent (an answer that was not
+        heard of): a caller back in Twilio's queue gets their place back at their next wait
+        request, and a call that ends clears it. How many went."""
         now = self.clock()
         lapsed = [r for r in await self.store.reservations() if r.until < now]
         for reservation in lapsed:
@@ -464,8 +484,10 @@ class QueueEngine:
             if reservation.connected:
                 talk = round(now - reservation.connected_at)
                 await self.agent_call_ended(reservation.id, answered=True, talk=talk)
-            else:
-                await self.agent_call_ended(reservation.id, answered=False)
+            elif reservation.kind is WaiterKind.CALLBACK:
+                await self.agent_call_ended(reservation.id, answered=False, blame=False)
+            elif await self.store.release(reservation.id, now) is not None:
+                self.wake()
         return len(lapsed)
 
     async def match(self, spec: QueueSpec) -> int:
@@ -476,7 +498,11 @@ class QueueEngine:
         if self.twilio is None:
             if not self._warned:
                 self._warned = True
-                log.error("queues: no Twilio credentials: callers wait, no call is offered")
+                log.warning(
+                    "queues: Twilio is not configured (no TWILIO_ACCOUNT_SID, or the "
+                    ".env.example placeholder): callers wait and hear their place, but no "
+                    "call is offered to an agent"
+                )
             return 0
         made = 0
         now = self.clock()
@@ -488,6 +514,12 @@ class QueueEngine:
             waiter = next((w for w in front if w.member not in skipped), None)
             if waiter is None:
                 break
+            if waiter.kind is WaiterKind.CALLBACK and await self.store.claimed_by(
+                spec.name, waiter.call_sid
+            ):
+                # Its caller is being offered to an agent right now: wait for that.
+                skipped.add(waiter.member)
+                continue
             reservation = await self._reserve(spec, waiter, now)
             if reservation is None:
                 break
@@ -502,9 +534,10 @@ class QueueEngine:
                 await self._tell(claimed, spec.name, QueueEvent.OFFERED, reservation=reservation)
                 made += 1
                 continue
-            await self.store.release(reservation.id, self.clock())
+            # The place first, then the agent (see agent_call_ended).
             if outcome is Offer.GONE:
                 await self.store.done(spec.name, claimed.member, reservation.id)
+                await self.store.release(reservation.id, self.clock())
                 await self.store.learn(spec.name, abandoned=True)
                 event = (
                     QueueEvent.ABANDONED
@@ -514,6 +547,7 @@ class QueueEngine:
                 await self._tell(claimed, spec.name, event, reservation=reservation, final=True)
             else:
                 await self.store.unclaim(spec.name, claimed.member, reservation.id)
+                await self.store.release(reservation.id, self.clock())
                 self._retry[claimed.member] = self.clock() + RETRY_SECONDS
                 skipped.add(claimed.member)
         return made
@@ -572,11 +606,23 @@ class QueueEngine:
             if waiter.queue_sid:
                 try:
                     await self.twilio.dequeue(waiter.queue_sid, waiter.call_sid, url)
-                    return Offer.MADE
                 except TwilioFailure as exc:
                     if exc.code != 20404:
                         raise
-                    # Not in Twilio's queue just now (e.g. on its way back after a miss).
+                    # Not in Twilio's queue: on its way back (after a miss), or gone from it
+                    # (talking, in voicemail, hung up): never redirected from there. A place
+                    # Twilio keeps not knowing is let go.
+                    absent = self._absent.get(waiter.member, 0) + 1
+                    self._absent[waiter.member] = absent
+                    if absent >= ABSENT_TRIES:
+                        self._absent.pop(waiter.member, None)
+                        log.warning(
+                            "queue %s: %s is not in Twilio's queue", spec.name, waiter.member
+                        )
+                        return Offer.GONE
+                    return Offer.FAILED
+                self._absent.pop(waiter.member, None)
+                return Offer.MADE
             await self.twilio.redirect(waiter.call_sid, url)
         except TwilioFailure as exc:
             if exc.code in GONE_CODES:

@@ -362,11 +362,11 @@ def with_status(live: AgentLive, status: AgentStatus, now: float, wrap_until: fl
 
 def finished(live: AgentLive, now: float, wrap_until: float) -> AgentLive:
     """`live` (its reservation already cleared) after a call it answered has ended: wrap-up
-    until `wrap_until` (available at once if that is not after `now`) unless it went offline,
-    free for longest-idle from the end of the wrap-up; one more answered, none missed in a
-    row. (The Redis store's Lua does the same.)"""
+    until `wrap_until` (available at once if that is not after `now`) unless the agent set
+    themselves offline or busy meanwhile, free for longest-idle from the end of the wrap-up;
+    one more answered, none missed in a row. (The Redis store's Lua does the same.)"""
     changes: dict[str, object] = {"answered": live.answered + 1, "missed": 0}
-    if live.status is not AgentStatus.OFFLINE:
+    if live.status not in (AgentStatus.OFFLINE, AgentStatus.BUSY):
         changes["since"] = now
         changes["idle_since"] = max(now, wrap_until)
         if wrap_until > now:

@@ -430,7 +430,7 @@ if ARGV[1] == 'finish' then
   local now, wrap = tonumber(ARGV[3]), tonumber(ARGV[4])
   a.answered = (a.answered or 0) + 1
   a.missed = 0
-  if a.status ~= '$offline' then
+  if a.status ~= '$offline' and a.status ~= '$busy' then
     a.since = now
     a.idle_since = math.max(now, wrap)
     if wrap > now then
@@ -447,6 +447,7 @@ redis.call('HSET', KEYS[1], agent, encode(a))
 return raw
 """,
     offline=AgentStatus.OFFLINE.value,
+    busy=AgentStatus.BUSY.value,
     wrap_up=AgentStatus.WRAP_UP.value,
     available=AgentStatus.AVAILABLE.value,
 )

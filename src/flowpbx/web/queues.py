@@ -139,9 +139,17 @@ class QueueHooks:
         answer = await self.service.handle(call, seq, event, node=node, renderer=renderer)
         for noted in answer.step.events if answer.step else ():
             if isinstance(noted, CallbackRequested):
-                await self._surely(
-                    self.engine.callback_requested, call.call_sid, noted.queue, noted.number
-                )
+                try:
+                    booked = await self._surely(
+                        self.engine.callback_requested, call.call_sid, noted.queue, noted.number
+                    )
+                except StoreUnavailable:
+                    booked = False
+                if not booked:
+                    log.error(
+                        "call %s: the callback the caller confirmed could not be kept",
+                        call.call_sid,
+                    )
         return answer
 
     async def left(
@@ -164,7 +172,12 @@ class QueueHooks:
         if not exits and event.result is QueueResult.HANGUP:
             exits = [QueueExit.HUNG_UP]
         for why in exits:
-            await self._surely(self.engine.left, call.call_sid, why)
+            try:
+                await self._surely(self.engine.left, call.call_sid, why)
+            except StoreUnavailable:
+                # The flow's answer stands; the place is let go when Twilio says the caller
+                # is no longer in its queue.
+                log.exception("call %s: could not take the caller out of the queue", call.call_sid)
         return answer
 
     # -- the agent's leg --
@@ -235,7 +248,10 @@ class QueueHooks:
         await self._surely(self.engine.call_ended, call_sid)
 
     async def answered(self, request: Request, fields: Mapping[str, str]) -> None:
-        """The agent's phone was answered (the <Client>/<Number> status callback)."""
+        """The agent's phone was answered (the <Client>/<Number> status callback, asked for
+        the `answered` event only: CallStatus in-progress). Anything else changes nothing."""
+        if params.call_status(fields) is not CallStatus.IN_PROGRESS:
+            return
         await self._surely(self.engine.agent_answered, params.reservation(request.query_params))
 
     # -- callbacks --
@@ -280,18 +296,21 @@ class QueueHooks:
         return Answer(reply=twiml.spoken(sorry))
 
     async def callback_status(self, request: Request, fields: Mapping[str, str]) -> None:
-        """The agent's leg of a callback: unanswered, the callback goes back to the front for
-        the next agent; ended while still held, the call is over."""
+        """The agent's leg of a callback ended: unanswered, the callback goes back to the
+        front for the next agent (their miss); still held after the agent answered, the
+        customer was not reached, and the callback is tried again."""
         res = params.reservation(request.query_params)
         status = params.call_status(fields)
         if not status.final:
             return
-        if status is CallStatus.COMPLETED:
-            held = await self._surely(self.engine.store.reservation, res)
-            if held is not None and held.connected:
-                talk = params.call_duration(fields)
-                await self._surely(self.engine.callback_ended, res, answered=True, talk=talk)
-                return
+        held = await self._surely(self.engine.store.reservation, res)
+        if held is None:
+            return  # the dial to the customer ended it already
+        if held.connected:
+            # The agent answered but the customer was not reached (the agent hung up before,
+            # or the dial's end was not heard of): the callback waits again.
+            await self._surely(self.engine.callback_ended, res, answered=False)
+            return
         await self._surely(self.engine.agent_call_ended, res, answered=False)
 
 

@@ -15,6 +15,7 @@ from typing import Any, cast
 from flowpbx.db.database import Database
 from flowpbx.language.catalog import FlowCatalog
 from flowpbx.language.flow import QueueSpec
+from flowpbx.privacy import mask_number
 from flowpbx.queues import directory, stats
 from flowpbx.queues.directory import SOFTPHONE, AgentDef, AgentDirectory, AgentError, AgentNotFound
 from flowpbx.queues.estimate import estimate_waits
@@ -120,7 +121,7 @@ class QueueApi:
             max_size=spec.max_size,
             average_wait_time=_seconds(figures.answered_wait),
             calls=[
-                _queued_call(waiter, offset + index + 1, wait)
+                _queued_call(waiter, offset + index + 1, wait, reveal=ctx.key.admin)
                 for index, (waiter, wait) in enumerate(zip(waiters, waits, strict=True))
             ],
             next_cursor=pack_cursor(f"q{offset + len(waiters)}") if more and waiters else None,
@@ -453,11 +454,14 @@ async def _without_queues(ctx: Context) -> Any:
 # -- answers --
 
 
-def _queued_call(waiter: Waiter, position: int, wait: int | None) -> QueuedCall:
+def _queued_call(waiter: Waiter, position: int, wait: int | None, *, reveal: bool) -> QueuedCall:
+    """A place as the API shows it; callers' numbers are whole for admin keys only (agents and
+    wallboards see them masked, as logs do)."""
     callback = waiter.kind is WaiterKind.CALLBACK
+    number = waiter.number if callback else waiter.caller
     return QueuedCall(
         call_sid=waiter.call_sid,
-        from_=waiter.number if callback else waiter.caller,
+        from_=number if reveal else mask_number(number),
         queued_at=_time(waiter.queued_at),
         position=position,
         estimated_wait_time=wait,
