@@ -380,7 +380,7 @@ def test_confirming_books_the_callback_and_lets_the_caller_go() -> None:
     asked = step(queued(), keys("1"), context(12)).state
     result = step(asked, keys("1"), context(20))
     assert result.events == (
-        CallbackRequested(node="agente", queue="general-queue", number=CALLER),
+        CallbackRequested(node="agente", queue="general-queue", number=CALLER, queued_at=at(0)),
     )
     assert result.actions == (booked("1 2 3 4"), Leave())
     assert result.state == asked.evolve(leave_reason="callback", queue_phase="")
@@ -448,7 +448,7 @@ def test_a_typed_number_is_booked_in_e164(typed: str, number: str, last_four: st
     other = run(queued(), [(12, keys("1")), (16, keys("2"))]).state
     result = step(other, keys(typed), context(25))
     assert result.events == (
-        CallbackRequested(node="agente", queue="general-queue", number=number),
+        CallbackRequested(node="agente", queue="general-queue", number=number, queued_at=at(0)),
     )
     assert result.actions == (booked(last_four), Leave())
     assert result.state == other.evolve(leave_reason="callback", queue_phase="")
@@ -551,7 +551,9 @@ def test_a_withheld_caller_is_asked_for_a_number(caller: str) -> None:
     assert refused.events == ()
     typed = step(asked.state, keys("612345678#"), context(20))
     assert typed.events == (
-        CallbackRequested(node="agente", queue="general-queue", number="+34612345678"),
+        CallbackRequested(
+            node="agente", queue="general-queue", number="+34612345678", queued_at=at(0)
+        ),
     )
     assert typed.actions == (booked("5 6 7 8"), Leave())
     assert typed.state.leave_reason == "callback"
@@ -623,7 +625,7 @@ def test_state_json_round_trip_keeps_the_announcement_and_the_question() -> None
     assert CallState.from_json(asked.encode()) == asked
     confirmed = step(again, keys("1"), context(20))
     assert confirmed.events == (
-        CallbackRequested(node="agente", queue="general-queue", number=CALLER),
+        CallbackRequested(node="agente", queue="general-queue", number=CALLER, queued_at=at(0)),
     )
 
 
@@ -636,7 +638,9 @@ def test_state_json_round_trip_keeps_the_number_question() -> None:
     assert again == other
     typed = step(again, keys("612345678#"), context(25))
     assert typed.events == (
-        CallbackRequested(node="agente", queue="general-queue", number="+34612345678"),
+        CallbackRequested(
+            node="agente", queue="general-queue", number="+34612345678", queued_at=at(0)
+        ),
     )
 
 
@@ -681,7 +685,9 @@ def test_a_typed_number_outside_the_outbound_rules_is_refused_while_the_caller_l
         assert result.events == ()
     booked_here = step(other, keys("612345678#"), limited)
     assert booked_here.events == (
-        CallbackRequested(node="agente", queue="general-queue", number="+34612345678"),
+        CallbackRequested(
+            node="agente", queue="general-queue", number="+34612345678", queued_at=at(0)
+        ),
     )
 
 

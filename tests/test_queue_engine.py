@@ -16,7 +16,7 @@ from flowpbx.queues import directory
 from flowpbx.queues.directory import AgentDirectory
 from flowpbx.queues.engine import MAX_MISSES, QueueEngine
 from flowpbx.queues.memory_store import MemoryQueueStore
-from flowpbx.queues.model import AgentStatus, Reservation, Waiter
+from flowpbx.queues.model import AgentStatus, Reservation, Waiter, WaiterKind
 
 ROOT = Path(__file__).resolve().parents[1]
 QUEUES = load_flow(ROOT / "flows" / "seguros.yaml").queues
@@ -96,3 +96,33 @@ async def test_an_agent_who_keeps_missing_is_rested_then_set_offline(db: Databas
             assert ana.status is AgentStatus.OFFLINE, f"miss {n}"
             clock.now += 60
             await store.set_status("ana", AgentStatus.AVAILABLE, clock.now)
+
+
+@pytest.mark.anyio
+async def test_a_callback_from_a_caller_the_queue_lost_is_kept_at_their_place(
+    db: Database,
+) -> None:
+    """A caller whose joining failed (Redis blinked at their first wait request) asks for a
+    callback: it joins at the time the call says they joined, ahead of a later caller."""
+    clock = Clock()
+    engine = engine_on(db, clock)
+    later = Waiter(
+        member="CA" + "2" * 32, call_sid="CA" + "2" * 32, caller="+34600000002", queued_at=T0 + 30
+    )
+    await engine.store.join(QUEUE, later, 100)
+    sid = "CA" + "1" * 32
+    fallback = Waiter(
+        member=f"cb:{sid}",
+        call_sid=sid,
+        caller="+34600000001",
+        queued_at=T0 + 10,
+        kind=WaiterKind.CALLBACK,
+        number="+34600000001",
+    )
+    assert await engine.callback_requested(sid, QUEUE, "+34600000001") is False
+    assert await engine.callback_requested(sid, QUEUE, "+34600000001", fallback) is True
+    waiting, size = await engine.store.waiting(QUEUE, 0, 10)
+    assert [(w.member, w.kind) for w in waiting] == [
+        (f"cb:{sid}", WaiterKind.CALLBACK),
+        (later.member, WaiterKind.CALLER),
+    ]

@@ -360,7 +360,13 @@ class Run:
             await self.status(identity, "available")
 
     async def status(self, identity: str, status: str) -> None:
-        response = await self.api("PUT", f"/api/agents/{identity}/status", status=status)
+        """An agent's console sets their status; while Redis restarts the API answers 503
+        ("try again shortly"), and the console does."""
+        for _ in range(50):
+            response = await self.api("PUT", f"/api/agents/{identity}/status", status=status)
+            if response.status_code != 503:
+                break
+            await asyncio.sleep(0.2)
         assert response.status_code == 200, response.text
 
     # -- the end --

@@ -152,6 +152,8 @@ class CallbackRequested(_Event, tag="callback_requested", frozen=True, kw_only=T
     node: str
     queue: str
     number: str
+    queued_at: int = 0
+    """When the caller joined the queue (Unix seconds; 0 if not known): the callback's place."""
 
 
 class QueueExited(_Event, tag="queue_exited", frozen=True, kw_only=True):

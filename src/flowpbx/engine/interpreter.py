@@ -488,7 +488,11 @@ def _may_call(number: str, ctx: Context) -> bool:
 
 def _book_callback(queue: EnqueueNode, number: str, state: CallState, walk: Walk) -> CallState:
     """The caller will be called back at `number`: they are told so, and leave the line."""
-    walk.note(CallbackRequested(node=queue.id, queue=queue.queue, number=number))
+    walk.note(
+        CallbackRequested(
+            node=queue.id, queue=queue.queue, number=number, queued_at=state.queued_at
+        )
+    )
     walk.play(_say(queue, spoken_words.callback_booked(number, queue.language)), Leave())
     return state.evolve(queue_phase="", leave_reason="callback")
 

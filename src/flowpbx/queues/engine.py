@@ -49,6 +49,8 @@ RING_MARGIN = 60
 """Seconds past the ring timeout before an unanswered reservation lapses by itself: Twilio
 may be slow to take the caller out of its queue, to fetch the connect URL (which may wait for
 a store that blinks) and to report the dial's end (it adds 5 s to a dial's timeout)."""
+MAX_SIZE = 5000
+"""The most places a queue may hold (the flow schema's limit)."""
 MAX_MISSES = 3
 """Calls an agent may miss in a row before flowpbx sets them offline."""
 MAX_CALLBACK_ATTEMPTS = 3
@@ -269,22 +271,34 @@ class QueueEngine:
         await self.store.learn(queue, abandoned=True)
         await self._tell(waiter, queue, event)
 
-    async def callback_requested(self, call_sid: str, queue: str, number: str) -> bool:
+    async def callback_requested(
+        self, call_sid: str, queue: str, number: str, fallback: Waiter | None = None
+    ) -> bool:
         """The caller confirmed a number to be called back at: their place becomes a callback
         (same place). Should an agent be offered them at that very moment, the callback is
-        kept beside the offer, and dropped if the agent answers them. False if the caller is
-        in the queue no more."""
+        kept beside the offer, and dropped if the agent answers them. Should the caller not
+        be in the queue at all (their joining failed: a store that blinked), `fallback` (the
+        callback as the call knows it) joins. False if the callback could not be kept."""
         waiter = await self.store.to_callback(queue, call_sid, number)
         if waiter is None:
             held = await self.store.claimed_by(queue, call_sid)
             reservation = await self.store.reservation(held) if held else None
-            if reservation is None or reservation.waiter is None:
+            if reservation is not None and reservation.waiter is not None:
+                waiter = reservation.waiter.evolve(
+                    member=callback_member(call_sid), kind=WaiterKind.CALLBACK, number=number
+                )
+                await self.store.requeue(queue, waiter)
+            elif fallback is not None:
+                spec = self.spec(queue)
+                size = spec.max_size if spec else MAX_SIZE
+                place = await self.store.join(queue, fallback, size)
+                if place.outcome is JoinOutcome.FULL:
+                    log.error("call %s: no room in %s for the callback", call_sid, queue)
+                    return False
+                waiter = fallback
+            else:
                 log.warning("call %s: callback asked but no longer in %s", call_sid, queue)
                 return False
-            waiter = reservation.waiter.evolve(
-                member=callback_member(call_sid), kind=WaiterKind.CALLBACK, number=number
-            )
-            await self.store.requeue(queue, waiter)
         log.info(
             "call %s: callback to %s keeps its place in %s", call_sid, mask_number(number), queue
         )

@@ -23,7 +23,7 @@ from flowpbx.engine.storage import StoreUnavailable
 from flowpbx.language.flow import EnqueueNode, Flow, QueueSpec
 from flowpbx.queues import spoken as words
 from flowpbx.queues.engine import MAX_CALLBACK_ATTEMPTS, QueueEngine
-from flowpbx.queues.model import Waiter
+from flowpbx.queues.model import Waiter, WaiterKind, callback_member
 from flowpbx.twilio import params, twiml
 from flowpbx.twilio.twiml import QueueUrls, TwimlRenderer
 
@@ -124,7 +124,7 @@ class QueueHooks:
             base=self._base(renderer),
         )
         try:
-            return await self.engine.waiting(spec, waiter)
+            return await self._surely(self.engine.waiting, spec, waiter)
         except Exception:
             log.exception("call %s: the queue engine could not place the caller", call.call_sid)
             return None
@@ -139,9 +139,23 @@ class QueueHooks:
         answer = await self.service.handle(call, seq, event, node=node, renderer=renderer)
         for noted in answer.step.events if answer.step else ():
             if isinstance(noted, CallbackRequested):
+                fallback = Waiter(
+                    member=callback_member(call.call_sid),
+                    call_sid=call.call_sid,
+                    caller=call.caller,
+                    queued_at=noted.queued_at or time.time(),
+                    kind=WaiterKind.CALLBACK,
+                    number=noted.number,
+                    called=call.called,
+                    base=self._base(renderer),
+                )
                 try:
                     booked = await self._surely(
-                        self.engine.callback_requested, call.call_sid, noted.queue, noted.number
+                        self.engine.callback_requested,
+                        call.call_sid,
+                        noted.queue,
+                        noted.number,
+                        fallback,
                     )
                 except StoreUnavailable:
                     booked = False
