@@ -121,7 +121,7 @@ async def test_a_callback_from_a_caller_the_queue_lost_is_kept_at_their_place(
     )
     assert await engine.callback_requested(sid, QUEUE, "+34600000001") is False
     assert await engine.callback_requested(sid, QUEUE, "+34600000001", fallback) is True
-    waiting, size = await engine.store.waiting(QUEUE, 0, 10)
+    waiting, _ = await engine.store.waiting(QUEUE, 0, 10)
     assert [(w.member, w.kind) for w in waiting] == [
         (f"cb:{sid}", WaiterKind.CALLBACK),
         (later.member, WaiterKind.CALLER),
