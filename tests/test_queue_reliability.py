@@ -410,7 +410,7 @@ def office(
         REDIS_PORT=str(redis.port),
         DATABASE_URL=url,
         FLOWPBX_QUEUE_TICK="0.05",
-        LOG_LEVEL="WARNING",
+        LOG_LEVEL="INFO",
     )
     with contextlib.ExitStack() as stack:
         first = stack.enter_context(serving(tmp_path, env, flows))  # migrates the database
@@ -510,7 +510,8 @@ def test_a_thousand_callers_ten_agents_two_processes_and_a_redis_restart(
         }
         assert len(run.callers) == 1000
         assert not unsettled, (
-            f"{len(unsettled)} callers never settled: {list(unsettled.items())[:5]}"
+            f"{len(unsettled)} callers never settled: {list(unsettled.items())[:5]}; their "
+            f"Twilio calls: {[fake.calls[sid] for sid in list(unsettled)[:2]]}"
         )
         assert not run.violations, run.violations[:10]
         fates = Counter(c.where for c in run.callers.values())
