@@ -233,11 +233,11 @@ class Run:
                     return
                 # The caller leaves the queue and hangs up: Twilio can no longer redirect.
                 call.status, call.queue_sid = "completed", None
+            caller.where = Where.CALLBACK
             left = caller.params | {"QueueResult": "leave", "QueueSid": QUEUE_SID, "QueueTime": "2"}
             goodbye = document(await self.post(caller.enqueue.get("action", ""), left))
             if verbs(goodbye)[-1:] != ["Hangup"]:
                 self.violations.append(f"{caller.sid}: callback goodbye {verbs(goodbye)}")
-            caller.where = Where.CALLBACK
             await self.completed(caller)
 
     # -- Twilio's side of the queue engine's requests --
@@ -410,6 +410,7 @@ def office(
         REDIS_PORT=str(redis.port),
         DATABASE_URL=url,
         FLOWPBX_QUEUE_TICK="0.05",
+        FLOWPBX_CALLBACK_DELAY="2",
         LOG_LEVEL="INFO",
     )
     with contextlib.ExitStack() as stack:

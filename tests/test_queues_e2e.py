@@ -170,7 +170,12 @@ def office(tmp_path: Path, fake: TwilioRest, redis: RedisServer) -> Iterator[Off
     redis_client.Redis(host=redis.host, port=redis.port).flushdb()
     url = f"sqlite:///{tmp_path / 'queues.sqlite3'}"
     settings = settings_for(
-        url, fake, redis_host=redis.host, redis_port=redis.port, queue_tick=0.05
+        url,
+        fake,
+        redis_host=redis.host,
+        redis_port=redis.port,
+        queue_tick=0.05,
+        callback_delay=0.0,
     )
     with TestClient(build_app(settings), base_url=BASE_URL) as client:
         db = Database(url)

@@ -414,6 +414,7 @@ def queue_parts(
         base_url=settings.public_base_url,
         company_number=settings.twilio_phone_number,
         destinations=Destinations(settings.allowed_prefixes, settings.blocked_prefixes),
+        callback_delay=settings.callback_delay,
     )
     scheduler = QueueScheduler(engine, tick=settings.queue_tick)
     return QueueParts(

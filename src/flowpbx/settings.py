@@ -95,6 +95,8 @@ class Settings:
     work through locks in Redis)."""
     queue_tick: float = 0.25
     """Seconds between the queue scheduler's rounds when nothing wakes it earlier."""
+    callback_delay: float = 15.0
+    """Seconds a callback just booked waits before it may be placed (the caller hangs up)."""
     hours_override: str = ""
     log_level: str = "INFO"
 
@@ -187,6 +189,7 @@ class Settings:
             history_writer=reader.boolean("FLOWPBX_HISTORY_WRITER", default=True),
             queue_scheduler=reader.boolean("FLOWPBX_QUEUE_SCHEDULER", default=True),
             queue_tick=reader.number("FLOWPBX_QUEUE_TICK", 0.25, 0.01, 10.0),
+            callback_delay=reader.number("FLOWPBX_CALLBACK_DELAY", 15.0, 0.0, 600.0),
             hours_override=reader.hours_override("FLOWPBX_HOURS_OVERRIDE"),
             log_level=reader.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         )

@@ -49,6 +49,8 @@ RING_MARGIN = 60
 """Seconds past the ring timeout before an unanswered reservation lapses by itself: Twilio
 may be slow to take the caller out of its queue, to fetch the connect URL (which may wait for
 a store that blinks) and to report the dial's end (it adds 5 s to a dial's timeout)."""
+CALLBACK_DELAY = 15.0
+"""Seconds a callback just booked waits: the caller hears the goodbye and hangs up first."""
 MAX_SIZE = 5000
 """The most places a queue may hold (the flow schema's limit)."""
 MAX_MISSES = 3
@@ -129,6 +131,8 @@ class QueueEngine:
     destinations: Destinations | None = None
     """The numbers a callback may call (the outbound rules of the REST API)."""
     clock: Callable[[], float] = time.time
+    callback_delay: float = CALLBACK_DELAY
+    """Seconds a callback waits after it is booked before it may be placed."""
     woken: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when something may let a caller be offered now (a join, a free agent)."""
     _absent: dict[str, int] = field(default_factory=dict)
@@ -299,6 +303,9 @@ class QueueEngine:
             else:
                 log.warning("call %s: callback asked but no longer in %s", call_sid, queue)
                 return False
+        # Not before the caller has heard the goodbye and hung up: their phone would be busy.
+        waiter = waiter.evolve(not_before=self.clock() + self.callback_delay)
+        await self.store.requeue(queue, waiter)
         log.info(
             "call %s: callback to %s keeps its place in %s", call_sid, mask_number(number), queue
         )
@@ -528,10 +535,12 @@ class QueueEngine:
             waiter = next((w for w in front if w.member not in skipped), None)
             if waiter is None:
                 break
-            if waiter.kind is WaiterKind.CALLBACK and await self.store.claimed_by(
-                spec.name, waiter.call_sid
+            if waiter.not_before > now or (
+                waiter.kind is WaiterKind.CALLBACK
+                and await self.store.claimed_by(spec.name, waiter.call_sid)
             ):
-                # Its caller is being offered to an agent right now: wait for that.
+                # Not yet (a callback whose caller is hanging up), or its caller is being
+                # offered to an agent right now: the places behind it go on.
                 skipped.add(waiter.member)
                 continue
             reservation = await self._reserve(spec, waiter, now)

@@ -48,6 +48,9 @@ class Waiter(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     base: str = ""
     """Where Twilio reached flowpbx for this call (scheme://host): the base of the URLs the
     scheduler gives Twilio when PUBLIC_BASE_URL is not set."""
+    not_before: float = 0.0
+    """Unix seconds before which the place is not offered: a callback just booked waits for
+    its caller to hang up."""
 
     @property
     def score(self) -> float:
