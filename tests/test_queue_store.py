@@ -648,3 +648,18 @@ async def test_oldest_finds_the_longest_wait_across_priorities(store: QueueStore
     assert await oldest() == (3, 2.0)
     await store.claim(Q, _sid(2), "R1", "alice")
     assert await oldest() == (2, 3.0)
+
+
+async def test_a_callback_waits_until_its_not_before(store: QueueStore) -> None:
+    """The callback a caller books is kept with the moment before which it is not offered
+    (the engine's FLOWPBX_CALLBACK_DELAY), to the microsecond, in the caller's place."""
+    await store.join(Q, _waiter(1), 10)
+    await store.join(Q, _waiter(2), 10)
+    callback = await store.to_callback(Q, _sid(2), "+34600111222", T0 + 15.123456)
+    assert callback is not None
+    assert callback.not_before == T0 + 15.123456
+    waiting, _ = await store.waiting(Q, 0, 10)
+    assert [(w.member, w.not_before) for w in waiting] == [
+        (_sid(1), 0.0),
+        (f"cb:{_sid(2)}", T0 + 15.123456),
+    ]

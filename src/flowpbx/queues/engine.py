@@ -283,29 +283,31 @@ class QueueEngine:
         kept beside the offer, and dropped if the agent answers them. Should the caller not
         be in the queue at all (their joining failed: a store that blinked), `fallback` (the
         callback as the call knows it) joins. False if the callback could not be kept."""
-        waiter = await self.store.to_callback(queue, call_sid, number)
+        # Not before the caller has heard the goodbye and hung up: their phone would be busy.
+        not_before = self.clock() + self.callback_delay
+        waiter = await self.store.to_callback(queue, call_sid, number, not_before)
         if waiter is None:
             held = await self.store.claimed_by(queue, call_sid)
             reservation = await self.store.reservation(held) if held else None
             if reservation is not None and reservation.waiter is not None:
                 waiter = reservation.waiter.evolve(
-                    member=callback_member(call_sid), kind=WaiterKind.CALLBACK, number=number
+                    member=callback_member(call_sid),
+                    kind=WaiterKind.CALLBACK,
+                    number=number,
+                    not_before=not_before,
                 )
                 await self.store.requeue(queue, waiter)
             elif fallback is not None:
                 spec = self.spec(queue)
                 size = spec.max_size if spec else MAX_SIZE
-                place = await self.store.join(queue, fallback, size)
+                waiter = fallback.evolve(not_before=not_before)
+                place = await self.store.join(queue, waiter, size)
                 if place.outcome is JoinOutcome.FULL:
                     log.error("call %s: no room in %s for the callback", call_sid, queue)
                     return False
-                waiter = fallback
             else:
                 log.warning("call %s: callback asked but no longer in %s", call_sid, queue)
                 return False
-        # Not before the caller has heard the goodbye and hung up: their phone would be busy.
-        waiter = waiter.evolve(not_before=self.clock() + self.callback_delay)
-        await self.store.requeue(queue, waiter)
         log.info(
             "call %s: callback to %s keeps its place in %s", call_sid, mask_number(number), queue
         )

@@ -158,7 +158,9 @@ class MemoryQueueStore:
                 firsts.append((q.order[at][0] - band * PRIORITY_BAND) / 1000)
         return len(q.order), min(firsts, default=None)
 
-    async def to_callback(self, queue: str, member: str, number: str) -> Waiter | None:
+    async def to_callback(
+        self, queue: str, member: str, number: str, not_before: float = 0.0
+    ) -> Waiter | None:
         q = self._queues.get(queue)
         if q is None or member not in q.scores:
             return None
@@ -170,7 +172,9 @@ class MemoryQueueStore:
         del q.entries[member]
         if new_member in q.scores:  # an earlier callback of the same call: replaced
             q.remove(new_member)
-        callback = old.evolve(member=new_member, kind=WaiterKind.CALLBACK, number=number)
+        callback = old.evolve(
+            member=new_member, kind=WaiterKind.CALLBACK, number=number, not_before=not_before
+        )
         q.entries[new_member] = callback
         q.add(new_member, score)
         return callback

@@ -247,6 +247,7 @@ redis.call('HDEL', KEYS[2], member)
 w.member = new
 w.kind = '$callback'
 w.number = ARGV[2]
+w.not_before = tonumber(ARGV[4])
 local out = encode(w)
 redis.call('HSET', KEYS[2], new, out)
 redis.call('ZADD', KEYS[1], at, new)
@@ -564,10 +565,17 @@ class RedisQueueStore:
         size, ms = await self._run(_OLDEST, (k.order,), PRIORITY_BAND, MAX_PRIORITY + 1)
         return int(size), None if ms is None else float(ms) / 1000
 
-    async def to_callback(self, queue: str, member: str, number: str) -> Waiter | None:
+    async def to_callback(
+        self, queue: str, member: str, number: str, not_before: float = 0.0
+    ) -> Waiter | None:
         k = self.keys(queue)
         raw = await self._run(
-            _TO_CALLBACK, (k.order, k.entry, k.claimed), member, number, _CALLBACK_PREFIX
+            _TO_CALLBACK,
+            (k.order, k.entry, k.claimed),
+            member,
+            number,
+            _CALLBACK_PREFIX,
+            not_before,
         )
         return None if raw is None else _waiter.decode(raw)
 

@@ -44,9 +44,12 @@ class QueueStore(Protocol):
         without reading the places: the earliest of each priority's first place."""
         ...
 
-    async def to_callback(self, queue: str, member: str, number: str) -> Waiter | None:
+    async def to_callback(
+        self, queue: str, member: str, number: str, not_before: float = 0.0
+    ) -> Waiter | None:
         """Turn a waiting caller into a callback to `number` in the same place (member
-        'cb:' + CallSid); None if the caller is no longer waiting."""
+        'cb:' + CallSid), not offered before `not_before`; None if the caller is no longer
+        waiting."""
         ...
 
     async def requeue(self, queue: str, waiter: Waiter) -> None:
