@@ -261,7 +261,7 @@ def rest_parts(
             )
             return False
         if before != after:
-            log.info("database %s upgraded: %s -> %s", db.describe(), before, after)
+            log.info("database %s upgraded: %s -> %s", db.describe(), before or "empty", after)
         return True
 
     async def upgrade_until_done() -> None:
