@@ -103,8 +103,12 @@ class Database:
             yield session
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
-        """`work(*args)` in a worker thread."""
-        return await anyio.to_thread.run_sync(functools.partial(work, *args))
+        """`work(*args)` in a worker thread. A task cancelled meanwhile (the service stopping)
+        does not wait for the thread: the work finishes, or not, on its own (every write is a
+        transaction), and nothing can keep the event loop from closing."""
+        return await anyio.to_thread.run_sync(
+            functools.partial(work, *args), abandon_on_cancel=True
+        )
 
     def describe(self) -> str:
         """The URL without its password, for logs and messages."""
