@@ -83,6 +83,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench_api  # noqa: E402
+import bench_webhooks  # noqa: E402
 from flowpbx.app import build_app, queue_store_from  # noqa: E402
 from flowpbx.queues.model import JoinOutcome, Waiter, WaiterKind, callback_member  # noqa: E402
 from flowpbx.queues.redis_store import SCRIPTS, RedisQueueStore  # noqa: E402
@@ -106,9 +107,7 @@ class BenchError(Exception):
     """An operation did not do what it should: the figures would mean nothing."""
 
 
-def pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+pct = bench_api.pct
 
 
 def waiter(n: int) -> Waiter:
@@ -702,17 +701,6 @@ def print_api(api: dict[str, Any]) -> None:
     )
 
 
-def _git_commit() -> str:
-    head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-        check=False,
-    ).stdout.strip()  # fmt: skip
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return (head or "unknown") + ("+dirty" if dirty else "")
-
-
 def _runner() -> tuple[Callable[[Any], Any], str]:
     try:
         import uvloop
@@ -759,7 +747,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
-            "git_commit": _git_commit(),
+            "git_commit": bench_webhooks._git_commit(),
             "load_average_before": os.getloadavg(),
             "event_loop": loop,
         },

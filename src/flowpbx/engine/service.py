@@ -106,9 +106,10 @@ class CallService:
         flow = (loaded or self.catalog.default_flow).flow
         return (renderer or self.renderer)(goodbye(flow), 0)
 
-    async def _patiently(self, attempt: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def patiently(self, attempt: Callable[..., Awaitable[T]], *args: Any) -> T:
         """`await attempt(*args)`, again while the store does not answer, for `retry_seconds` in
-        all: a store that hangs is cut off at the deadline too, so Twilio answers in time."""
+        all: a store that hangs is cut off at the deadline too, so Twilio answers in time.
+        (The queue webhooks' store operations wait the same way.)"""
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.05
         while True:
@@ -179,7 +180,7 @@ class CallService:
         render = renderer or self.renderer
         loaded = self._flow_for(call)
         try:
-            return await self._patiently(self._start, call, loaded, render)
+            return await self.patiently(self._start, call, loaded, render)
         except StoreUnavailable:
             log.exception("call %s: call store unavailable", call.call_sid)
         return Answer(reply=self.apology(loaded, render))
@@ -221,7 +222,7 @@ class CallService:
         render = renderer or self.renderer
         is_wait = isinstance(event, WAIT_EVENTS)
         try:
-            return await self._patiently(self._handle, call, seq, event, node, render)
+            return await self.patiently(self._handle, call, seq, event, node, render)
         except StoreUnavailable:
             log.exception("call %s: call store unavailable", call.call_sid)
         if is_wait:

@@ -15,7 +15,7 @@ import enum
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -113,6 +113,18 @@ class Staffing:
     """May be offered a call now."""
     by_status: Mapping[AgentStatus, int]
 
+    @classmethod
+    def of(cls, lives: Iterable[AgentLive | None], now: float) -> Staffing:
+        """The staffing of agents with these live states at `now` (None: never seen, so
+        offline)."""
+        counts = dict.fromkeys(AgentStatus, 0)
+        free = 0
+        for live in lives:
+            counts[live.status_at(now) if live else AgentStatus.OFFLINE] += 1
+            free += live is not None and live.is_free(now)
+        serving = sum(counts.values()) - counts[AgentStatus.OFFLINE]
+        return cls(serving=serving, free=free, by_status=counts)
+
 
 @dataclass
 class QueueEngine:
@@ -200,16 +212,7 @@ class QueueEngine:
     async def staffing(self, queue: str, now: float) -> Staffing:
         agents = await self.directory.serving(queue)
         live = await self._live(agents, now)
-        counts = dict.fromkeys(AgentStatus, 0)
-        free = 0
-        for agent in agents:
-            state = live.get(agent.id)
-            status = state.status_at(now) if state else AgentStatus.OFFLINE
-            counts[status] += 1
-            if state is not None and state.is_free(now):
-                free += 1
-        serving = len(agents) - counts[AgentStatus.OFFLINE]
-        return Staffing(serving=serving, free=free, by_status=counts)
+        return Staffing.of((live.get(agent.id) for agent in agents), now)
 
     async def estimate(self, spec: QueueSpec, positions: range) -> list[int | None]:
         """Estimated waits (seconds; None without agents) for `positions` of a queue."""

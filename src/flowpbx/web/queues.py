@@ -5,11 +5,11 @@ caller whose leg fails is put back in the queue."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -20,7 +20,7 @@ from flowpbx.engine.events import DialResult, NewCall, QueueResult, QueueView, Q
 from flowpbx.engine.progress import CallStatus
 from flowpbx.engine.service import Answer, CallService, Renderer
 from flowpbx.engine.storage import StoreUnavailable
-from flowpbx.language.flow import EnqueueNode, Flow, QueueSpec
+from flowpbx.language.flow import EnqueueNode, Flow
 from flowpbx.queues import spoken as words
 from flowpbx.queues.engine import MAX_CALLBACK_ATTEMPTS, QueueEngine
 from flowpbx.queues.model import Waiter, WaiterKind, callback_member
@@ -40,19 +40,10 @@ class QueueHooks:
     public_base_url: str = ""
 
     async def _surely(self, work: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        """`await work(...)`, again while the queue store does not answer, for the call
-        service's retry time: a Redis restart must not lose a caller's or an agent's change.
-        The engine's operations may be repeated (each step finds what is already done)."""
-        deadline = time.monotonic() + self.service.retry_seconds
-        delay = 0.05
-        while True:
-            try:
-                return await work(*args, **kwargs)
-            except StoreUnavailable:
-                if time.monotonic() + delay > deadline:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        """`await work(...)`, waiting for a queue store that blinks as the call service waits
+        for its store: a Redis restart must not lose a caller's or an agent's change. The
+        engine's operations may be repeated (each step finds what is already done)."""
+        return await self.service.patiently(partial(work, *args, **kwargs))
 
     def _render(self, renderer: Renderer | None) -> Renderer:
         return renderer or self.service.renderer
@@ -327,6 +318,3 @@ class QueueHooks:
             return
         await self._surely(self.engine.agent_call_ended, res, answered=False)
 
-
-def queue_of(flow: Flow, node: EnqueueNode) -> QueueSpec | None:
-    return flow.queues.get(node.queue)

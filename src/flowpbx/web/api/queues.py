@@ -18,6 +18,7 @@ from flowpbx.language.flow import QueueSpec
 from flowpbx.privacy import mask_number
 from flowpbx.queues import directory, stats
 from flowpbx.queues.directory import SOFTPHONE, AgentDef, AgentDirectory, AgentError, AgentNotFound
+from flowpbx.queues.engine import Staffing
 from flowpbx.queues.estimate import estimate_waits
 from flowpbx.queues.model import AgentLive, AgentStatus, Waiter, WaiterKind
 from flowpbx.queues.store import QueueStore
@@ -103,13 +104,12 @@ class QueueApi:
         waiters, size = await self.store.waiting(name, offset, query.limit)
         figures = await self.store.figures(name)
         agents = await self.directory.serving(name)
-        lives = (await self.store.agents([a.id for a in agents])).values()
-        on = [live for live in lives if live.status_at(now) is not AgentStatus.OFFLINE]
+        staff = Staffing.of((await self.store.agents([a.id for a in agents])).values(), now)
         waits = estimate_waits(
             len(waiters),
             offset + 1,
-            serving=len(on),
-            free=sum(live.is_free(now) for live in on),
+            serving=staff.serving,
+            free=staff.free,
             figures=figures,
             default_handle=spec.handle_time,
         )
@@ -470,12 +470,12 @@ def _queued_call(waiter: Waiter, position: int, wait: int | None, *, reveal: boo
 
 
 def _counts(lives: Iterable[AgentLive | None], now: float) -> AgentCounts:
-    statuses = [AgentStatus.OFFLINE if live is None else live.status_at(now) for live in lives]
+    counts = Staffing.of(lives, now).by_status
     return AgentCounts(
-        available=statuses.count(AgentStatus.AVAILABLE),
-        busy=statuses.count(AgentStatus.BUSY),
-        wrap_up=statuses.count(AgentStatus.WRAP_UP),
-        offline=statuses.count(AgentStatus.OFFLINE),
+        available=counts[AgentStatus.AVAILABLE],
+        busy=counts[AgentStatus.BUSY],
+        wrap_up=counts[AgentStatus.WRAP_UP],
+        offline=counts[AgentStatus.OFFLINE],
     )
 
 
