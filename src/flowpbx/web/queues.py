@@ -317,4 +317,3 @@ class QueueHooks:
             await self._surely(self.engine.callback_ended, res, answered=False)
             return
         await self._surely(self.engine.agent_call_ended, res, answered=False)
-
