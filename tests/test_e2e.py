@@ -87,9 +87,9 @@ POLIZA = "Para dar un parte, marque su número de póliza de ocho cifras."
 POLIZA_INVALID = "El número de póliza tiene ocho cifras."
 AGENTE = "Le pasamos con un agente. Por favor, espere."
 NO_INPUT = "No hemos recibido ninguna opción."
-INVALID = "Opción no válida."
+INVALID = "Lo sentimos, esa opción no es válida."
 ESPERA_AGOTADA = (
-    "Lo sentimos, todos nuestros agentes siguen ocupados. "
+    "Lamentamos la espera. Todos nuestros agentes siguen ocupados. "
     "Puede dejarnos un mensaje y le llamaremos lo antes posible."
 )
 COLA_LLENA = (
@@ -345,7 +345,9 @@ def test_department_dial_outcomes(
     call.start(sid)
     reply = call.press(key)
     assert reply.names == ("Say", "Dial")
-    assert reply.says == (f"Ha elegido seguros de {name}. Le pasamos con el departamento.",)
+    assert reply.says == (
+        f"Ha elegido seguros de {name}. Le pasamos con el departamento de seguros de {name}.",
+    )
     dial = reply.one("Dial")
     assert [(n.name, n.text) for n in dial.children] == [("Number", number)]
     assert (dial["record"], dial["timeout"]) == ("record-from-answer-dual", "25")
@@ -425,7 +427,10 @@ def test_automovil_policy_retries_exhausted_still_dials_partes(
     assert call.press("").says == ("No hemos recibido ningún número.", POLIZA)
     assert call.press("123#").says == (POLIZA_INVALID, POLIZA)
     reply = call.press("99#")
-    assert reply.says == ("Gracias. Le pasamos con el departamento de partes.",)
+    assert reply.says == (
+        "No hemos podido recoger su número de póliza; se lo pedirán al atenderle. "
+        "Le pasamos con el departamento de partes.",
+    )
     assert [n.text for n in reply.one("Dial").named("Number")] == ["+34912345674"]
     state, _ = stored(rdb, sid)
     assert state is not None

@@ -220,7 +220,9 @@ def test_state_of_an_older_release_reads_with_defaults(
         second.call_sid, second.from_, second.to = sid, CALLER, CALLED
         url = BASE_URL + "/api/calls/gather?seq=1"
         reply = second.check(second.post(url, second.params(Digits="2")))
-    assert reply.says == ("Ha elegido seguros de salud. Le pasamos con el departamento.",)
+    assert reply.says == (
+        "Ha elegido seguros de salud. Le pasamos con el departamento de seguros de salud.",
+    )
     assert reply.has("Dial")
 
 

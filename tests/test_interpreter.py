@@ -80,8 +80,8 @@ from flowpbx.engine.interpreter import (
     step,
 )
 from flowpbx.engine.state import CallState, StateError, Waiting
-from flowpbx.language.flow import Flow, HoursNode
-from flowpbx.language.loader import check_file, load_flow
+from flowpbx.language.flow import Flow, HoursNode, easter_sunday
+from flowpbx.language.loader import check_file, check_text, load_flow
 from flowpbx.twilio.params import DIAL_RESULTS, QUEUE_RESULTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,7 +247,7 @@ POLIZA = Gather(
     (lucia("Para dar un parte, marque su número de póliza de ocho cifras."),), 5, 8, "#"
 )
 NO_OPTION = lucia("No hemos recibido ninguna opción.")
-INVALID = lucia("Opción no válida.")
+INVALID = lucia("Lo sentimos, esa opción no es válida.")
 NO_NUMBER = lucia("No hemos recibido ningún número.")
 SHORT_NUMBER = lucia("El número de póliza tiene ocho cifras.")
 GENERAL_QUEUE = Enqueue("general-queue", "seguros", "agente")
@@ -276,7 +276,7 @@ QUEUE_FULL: Actions = (
 """The queue had no room (or failed): cola_llena, then the general voicemail."""
 WAIT_OVER: Actions = (
     lucia(
-        "Lo sentimos, todos nuestros agentes siguen ocupados. "
+        "Lamentamos la espera. Todos nuestros agentes siguen ocupados. "
         "Puede dejarnos un mensaje y le llamaremos lo antes posible."
     ),
     *GENERAL_VOICEMAIL,
@@ -314,7 +314,7 @@ DEPARTMENTS = [
             "llamar_vida",
             "VIDA_NUMBER",
             "+34912345671",
-            "Ha elegido seguros de vida. Le pasamos con el departamento.",
+            "Ha elegido seguros de vida. Le pasamos con el departamento de seguros de vida.",
             "buzon_vida",
             "En este momento el departamento de vida no puede atenderle. "
             "Deje su mensaje después de la señal.",
@@ -327,7 +327,7 @@ DEPARTMENTS = [
             "llamar_salud",
             "SALUD_NUMBER",
             "+34912345672",
-            "Ha elegido seguros de salud. Le pasamos con el departamento.",
+            "Ha elegido seguros de salud. Le pasamos con el departamento de seguros de salud.",
             "buzon_salud",
             "En este momento el departamento de salud no puede atenderle. "
             "Deje su mensaje después de la señal.",
@@ -340,7 +340,7 @@ DEPARTMENTS = [
             "llamar_hogar",
             "HOGAR_NUMBER",
             "+34912345673",
-            "Ha elegido seguros de hogar. Le pasamos con el departamento.",
+            "Ha elegido seguros de hogar. Le pasamos con el departamento de seguros de hogar.",
             "buzon_hogar",
             "En este momento el departamento de hogar no puede atenderle. "
             "Deje su mensaje después de la señal.",
@@ -676,13 +676,17 @@ def test_input_rejects_keys_that_are_not_digits() -> None:
 
 
 def test_poliza_retries_exhausted_goes_to_parte_without_number() -> None:
-    """After retries (2) the third failure still passes the call to the claims line."""
+    """After retries (2) the third failure still passes the call to the claims line, without
+    thanking a caller who could not give a policy number."""
     result = walk("seguros", ["4", "1", "123", ""])
     assert result.actions == (NO_NUMBER, POLIZA)
     assert result.state.attempts == 2
     result = step(result.state, keys("1"), context("seguros"))
     assert result.actions == (
-        lucia("Gracias. Le pasamos con el departamento de partes."),
+        lucia(
+            "No hemos podido recoger su número de póliza; se lo pedirán al atenderle. "
+            "Le pasamos con el departamento de partes."
+        ),
         Dial(("+34912345674",), None, 25, True),
     )
     assert result.state.node == "llamar_partes"
@@ -1047,6 +1051,14 @@ def at(year: int, month: int, day: int, hour: int, minute: int = 0) -> dt.dateti
         pytest.param(at(2026, 12, 24, 23, 30), "holiday", id="utc-24th-is-madrid-25th"),
         pytest.param(at(2026, 12, 7, 23, 30), "holiday", id="utc-7th-is-madrid-8th"),
         pytest.param(at(2026, 12, 9, 8, 30), "open", id="day-after-inmaculada"),
+        pytest.param(madrid(2026, 4, 3, 10), "holiday", id="viernes-santo-2026"),
+        pytest.param(madrid(2027, 3, 26, 10), "holiday", id="viernes-santo-2027"),
+        pytest.param(madrid(2026, 4, 2, 10), "holiday", id="jueves-santo-2026-madrid"),
+        pytest.param(madrid(2027, 3, 25, 10), "holiday", id="jueves-santo-2027-madrid"),
+        pytest.param(madrid(2026, 4, 6, 10), "open", id="lunes-de-pascua-2026-open-in-madrid"),
+        pytest.param(madrid(2027, 4, 2, 10), "open", id="friday-a-week-after-2027-easter"),
+        pytest.param(madrid(2026, 5, 15, 10), "holiday", id="san-isidro-2026-friday"),
+        pytest.param(madrid(2026, 11, 9, 10), "holiday", id="almudena-2026-monday"),
     ],
 )
 def test_business_hours_seguros(now: dt.datetime, expected: str) -> None:
@@ -1090,6 +1102,47 @@ def test_business_hours_every_year_holiday_hours_apply_other_years() -> None:
 def test_business_hours_year_specific_holiday_beats_every_year_one() -> None:
     """A closure for one year's date wins over the every-year hours of that date."""
     assert business_hours(hours("holiday_order"), madrid(2026, 12, 24, 10)) == "holiday"
+
+
+@pytest.mark.parametrize(
+    ("year", "sunday"),
+    [(2024, (3, 31)), (2025, (4, 20)), (2026, (4, 5)), (2027, (3, 28)), (2038, (4, 25))],
+)
+def test_easter_sunday_matches_the_church_calendar(year: int, sunday: tuple[int, int]) -> None:
+    """Easter Sunday is computed for any year (2038 is the latest possible date, 25 April)."""
+    assert easter_sunday(year) == dt.date(year, *sunday)
+
+
+def test_holiday_moving_with_easter_is_checked_and_rejects_a_duplicate() -> None:
+    """'easter-2' is a holiday every year; the same Easter day twice is an error."""
+    text = HOLIDAY_FLOW.format(holidays="[easter-2, easter+1]")
+    report = check_text(text, "h.yaml")
+    assert not report.errors, report.problems
+    node = report.flow.nodes["horario"] if report.flow else None
+    assert isinstance(node, HoursNode)
+    assert business_hours(node, madrid(2026, 4, 3, 10)) == "holiday"
+    assert business_hours(node, madrid(2026, 4, 6, 10)) == "holiday"
+    assert business_hours(node, madrid(2026, 4, 7, 10)) == "open"
+    twice = check_text(HOLIDAY_FLOW.format(holidays="[easter-2, easter-2]"), "h.yaml")
+    assert [p.message for p in twice.errors] == [
+        "node 'horario': holiday easter-2 is listed twice (also entry 1); keep only one"
+    ]
+
+
+HOLIDAY_FLOW = """name: h
+entry: horario
+nodes:
+  horario:
+    type: hours
+    timezone: Europe/Madrid
+    weekly:
+      monday-friday: 09:00-19:00
+    holidays: {holidays}
+    open: fin
+    closed: fin
+  fin:
+    type: hangup
+"""
 
 
 # --- goto, set, switch, variables ----------------------------------------------------------------

@@ -97,7 +97,7 @@ def test_loader_builds_seguros_model() -> None:
     assert (menu.retries, menu.exhausted) == (3, "agente_aviso")
     assert menu.invalid is not None
     assert menu.invalid.text is not None
-    assert menu.invalid.text.source == "Opción no válida."
+    assert menu.invalid.text.source == "Lo sentimos, esa opción no es válida."
     dial = flow.nodes["llamar_vida"]
     assert isinstance(dial, DialNode)
     assert (dial.targets, dial.no_answer, dial.busy, dial.failed, dial.answered) == (

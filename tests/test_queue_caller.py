@@ -105,7 +105,7 @@ COLA_LLENA = lucia(
     "Puede dejarnos un mensaje y le llamaremos lo antes posible."
 )
 ESPERA_AGOTADA = lucia(
-    "Lo sentimos, todos nuestros agentes siguen ocupados. "
+    "Lamentamos la espera. Todos nuestros agentes siguen ocupados. "
     "Puede dejarnos un mensaje y le llamaremos lo antes posible."
 )
 GOODBYE: Actions = (lucia("Gracias por llamar a Seguros. Adiós."), Hangup())

@@ -25,13 +25,9 @@ def hours_at(node: HoursNode, now: dt.datetime) -> tuple[HoursStatus, str]:
     an ordinary day), in the node's time zone."""
     local = now.astimezone(zoneinfo.ZoneInfo(node.timezone))
     minute = local.hour * 60 + local.minute
-    today = [
-        h
-        for h in node.holidays
-        if (h.month, h.day) == (local.month, local.day) and h.year in (None, local.year)
-    ]
+    today = [h for h in node.holidays if h.falls_on(local.date())]
     if today:
-        # One year's entry for a date is more specific than an every-year one.
+        # One year's entry for a date is more specific than an every-year (or Easter) one.
         holiday = max(today, key=lambda h: h.year is not None)
         is_open = any(r.contains(minute) for r in holiday.hours)
         return (HoursStatus.OPEN if is_open else HoursStatus.HOLIDAY), holiday.name

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 from typing import Any
 
 from flowpbx.language.building import BuildContext, Invalid
 from flowpbx.language.flow import Holiday, HoursNode, Node, TimeRange
 from flowpbx.language.yamlsource import Path
+
+EASTER = re.compile(r"easter([+-][0-9]{1,3})?")
+"""A holiday that moves with Easter: `easter-2` is Good Friday (Viernes Santo)."""
 
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -93,6 +97,13 @@ def _weekly(
 
 def _holiday(value: Any, path: Path, ctx: BuildContext) -> Holiday:
     entry = value if isinstance(value, dict) else {"date": value}
+    hours_path = (*path, "hours")
+    hours = time_ranges(entry["hours"], hours_path, ctx) if "hours" in entry else ()
+    name = entry.get("name", "")
+    moved = EASTER.fullmatch(entry["date"])
+    if moved:
+        offset = int(moved.group(1) or 0)
+        return Holiday(month=0, day=0, year=None, name=name, hours=hours, easter=offset)
     parts = [int(p) for p in entry["date"].split("-")]
     year = parts[0] if len(parts) == 3 else None
     month, day = parts[-2:]
@@ -102,9 +113,7 @@ def _holiday(value: Any, path: Path, ctx: BuildContext) -> Holiday:
         where = (*path, "date") if isinstance(value, dict) else path
         ctx.error(where, f"node '{path[1]}': {entry['date']!r} is not a real date", "hours-date")
         raise Invalid from exc
-    hours_path = (*path, "hours")
-    hours = time_ranges(entry["hours"], hours_path, ctx) if "hours" in entry else ()
-    return Holiday(month=month, day=day, year=year, name=entry.get("name", ""), hours=hours)
+    return Holiday(month=month, day=day, year=year, name=name, hours=hours)
 
 
 def build_hours(node_id: str, raw: dict[str, Any], ctx: BuildContext) -> Node:
@@ -114,12 +123,18 @@ def build_hours(node_id: str, raw: dict[str, Any], ctx: BuildContext) -> Node:
         _holiday(value, (*path, "holidays", i), ctx)
         for i, value in enumerate(raw.get("holidays", []))
     )
-    seen: dict[tuple[int | None, int, int], int] = {}
+    seen: dict[tuple[int | None, int, int] | int, int] = {}
     for i, holiday in enumerate(holidays):
-        day = (holiday.year, holiday.month, holiday.day)
+        day = (
+            holiday.easter
+            if holiday.easter is not None
+            else (holiday.year, holiday.month, holiday.day)
+        )
         if day in seen:
             written = f"{holiday.month:02d}-{holiday.day:02d}"
             written = f"{holiday.year}-{written}" if holiday.year else written
+            if holiday.easter is not None:
+                written = f"easter{holiday.easter:+d}" if holiday.easter else "easter"
             ctx.error(
                 (*path, "holidays", i),
                 f"node '{node_id}': holiday {written} is listed twice "

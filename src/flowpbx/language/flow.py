@@ -6,6 +6,7 @@ read transitions from one place.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,13 +78,36 @@ class TimeRange:
 
 @dataclass(frozen=True, slots=True)
 class Holiday:
-    """A closed (or shortened) day; `year` None means every year."""
+    """A closed (or shortened) day; `year` None means every year. A holiday that moves with
+    Easter (Viernes Santo is `easter-2`) has `easter`, its days after Easter Sunday, and no
+    month or day."""
 
     month: int
     day: int
     year: int | None
     name: str
     hours: tuple[TimeRange, ...]
+    easter: int | None = None
+
+    def falls_on(self, date: dt.date) -> bool:
+        """Whether the holiday is on `date`."""
+        if self.easter is not None:
+            return date == easter_sunday(date.year) + dt.timedelta(days=self.easter)
+        return (self.month, self.day) == (date.month, date.day) and self.year in (None, date.year)
+
+
+def easter_sunday(year: int) -> dt.date:
+    """Western (Gregorian) Easter Sunday, by the anonymous Gregorian algorithm."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = divmod(b, 4)
+    f = (b + 8) // 25
+    g = (b - f + 1) // 3
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = divmod(c, 4)
+    leap = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 22 * leap) // 451
+    month, day = divmod(h + leap - 7 * m + 114, 31)
+    return dt.date(year, month, day + 1)
 
 
 class CaseTest(StrEnum):
