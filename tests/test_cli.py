@@ -34,28 +34,28 @@ def test_validate_shipped_flows_prints_one_line() -> None:
         pytest.param(
             "      4: automovil\n",
             "      4: automobil\n",
-            "seguros.yaml:116:10: error: node 'menu_principal': option '4' goes to 'automobil', "
+            "seguros.yaml:129:10: error: node 'menu_principal': option '4' goes to 'automobil', "
             "which does not exist (did you mean 'automovil'?)",
             id="typo-in-reference",
         ),
         pytest.param(
             "      9: agente_aviso\n",
             "      9: agente_aviso\n      3: vida\n",
-            "seguros.yaml:118:7: error: node 'menu_principal': option '3' is written twice "
-            "(first on line 115); keep only one",
+            "seguros.yaml:131:7: error: node 'menu_principal': option '3' is written twice "
+            "(first on line 128); keep only one",
             id="duplicate-digit",
         ),
         pytest.param(
             "    text: Bienvenido a Seguros. Le informamos",
             "    text: Bienvenido a Seguros: su aseguradora. Le informamos",
-            "seguros.yaml:103:31: error: a ':' followed by a space inside a value; "
+            "seguros.yaml:116:31: error: a ':' followed by a space inside a value; "
             "put the whole text in quotes",
             id="yaml-syntax-error",
         ),
         pytest.param(
             "    no_input: No hemos recibido ninguna opción.\n",
             "    sin_respuesta: No hemos recibido ninguna opción.\n",
-            "seguros.yaml:120:5: error: node 'menu_principal': unknown key 'sin_respuesta'; "
+            "seguros.yaml:133:5: error: node 'menu_principal': unknown key 'sin_respuesta'; "
             "expected one of: type, description, prompt, options",
             id="unknown-key",
         ),

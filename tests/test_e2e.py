@@ -29,7 +29,7 @@ from starlette.applications import Starlette
 from conftest import FLOWS
 from flowpbx.app import build_service, catalog_from
 from flowpbx.engine.state import CallState, Waiting
-from flowpbx.language.catalog import FlowCatalog, LoadedFlow
+from flowpbx.language.catalog import FlowCatalog, LoadedFlow, flow_version
 from flowpbx.language.loader import load_flow
 from flowpbx.settings import Settings
 from flowpbx.store.redis import RedisCallStore, call_key, shard, stream_key
@@ -1223,11 +1223,17 @@ def test_status_callbacks_signed_204_unsigned_403(call: TwilioDriver, rdb: redis
 
 
 def test_health_reports_store_and_flows(call: TwilioDriver) -> None:
-    """/health answers JSON: ok, the Redis store and the loaded flows."""
+    """/health answers JSON: ok, the Redis store and the loaded flows with their versions."""
     response = call.client.get("/health")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == {"status": "ok", "store": "redis", "flows": ["seguros"]}
+    version = flow_version((FLOWS / "seguros.yaml").read_bytes())
+    assert response.json() == {
+        "status": "ok",
+        "store": "redis",
+        "flows": ["seguros"],
+        "versions": {"seguros": version},
+    }
 
 
 # --- Input hardening: non-ASCII digits, trailing newlines, chunked bodies, plain apologies ------

@@ -18,6 +18,7 @@ import redis
 from conftest import FLOWS
 from flowpbx.engine.hours import business_hours
 from flowpbx.engine.state import CallState
+from flowpbx.language.catalog import flow_version
 from flowpbx.language.flow import HoursNode
 from flowpbx.language.loader import load_flow
 from flowpbx.store.redis import call_key
@@ -88,7 +89,9 @@ def test_serve_memory_answers_signed_incoming(tmp_path: Path) -> None:
     with serving(workdir(tmp_path), environment()) as server:
         health = httpx.get(f"{server.base_url}/health", timeout=5.0).json()
         history = health.pop("history")
+        versions = health.pop("versions")
         assert health == {"status": "ok", "store": "memory", "flows": ["seguros"]}
+        assert versions == {"seguros": flow_version((FLOWS / "seguros.yaml").read_bytes())}
         assert history["backlog"] == 0
         assert history["writer"] in ("starting", "writing")
         params = inbound_params(call_sid(1), CALLER, CALLED)

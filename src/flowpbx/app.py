@@ -31,13 +31,15 @@ from flowpbx.history import sink
 from flowpbx.history.prices import PriceFiller
 from flowpbx.history.sources import EventSource, MemoryEventSource, RedisEventSource
 from flowpbx.history.writer import HistoryWriter
-from flowpbx.language.catalog import FlowCatalog, load_catalog
+from flowpbx.language.catalog import Catalog, FlowCatalog, load_catalog
+from flowpbx.language.library import FlowLibrary
 from flowpbx.queues.directory import AgentDirectory
 from flowpbx.queues.engine import QueueEngine
 from flowpbx.queues.memory_store import MemoryQueueStore
 from flowpbx.queues.redis_store import RedisQueueStore
 from flowpbx.queues.scheduler import QueueScheduler
 from flowpbx.queues.store import QueueStore
+from flowpbx.reloading import FlowReloader
 from flowpbx.settings import Settings
 from flowpbx.store.memory import MemoryCallStore
 from flowpbx.store.pacer import RedisPacer
@@ -63,21 +65,26 @@ class StoreNotReachable(FlowpbxError):
     """The configured Redis does not answer at start-up."""
 
 
-def catalog_from(settings: Settings, env_file: Path | None = Path(".env")) -> FlowCatalog:
-    """Load the flows, with config values from the environment and .env."""
-    file = env_file if env_file is not None and env_file.is_file() else None
-    config = Config(file)
+def config_lookup(env_file: Path | None = Path(".env")) -> Callable[[str], str | None]:
+    """Flow config values: the environment, else .env (read again at each call, so that a
+    reload takes an edited .env)."""
 
     def lookup(name: str) -> str | None:
-        value = config(name, default=None)
+        file = env_file if env_file is not None and env_file.is_file() else None
+        value = Config(file)(name, default=None)
         return None if value in (None, "") else str(value)
 
+    return lookup
+
+
+def catalog_from(settings: Settings, env_file: Path | None = Path(".env")) -> FlowCatalog:
+    """Load the flows, with config values from the environment and .env."""
     return load_catalog(
         settings.flows_dir,
         numbers=settings.numbers,
         default=settings.default_flow,
         phone_number=settings.twilio_phone_number,
-        lookup=lookup,
+        lookup=config_lookup(env_file),
     )
 
 
@@ -109,7 +116,7 @@ async def check_store(settings: Settings) -> None:
 
 def build_service(
     settings: Settings,
-    catalog: FlowCatalog,
+    catalog: Catalog,
     store: CallStore,
     clock: Callable[[], dt.datetime] = utc_now,
 ) -> CallService:
@@ -191,7 +198,7 @@ def public_base(settings: Settings, request: Request) -> str:
 
 def rest_parts(
     settings: Settings,
-    catalog: FlowCatalog,
+    catalog: Catalog,
     db: Database,
     store: CallStore | None = None,
     twilio: tuple[TwilioRest | None, tuple[str, ...]] | None = None,
@@ -369,12 +376,21 @@ def build_app(settings: Settings) -> Starlette:
             "TWILIO_ACCOUNT_SID is the .env.example placeholder: softphone tokens and "
             "outbound calls will not work with Twilio until .env has your account's values"
         )
-    service = build_service(settings, catalog, store)
+    # Everything reads the flows through the library, which a reload swaps whole.
+    library = FlowLibrary(catalog, lookup=config_lookup())
+    reloader = FlowReloader(
+        library,
+        load=partial(catalog_from, settings),
+        folder=settings.flows_dir,
+        store=store,
+        poll_seconds=settings.flows_reload,
+    )
+    service = build_service(settings, library, store)
     twilio = twilio_rest(settings)  # one client: the REST API's, the price filler's, queues'
-    queues = queue_parts(settings, catalog, store, db, twilio[0])
+    queues = queue_parts(settings, library, store, db, twilio[0])
     rest = rest_parts(
         settings,
-        catalog,
+        library,
         db,
         store,
         twilio,
@@ -383,7 +399,12 @@ def build_app(settings: Settings) -> Starlette:
         on_agent_change=queues.engine.wake,
     )
     return create_app(
-        settings, service, rest, history_parts(settings, store, db, twilio[0]), queues
+        settings,
+        service,
+        rest,
+        history_parts(settings, store, db, twilio[0]),
+        queues,
+        reloader=reloader,
     )
 
 
@@ -395,7 +416,7 @@ def queue_store_from(settings: Settings) -> QueueStore:
 
 def queue_parts(
     settings: Settings,
-    catalog: FlowCatalog,
+    catalog: Catalog,
     store: CallStore,
     db: Database,
     rest: TwilioRest | None,

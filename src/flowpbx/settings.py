@@ -99,6 +99,11 @@ class Settings:
     """Seconds a callback just booked waits before it may be placed (the caller hangs up)."""
     hours_override: str = ""
     log_level: str = "INFO"
+    flows_reload: float = 1.0
+    """Seconds between looks at the flows folder for changed files (0: reload only on SIGHUP
+    or `flowpbx reload`)."""
+    run_dir: Path = Path("data")
+    """Where `flowpbx serve` writes its pid file, for `flowpbx reload`."""
 
     @property
     def redis_url(self) -> str | None:
@@ -192,6 +197,8 @@ class Settings:
             callback_delay=reader.number("FLOWPBX_CALLBACK_DELAY", 15.0, 0.0, 600.0),
             hours_override=reader.hours_override("FLOWPBX_HOURS_OVERRIDE"),
             log_level=reader.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            flows_reload=reader.number("FLOWPBX_FLOWS_RELOAD", 1.0, 0.0, 3600.0),
+            run_dir=Path(reader.text("FLOWPBX_RUN_DIR", "data")),
         )
         if webhooks and not settings.twilio_auth_token and not settings.skip_signature:
             reader.problems.append(

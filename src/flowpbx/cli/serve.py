@@ -29,6 +29,7 @@ def serve(host: str | None, port: int | None, flows_dir: Path | None) -> None:
 
     from flowpbx.app import build_app, check_store
     from flowpbx.privacy import mask_logs
+    from flowpbx.reloading import pid_file, remove_pid, write_pid
     from flowpbx.settings import Settings, SettingsError
 
     try:
@@ -54,6 +55,17 @@ def serve(host: str | None, port: int | None, flows_dir: Path | None) -> None:
         app = build_app(settings)
     except Exception as exc:
         fail(f"flowpbx cannot start: {exc}", EXIT_PROBLEMS)
-    uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level="warning", proxy_headers=False
-    )
+    # `flowpbx reload` finds the server by this file and sends it SIGHUP.
+    pid = pid_file(settings.run_dir, settings.port)
+    try:
+        write_pid(pid)
+    except OSError as exc:
+        logging.getLogger("flowpbx").warning(
+            "cannot write %s (%s): flowpbx reload will not find this server", pid, exc
+        )
+    try:
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_level="warning", proxy_headers=False
+        )
+    finally:
+        remove_pid(pid)

@@ -29,8 +29,9 @@ from flowpbx.engine.interpreter import Step, initial_state
 from flowpbx.engine.state import CallState, Waiting
 from flowpbx.engine.storage import CallStore, CorruptState, StoredCall, StoreUnavailable
 from flowpbx.engine.walk import Context
-from flowpbx.language.catalog import FlowCatalog, LoadedFlow
+from flowpbx.language.catalog import Catalog, LoadedFlow
 from flowpbx.language.flow import EnqueueNode
+from flowpbx.language.library import FlowLibrary
 
 log = logging.getLogger("flowpbx.calls")
 
@@ -67,9 +68,10 @@ def utc_now() -> dt.datetime:
 
 @dataclass
 class CallService:
-    """Runs calls: one `start` per new call, one `handle` per event."""
+    """Runs calls: one `start` per new call, one `handle` per event. A call runs on the
+    version of its flow it started with, even after the flows are reloaded."""
 
-    catalog: FlowCatalog
+    catalog: Catalog
     store: CallStore
     renderer: Renderer
     engine: CallEngine = field(default_factory=CallEngine)
@@ -100,6 +102,33 @@ class CallService:
                 return loaded
             log.warning("call %s: no flow named %r; using the number's", call.call_sid, call.flow)
         return self.catalog.for_number(call.called)
+
+    async def _started_on(self, call: NewCall, state: CallState) -> LoadedFlow | None:
+        """The version of the flow the call started on: one this process knows, or one whose
+        text the store kept (another process loaded it); else the flow's current version."""
+        found = self.catalog.find(state.flow, state.version)
+        if found is not None:
+            return found
+        if isinstance(self.catalog, FlowLibrary):
+            try:
+                kept = await self.store.flow_text(state.flow, state.version)
+            except StoreUnavailable:
+                kept = None
+            if kept is not None:
+                file, text = kept
+                library = self.catalog
+                revived = await asyncio.to_thread(
+                    library.revive, state.flow, state.version, text, file
+                )
+                if revived is not None:
+                    log.info(
+                        "call %s: running version %s of flow %s, kept for its calls",
+                        call.call_sid,
+                        state.version,
+                        state.flow,
+                    )
+                    return revived
+        return self.catalog.get(state.flow)
 
     def apology(self, loaded: LoadedFlow | None = None, renderer: Renderer | None = None) -> str:
         """A plain apology and a hangup, in the flow's voice: for calls flowpbx cannot continue."""
@@ -282,7 +311,7 @@ class CallService:
                 state.seq,
             )
             return Answer(reply=stored.reply)
-        loaded = self.catalog.get(state.flow)
+        loaded = await self._started_on(call, state)
         if loaded is None:
             # A release removed or renamed the call's flow: go on as if its state were lost.
             log.error("call %s: flow %s is no longer loaded", call.call_sid, state.flow)
@@ -297,10 +326,10 @@ class CallService:
             )
         if loaded.version != state.version:
             log.warning(
-                "call %s: flow %s changed during the call (%s -> %s); going on with the new one",
+                "call %s: version %s of flow %s is no longer known; going on with version %s",
                 call.call_sid,
-                state.flow,
                 state.version,
+                state.flow,
                 loaded.version,
             )
             state = state.evolve(version=loaded.version)

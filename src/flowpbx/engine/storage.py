@@ -73,6 +73,15 @@ class CallStore(Protocol):
         """The reply saved with the call's first state (the answer to its incoming webhook)."""
         ...
 
+    async def keep_flow(self, name: str, version: str, file: str, text: bytes) -> None:
+        """Keep a flow version's text (from `file`) for twice the call TTL, so that any
+        process can run the calls that started on it after the file changed."""
+        ...
+
+    async def flow_text(self, name: str, version: str) -> tuple[str, bytes] | None:
+        """The file name and text kept for flow `name` at `version`, or None."""
+        ...
+
     async def ping(self) -> bool:
         """Whether the store answers."""
         ...

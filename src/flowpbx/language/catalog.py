@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
+from typing import Protocol
 
 from flowpbx.errors import FlowError, FlowpbxError, Problem
 from flowpbx.language.checks import config_uses, queue_config_uses
@@ -30,6 +31,32 @@ class LoadedFlow:
     flow: Flow
     version: str
     config: Mapping[str, str]
+    text: bytes = b""
+    """The file's text as checked, so that other processes can run the calls on this version
+    after the file has changed (empty for flows built in memory)."""
+
+
+class Catalog(Protocol):
+    """What the service reads from the flows it runs: a FlowCatalog, or a FlowLibrary whose
+    flows change while it runs."""
+
+    @property
+    def flows(self) -> Mapping[str, LoadedFlow]: ...
+
+    @property
+    def default(self) -> str: ...
+
+    @property
+    def default_flow(self) -> LoadedFlow: ...
+
+    @property
+    def queues(self) -> Mapping[str, QueueSpec]: ...
+
+    def for_number(self, called: str) -> LoadedFlow: ...
+
+    def get(self, name: str) -> LoadedFlow | None: ...
+
+    def find(self, name: str, version: str) -> LoadedFlow | None: ...
 
 
 @dataclass(frozen=True)
@@ -44,6 +71,11 @@ class FlowCatalog:
 
     def get(self, name: str) -> LoadedFlow | None:
         return self.flows.get(name)
+
+    def find(self, name: str, version: str) -> LoadedFlow | None:
+        """The flow `name` at `version`, if that is the version loaded."""
+        loaded = self.flows.get(name)
+        return loaded if loaded is not None and loaded.version == version else None
 
     @property
     def default_flow(self) -> LoadedFlow:
@@ -112,17 +144,26 @@ def _config(flow: Flow, lookup: Callable[[str], str | None]) -> tuple[dict[str, 
     return values, problems
 
 
-def _load(path: Path, lookup: Callable[[str], str | None]) -> tuple[LoadedFlow, list[str]]:
-    """A flow file with its config values, and what is wrong with them; FlowError if the
+def flow_version(raw: bytes) -> str:
+    """A flow text's version: the start of its SHA-256, kept in the state of each call."""
+    return hashlib.sha256(raw).hexdigest()[:12]
+
+
+def load_text(
+    raw: bytes, file: str, lookup: Callable[[str], str | None]
+) -> tuple[LoadedFlow, list[str]]:
+    """A flow's text with its config values, and what is wrong with them; FlowError if the
     flow itself is invalid."""
-    raw = path.read_bytes()
-    report = check_bytes(raw, str(path))
+    report = check_bytes(raw, file)
     if report.flow is None:
         raise FlowError(report.problems)
     config, config_problems = _config(report.flow, lookup)
     # Calls remember the version of the text that was checked, not a later read of it.
-    version = hashlib.sha256(raw).hexdigest()[:12]
-    return LoadedFlow(report.flow, version, config), config_problems
+    return LoadedFlow(report.flow, flow_version(raw), config, raw), config_problems
+
+
+def _load(path: Path, lookup: Callable[[str], str | None]) -> tuple[LoadedFlow, list[str]]:
+    return load_text(path.read_bytes(), str(path), lookup)
 
 
 def load_one(path: Path, lookup: Callable[[str], str | None]) -> FlowCatalog:

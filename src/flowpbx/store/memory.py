@@ -98,6 +98,7 @@ class MemoryCallStore:
         self.ttl = ttl
         self.clock = clock
         self._calls: dict[str, _Entry] = {}
+        self._flows: dict[tuple[str, str], tuple[str, bytes]] = {}
         self.records = EventLog(max_records)
         """Step records and progress reports, oldest first, until call history takes them."""
 
@@ -158,6 +159,12 @@ class MemoryCallStore:
     async def first_reply(self, call_sid: str) -> str | None:
         entry = self._live(call_sid)
         return entry.first if entry else None
+
+    async def keep_flow(self, name: str, version: str, file: str, text: bytes) -> None:
+        self._flows[(name, version)] = (file, text)
+
+    async def flow_text(self, name: str, version: str) -> tuple[str, bytes] | None:
+        return self._flows.get((name, version))
 
     async def ping(self) -> bool:
         return True

@@ -99,6 +99,11 @@ def stream_key(number: int) -> str:
     return f"flowpbx:{{{number:02d}}}:events"
 
 
+def flow_key(name: str, version: str) -> str:
+    """Where a flow version's text is kept, for calls that outlive a reload."""
+    return f"flowpbx:flow:{name}:{version}"
+
+
 def connect(url: str) -> aioredis.Redis:
     """A client that retries a command once its connection broke (a restarted Redis leaves
     every pooled connection stale) and checks idle connections before reusing them. Commands
@@ -244,6 +249,25 @@ class RedisCallStore:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
         return None if first is None else _text(first)
+
+    async def keep_flow(self, name: str, version: str, file: str, text: bytes) -> None:
+        key = flow_key(name, version)
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping={"file": file, "text": text})
+                pipe.expire(key, 2 * self.ttl)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"Redis: {exc}") from exc
+
+    async def flow_text(self, name: str, version: str) -> tuple[str, bytes] | None:
+        try:
+            file, text = await self.client.hmget(flow_key(name, version), ["file", "text"])
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"Redis: {exc}") from exc
+        if text is None:
+            return None
+        return _text(file), text if isinstance(text, bytes) else text.encode()
 
     async def ping(self) -> bool:
         try:

@@ -26,6 +26,7 @@ from flowpbx.history.sources import Backlog
 from flowpbx.history.writer import HistoryWriter
 from flowpbx.queues.engine import QueueEngine
 from flowpbx.queues.scheduler import QueueScheduler
+from flowpbx.reloading import FlowReloader, listen_for_hangup
 from flowpbx.settings import Settings
 from flowpbx.twilio import params
 from flowpbx.web.api.framework import Authenticator
@@ -151,15 +152,35 @@ class QueueParts:
     aclose: Callable[[], Awaitable[None]]
 
 
+def _background(
+    history: HistoryParts | None, queues: QueueParts | None, reloader: FlowReloader | None
+) -> list[asyncio.Task[None]]:
+    """Start the tasks the process runs beside the webhooks."""
+    background = []
+    if history is not None and history.writer is not None:
+        background.append(asyncio.create_task(history.writer.run_forever(), name="history-writer"))
+    if history is not None and history.prices is not None:
+        background.append(asyncio.create_task(history.prices.run(), name="call-prices"))
+    if queues is not None and queues.scheduler is not None:
+        background.append(
+            asyncio.create_task(queues.scheduler.run_forever(), name="queue-scheduler")
+        )
+    if reloader is not None:
+        background.append(asyncio.create_task(reloader.run_forever(), name="flow-reloader"))
+    return background
+
+
 def create_app(
     settings: Settings,
     service: CallService,
     rest: RestParts | None = None,
     history: HistoryParts | None = None,
     queues: QueueParts | None = None,
+    *,
+    reloader: FlowReloader | None = None,
 ) -> Starlette:
-    """The web application around a call service (and the REST API, call history and the
-    queue engine, when given)."""
+    """The web application around a call service (and the REST API, call history, the
+    queue engine and the flows' live reload, when given)."""
     hooks = Webhooks(settings, service, history.direct if history else None)
     store = service.store
     direct = DirectCalls(
@@ -174,6 +195,7 @@ def create_app(
             "status": "ok" if store_ok else "degraded",
             "store": "redis" if settings.redis_url else "memory",
             "flows": sorted(service.catalog.flows),
+            "versions": {name: loaded.version for name, loaded in service.catalog.flows.items()},
         }
         if history is not None:
             backlog = await history.backlog()
@@ -205,20 +227,12 @@ def create_app(
             )
         for start in rest.startup if rest else ():
             await start()
-        background = []
-        if history is not None and history.writer is not None:
-            background.append(
-                asyncio.create_task(history.writer.run_forever(), name="history-writer")
-            )
-        if history is not None and history.prices is not None:
-            background.append(asyncio.create_task(history.prices.run(), name="call-prices"))
-        if queues is not None and queues.scheduler is not None:
-            background.append(
-                asyncio.create_task(queues.scheduler.run_forever(), name="queue-scheduler")
-            )
+        background = _background(history, queues, reloader)
+        stop_listening = listen_for_hangup(reloader) if reloader else lambda: None
         try:
             yield
         finally:
+            stop_listening()
             for task in background:
                 task.cancel()
             if background:

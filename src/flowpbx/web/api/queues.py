@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any, cast
 
 from flowpbx.db.database import Database
-from flowpbx.language.catalog import FlowCatalog
+from flowpbx.language.catalog import Catalog
 from flowpbx.language.flow import QueueSpec
 from flowpbx.privacy import mask_number
 from flowpbx.queues import directory, stats
@@ -61,7 +61,7 @@ DEFAULT_WRAP_UP = cast(
 @dataclass
 class QueueApi:
     db: Database
-    catalog: FlowCatalog
+    catalog: Catalog
     store: QueueStore
     directory: AgentDirectory
     clock: Callable[[], dt.datetime] = field(default=utc_now)

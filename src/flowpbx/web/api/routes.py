@@ -18,7 +18,7 @@ from flowpbx.db.database import Database
 from flowpbx.dialing.dialer import Dialer, DialRefused
 from flowpbx.engine.progress import CallPlaced, Report
 from flowpbx.engine.storage import StoreUnavailable
-from flowpbx.language.catalog import FlowCatalog
+from flowpbx.language.catalog import Catalog
 from flowpbx.privacy import mask_number, mask_numbers
 from flowpbx.twilio.rest import TwilioFailure
 from flowpbx.twilio.tokens import TokenIssuer
@@ -56,7 +56,7 @@ class RestApi:
     (named in `missing_token` / `missing_dialer`): those endpoints then answer 503."""
 
     db: Database
-    catalog: FlowCatalog
+    catalog: Catalog
     base_url: Callable[[Request], str]
     """Where Twilio reaches this service: PUBLIC_BASE_URL, or the request's public address."""
     tokens: TokenIssuer | None

@@ -1,0 +1,73 @@
+"""`flowpbx reload`: check the flows as the service would, then ask the running service to
+serve them now (SIGHUP). The service also picks up saved files by itself within a second."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import click
+
+from flowpbx.cli.common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, fail
+
+
+@click.command(short_help="Check the flows and make the running service serve them now.")
+@click.option(
+    "--flows",
+    "flows_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of flow files (default FLOWPBX_FLOWS_DIR or flows/).",
+)
+def reload(flows_dir: Path | None) -> None:
+    """Check the flows exactly as `flowpbx serve` loads them (config values included), then
+    ask every `flowpbx serve` started from this folder to reload them.
+
+    Calls already in progress finish on the version they started with. A flow with errors is
+    not sent: the service keeps serving the last good version. Exits 0 when the flows are
+    valid, 1 when they are not.
+    """
+    import dataclasses
+
+    from flowpbx.app import catalog_from
+    from flowpbx.errors import FlowError, FlowpbxError
+    from flowpbx.reloading import running_servers
+    from flowpbx.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env(webhooks=False)
+    except SettingsError as exc:
+        fail(str(exc), EXIT_USAGE)
+    if flows_dir is not None:
+        settings = dataclasses.replace(settings, flows_dir=flows_dir)
+    try:
+        catalog = catalog_from(settings)
+    except FlowError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        fail(
+            "not reloaded: fix the errors above; the running service keeps serving "
+            "the last good version",
+            EXIT_PROBLEMS,
+        )
+    except FlowpbxError as exc:
+        fail(f"{exc}\nnot reloaded: the running service keeps the last good version", 1)
+    versions = ", ".join(
+        f"{name} (version {loaded.version})" for name, loaded in sorted(catalog.flows.items())
+    )
+    click.echo(f"flows valid: {versions}")
+    servers = running_servers(settings.run_dir)
+    if not servers:
+        click.echo(
+            f"no flowpbx serve is running from here (no pid file in {settings.run_dir}/); "
+            "it will load these flows when it starts"
+        )
+        raise SystemExit(EXIT_OK)
+    for path, pid in servers:
+        os.kill(pid, signal.SIGHUP)
+        port = path.stem.removeprefix("flowpbx-")
+        click.echo(
+            f"asked flowpbx serve on port {port} (process {pid}) to reload; calls in progress "
+            "finish on the version they started with"
+        )
