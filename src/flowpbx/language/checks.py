@@ -15,6 +15,7 @@ from flowpbx.language.graph_checks import (
     check_references,
 )
 from flowpbx.language.outline import Outline
+from flowpbx.language.prompt_checks import check_menu_prompts
 from flowpbx.language.queue_checks import (
     check_queue_declared,
     check_queue_keys,
@@ -57,6 +58,7 @@ CHECKS = (
     check_notice_kind,
     check_notice_named,
     check_notice_heard,
+    check_menu_prompts,
 )
 
 
