@@ -1,8 +1,10 @@
-"""What the commands share: exit codes and failing with a message."""
+"""What the commands share: exit codes, failing with a message, finding a flow file."""
 
 from __future__ import annotations
 
+import difflib
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -16,3 +18,21 @@ def fail(message: str, code: int) -> NoReturn:
     """Print `message` on stderr and exit with `code`."""
     click.echo(message, err=True)
     sys.exit(code)
+
+
+def flow_file(flow: str, flows_dir: Path) -> Path:
+    """FLOW is a file, or the name of a flow in the flows folder."""
+    path = Path(flow)
+    if path.is_file():
+        return path
+    if path.suffix in (".yaml", ".yml"):
+        raise click.UsageError(f"there is no flow file {path}")
+    for suffix in (".yaml", ".yml"):
+        candidate = flows_dir / f"{flow}{suffix}"
+        if candidate.is_file():
+            return candidate
+    names = sorted(p.stem for p in flows_dir.glob("*.y*ml")) if flows_dir.is_dir() else []
+    close = difflib.get_close_matches(flow, names, n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    known = f"; the flows there are: {', '.join(names)}" if names else ""
+    raise click.UsageError(f"no flow '{flow}' in {flows_dir}/{hint}{known}")
