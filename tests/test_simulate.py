@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,7 +22,7 @@ from flowpbx.settings import Settings
 from flowpbx.store.redis import EVENT_SHARDS, RedisCallStore, stream_key
 from flowpbx.web.app import create_app
 from servers import RedisServer, redis_server
-from twilio_fake import BASE_URL, TestClient, TwilioDriver, call_sid
+from twilio_fake import BASE_URL, Reply, TestClient, TwilioDriver, call_sid
 
 SEGUROS = str(FLOWS / "seguros.yaml")
 OPEN = "2026-11-24 10:00"
@@ -117,8 +117,8 @@ def test_simulate_queue_hold_music_then_timeout() -> None:
     music = "  plays: http://com.twilio.music.classical.s3.amazonaws.com/BusyStrings.mp3"
     assert music in lines
     assert (
-        "in the queue: agent, hangup, timeout, 0 (the caller presses the leave key); "
-        "or full, error (refused)? timeout"
+        "in the queue: agent, hangup, timeout, 0 (the caller presses the leave key), "
+        "1 (asks to be called back); or full, error (refused)? timeout"
     ) in lines
     assert "  (the caller waits 600 s in the queue)" in lines
     assert "step 3: espera_agotada > buzon_general" in lines
@@ -257,9 +257,44 @@ def redis_db() -> Iterator[RedisServer]:
         yield server
 
 
-def _webhook_events(redis_db: RedisServer, when: dt.datetime, sid: str) -> list[dict[str, Any]]:
-    """Walk 4, 1, the policy number, no answer, a message over signed webhooks; the call
-    events Redis holds for the call, in order."""
+def _parte_walk(call: TwilioDriver) -> None:
+    """4, 1, the policy number, no answer, a message."""
+    call.press("4")
+    call.press("1")
+    call.press("12345678#")
+    call.dial_result("no-answer")
+    call.record("https://simulated.flowpbx.invalid/recordings/RE0001.wav", 15)
+
+
+def _queue_key(call: TwilioDriver, reply: Reply, typed: str) -> Reply:
+    """Keys at a question inside the queue's wait document, posted to its gather's action."""
+    gather = reply.one("Gather")
+    finished_on = "#" if typed.endswith("#") else ""
+    params = call.params(
+        Digits=typed.removesuffix("#"), msg="Gather End", FinishedOnKey=finished_on
+    )
+    return call.check(call.post(gather["action"], params))
+
+
+def _callback_walk(call: TwilioDriver) -> None:
+    """9, then in the queue 1 (callback), 2 (another number), a number, and the queue's leave."""
+    joined = call.press("9")
+    asked = _queue_key(call, call.wait(0), "1")
+    other = _queue_key(call, asked, "2")
+    booked = _queue_key(call, other, "612345678#")
+    assert booked.names == ("Say", "Leave")
+    call.check(call.post(joined.one("Enqueue")["action"], call.params(QueueResult="leave")))
+
+
+def _webhook_events(
+    redis_db: RedisServer,
+    when: dt.datetime,
+    sid: str,
+    walk: Callable[[TwilioDriver], None] = _parte_walk,
+    caller: str = "+34600000000",
+) -> list[dict[str, Any]]:
+    """Walk the call (by default 4, 1, the policy number, no answer, a message) over signed
+    webhooks; the call events Redis holds for the call, in order."""
     client = redis.Redis(host=redis_db.host, port=redis_db.port)
     client.flushdb()
     settings = Settings(
@@ -270,12 +305,8 @@ def _webhook_events(redis_db: RedisServer, when: dt.datetime, sid: str) -> list[
     app = create_app(settings, build_service(settings, catalog, store, clock=lambda: when))
     with TestClient(app, base_url=BASE_URL) as test_client:
         call = TwilioDriver(test_client, "t")
-        call.start(sid, "+34600000000", "+34910000000")
-        call.press("4")
-        call.press("1")
-        call.press("12345678#")
-        call.dial_result("no-answer")
-        call.record("https://simulated.flowpbx.invalid/recordings/RE0001.wav", 15)
+        call.start(sid, caller, "+34910000000")
+        walk(call)
     records: list[StepRecord] = []
     for shard in range(EVENT_SHARDS):
         entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(stream_key(shard))  # type: ignore[assignment]
@@ -297,6 +328,79 @@ def test_simulated_and_webhook_calls_emit_the_same_events(redis_db: RedisServer)
     assert simulated == _webhook_events(redis_db, when, call_sid(7001))
     assert simulated[0]["type"] == "call_started"
     assert simulated[-1] == {"type": "call_ended", "node": "despedida", "how": "hangup"}
+
+
+def test_simulated_and_webhook_callbacks_emit_the_same_events(redis_db: RedisServer) -> None:
+    """A callback asked for in the queue (1, then 2 and another number) emits the same call
+    events simulated as over signed webhooks, ending at the enqueue node's callback way."""
+    result = simulate(
+        SEGUROS,
+        "--at",
+        OPEN,
+        "--from",
+        "+34600111222",
+        "--digits",
+        "9,1,2,612345678#",
+        "--format",
+        "json",
+    )
+    assert result.exit_code == 0, result.output
+    simulated = [e for s in json.loads(result.output)["steps"] for e in s["events"]]
+    when = dt.datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("Europe/Madrid"))
+    sid = call_sid(7002)
+    assert simulated == _webhook_events(redis_db, when, sid, _callback_walk, "+34600111222")
+    assert {
+        "type": "callback_requested",
+        "node": "agente",
+        "queue": "general-queue",
+        "number": "+34612345678",
+        "queued_at": int(when.timestamp()),
+    } in simulated
+    assert simulated[-1] == {"type": "call_ended", "node": "despedida", "how": "hangup"}
+
+
+def test_simulate_queue_callback_confirmed_reads_back_the_number() -> None:
+    """The callback key asks to confirm the caller's own number; 1 books it, the queue lets
+    the caller go, and the call takes the enqueue node's callback way (despedida)."""
+    result = simulate(
+        SEGUROS, "--at", OPEN, "--from", "+34600111222", "--digits", "9,1,1", "--no-events"
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "callback: 1 (confirm the number), 2 (another number) or - (nothing)? 1" in lines
+    assert (
+        "  says (Polly.Lucia, es-ES): Le llamaremos al número terminado en 1 2 2 2. Para "
+        "confirmarlo, pulse 1. Para usar otro número, pulse 2."
+    ) in lines
+    assert (
+        "  says (Polly.Lucia, es-ES): Gracias. Le llamaremos al número terminado en 1 2 2 2 "
+        "cuando llegue su turno. Ya puede colgar."
+    ) in lines
+    assert "step 3: despedida" in lines
+    assert lines[-1] == "call ended: the flow said goodbye and hung up (at 'despedida')"
+
+
+@pytest.mark.parametrize(
+    ("script", "heard"),
+    [
+        pytest.param(
+            "9,1,-,agent", "(the caller presses nothing: back to the hold music)", id="silence"
+        ),
+        pytest.param("9,1,7,agent", "No hemos recibido ninguna opción válida.", id="other-key"),
+        pytest.param("9,1,2,12#,agent", "Ese número no es válido.", id="short-number"),
+        pytest.param("9,5,agent", "(back to the hold music)", id="unknown-key"),
+    ],
+)
+def test_simulate_queue_callback_not_booked_goes_back_to_the_music(script: str, heard: str) -> None:
+    """Nothing, another key or a bad number at the callback question sends the caller back to
+    the hold music, still in the queue (an agent then takes the call)."""
+    result = simulate(SEGUROS, "--at", OPEN, "--digits", script, "--no-events")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert heard in result.output
+    music = "  plays: http://com.twilio.music.classical.s3.amazonaws.com/BusyStrings.mp3"
+    assert lines.count(music) == 2
+    assert lines[-1] == "call ended: an agent took the call (at 'agente')"
 
 
 def test_simulate_twiml_is_each_turns_own_document() -> None:

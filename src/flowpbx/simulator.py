@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from flowpbx.engine.actions import Leave
+from flowpbx.engine.actions import Leave, Redirect, Route
 from flowpbx.engine.call_events import QueueJoined
 from flowpbx.engine.events import (
     DialEnded,
@@ -30,12 +30,13 @@ from flowpbx.engine.events import (
     RecordingEnded,
 )
 from flowpbx.engine.hours import HoursStatus
-from flowpbx.engine.interpreter import Step
+from flowpbx.engine.interpreter import CALLBACK_NUMBER, Step
 from flowpbx.engine.service import CallService
 from flowpbx.engine.state import Waiting
 from flowpbx.errors import FlowpbxError
 from flowpbx.language.catalog import FlowCatalog
 from flowpbx.language.flow import DialNode, EnqueueNode, HoursNode, MenuNode, Node
+from flowpbx.queues.spoken import CONFIRM_KEY, FINISH_KEY, OTHER_NUMBER_KEY
 from flowpbx.store.memory import MemoryCallStore
 from flowpbx.twilio.twiml import TwimlRenderer, Urls
 
@@ -260,13 +261,23 @@ class Simulator:
             case Question.DIAL:
                 return DIAL_CHOICES
             case Question.QUEUE:
-                node = self.node
-                keys = (node.leave_key,) if isinstance(node, EnqueueNode) and node.leave_key else ()
-                return (*QueueChoice, *keys)
+                return (*QueueChoice, *self.queue_keys())
             case Question.RECORDING:
                 return tuple(RecordingChoice)
             case _:
                 return ()
+
+    def queue_keys(self) -> tuple[str, ...]:
+        """The keys a caller waiting in the current queue may press: the leave key, the
+        callback key; at the callback question, confirm or another number."""
+        node = self.node
+        if not isinstance(node, EnqueueNode) or self.question is not Question.QUEUE:
+            return ()
+        if self.step.state.queue_phase:
+            return (CONFIRM_KEY, OTHER_NUMBER_KEY)
+        spec = self.catalog.flows[self.step.state.flow].flow.queues.get(node.queue)
+        callback = node.callback_key if spec is not None and spec.callback else None
+        return tuple(key for key in (node.leave_key, callback) if key)
 
     async def _queue(self, answer: str, text: str) -> list[Turn]:
         node = self.node
@@ -294,11 +305,44 @@ class Simulator:
             note = f"the caller waits {max_wait} s in the queue"
             tick = await self._turn(answer, QueueWaitTick(waited=max_wait), note)
             return [tick, *await self._left(tick.step, max_wait)]
-        if node.leave_key and text == node.leave_key:
-            note = f"the caller presses {text} to leave the queue"
-            keys = await self._turn(text, QueueKeysPressed(digits=text), note)
-            return [keys, *await self._left(keys.step, waited)]
+        phase = self.step.state.queue_phase
+        if phase and answer in ("", "-", RecordingChoice.SILENCE):
+            # The callback question's gather heard nothing: Twilio asks the wait URL again.
+            note = "the caller presses nothing: back to the hold music"
+            tick = await self._turn("-", QueueWaitTick(waited=waited), note)
+            return [tick, *await self._left(tick.step, waited)]
+        if text and all(c in "0123456789*#" for c in text):
+            return await self._queue_keys(node, text, phase, waited)
         raise self._unknown(text)
+
+    async def _queue_keys(
+        self, node: EnqueueNode, text: str, phase: str, waited: int
+    ) -> list[Turn]:
+        """Keys pressed while waiting, as the queue-key webhook gets them: one key during the
+        music and at the callback question, a number up to '#' when asked for one."""
+        if phase == CALLBACK_NUMBER:
+            digits = text.split(FINISH_KEY, maxsplit=1)[0]
+            note = f"the caller types {digits} as the number to be called back at"
+        elif node.leave_key and text == node.leave_key and not phase:
+            digits, note = text, f"the caller presses {text} to leave the queue"
+        else:
+            digits = text[0]
+            note = f"the caller presses {digits}"
+            if len(text) > 1:
+                note += f" (one key is taken here: only {digits} counts)"
+        keys = await self._turn(digits, QueueKeysPressed(digits=digits), note)
+        return [keys, *await self._left(keys.step, waited), *await self._music(keys.step)]
+
+    async def _music(self, step: Step | None) -> list[Turn]:
+        """After a document that sends the caller back to the hold music, Twilio asks the wait
+        URL again."""
+        if step is None or not any(
+            isinstance(a, Redirect) and a.route is Route.QUEUE_WAIT for a in step.actions
+        ):
+            return []
+        waited = max(0, int(self.now.timestamp()) - self.step.state.queued_at)
+        tick = await self._turn("", QueueWaitTick(waited=waited), "back to the hold music")
+        return [tick, *await self._left(tick.step, waited)]
 
     async def _left(self, wait: Step | None, waited: int) -> list[Turn]:
         """After a wait document that says <Leave/>, the queue reports the caller left."""

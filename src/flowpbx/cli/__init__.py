@@ -7,10 +7,13 @@ import click
 from flowpbx import __version__
 from flowpbx.cli.apikey import apikey
 from flowpbx.cli.db import db
+from flowpbx.cli.graph import graph
 from flowpbx.cli.history import history_writer
+from flowpbx.cli.reload import reload
 from flowpbx.cli.serve import serve
 from flowpbx.cli.sign import sign
 from flowpbx.cli.simulate import simulate
+from flowpbx.cli.test_command import test
 from flowpbx.cli.validate import validate
 
 
@@ -22,8 +25,11 @@ def main() -> None:
 
 main.add_command(validate)
 main.add_command(simulate)
+main.add_command(test)
 main.add_command(serve)
+main.add_command(reload)
 main.add_command(sign)
 main.add_command(db)
 main.add_command(apikey)
 main.add_command(history_writer)
+main.add_command(graph)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import difflib
 import json
 import zoneinfo
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from typing import Any
 import click
 from starlette.config import Config
 
-from flowpbx.cli.common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, fail
+from flowpbx.cli.common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, fail, flow_file
 from flowpbx.engine.actions import (
     Action,
     Dial,
@@ -35,6 +34,7 @@ from flowpbx.engine.actions import (
     Say,
 )
 from flowpbx.engine.call_events import CallEnded, EndReason, NodeEntered, to_dict
+from flowpbx.engine.interpreter import CALLBACK_NUMBER
 from flowpbx.engine.state import Waiting
 from flowpbx.errors import FlowError, FlowpbxError
 from flowpbx.language.catalog import load_one
@@ -43,24 +43,6 @@ from flowpbx.simulator import Question, SimulationError, Simulator, Turn, flow_t
 
 DEFAULT_CALLER = "+34600000000"
 DEFAULT_CALLED = "+34910000000"
-
-
-def _flow_file(flow: str, flows_dir: Path) -> Path:
-    """FLOW is a file, or the name of a flow in the flows folder."""
-    path = Path(flow)
-    if path.is_file():
-        return path
-    if path.suffix in (".yaml", ".yml"):
-        raise click.UsageError(f"there is no flow file {path}")
-    for suffix in (".yaml", ".yml"):
-        candidate = flows_dir / f"{flow}{suffix}"
-        if candidate.is_file():
-            return candidate
-    names = sorted(p.stem for p in flows_dir.glob("*.y*ml")) if flows_dir.is_dir() else []
-    close = difflib.get_close_matches(flow, names, n=1, cutoff=0.6)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    known = f"; the flows there are: {', '.join(names)}" if names else ""
-    raise click.UsageError(f"no flow '{flow}' in {flows_dir}/{hint}{known}")
 
 
 def _clock(at: str | None, zone: str | None) -> dt.datetime:
@@ -180,9 +162,17 @@ def _ask(simulator: Simulator) -> str:
         case Question.DIAL:
             return "dial ends: answered, busy, no-answer or failed?"
         case Question.QUEUE:
+            if simulator.step.state.queue_phase == CALLBACK_NUMBER:
+                return "number to be called back at? (digits, then #; - = nothing)"
+            if simulator.step.state.queue_phase:
+                return "callback: 1 (confirm the number), 2 (another number) or - (nothing)?"
             key = ""
-            if isinstance(node, EnqueueNode) and node.leave_key:
-                key = f", {node.leave_key} (the caller presses the leave key)"
+            leave_key = node.leave_key if isinstance(node, EnqueueNode) else None
+            if leave_key:
+                key = f", {leave_key} (the caller presses the leave key)"
+            callback = [k for k in simulator.queue_keys() if k != leave_key]
+            if callback:
+                key += f", {callback[0]} (asks to be called back)"
             return f"in the queue: agent, hangup, timeout{key}; or full, error (refused)?"
         case Question.RECORDING:
             return "voicemail: message or silence?"
@@ -330,7 +320,7 @@ def simulate(  # noqa: PLR0917 - one parameter per option
     """
     if output_format == "json" and script is None:
         raise click.UsageError("--format json plays a scripted call: give --digits")
-    path = _flow_file(flow, flows_dir)
+    path = flow_file(flow, flows_dir)
     env = Config(Path(".env") if Path(".env").is_file() else None)
     try:
         catalog = load_one(path, lambda name: env(name, default=None) or None)
