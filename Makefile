@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 BENCHMARKS := $(sort $(wildcard benchmarks/bench_*.py))
 
-.PHONY: all test bootstrap install-servers run validate bench clean distclean
+.PHONY: all test bootstrap install-servers run validate flows-test graph reload bench clean distclean
 
 all: test
 
@@ -24,6 +24,21 @@ run:
 
 validate: bootstrap
 	$(BIN)/flowpbx validate flows/
+
+# The flow authors' scenario tests (flows/tests/), with their coverage.
+flows-test: bootstrap
+	$(BIN)/flowpbx test --min-coverage 100
+
+# A flow's diagram: make graph FLOW=seguros FORMAT=svg (writes seguros.svg; mermaid to stdout).
+FLOW ?= seguros
+FORMAT ?= mermaid
+graph: bootstrap
+	@if [ "$(FORMAT)" = mermaid ] || [ "$(FORMAT)" = dot ]; then $(BIN)/flowpbx graph $(FLOW) --format $(FORMAT); \
+	else $(BIN)/flowpbx graph $(FLOW) --format $(FORMAT) -o $(FLOW).$(FORMAT) && echo "wrote $(FLOW).$(FORMAT)"; fi
+
+# Check the flows and make the running `make run` serve them now (it also notices saved files).
+reload: bootstrap
+	$(BIN)/flowpbx reload
 
 bench: bootstrap
 	@set -e; for f in $(BENCHMARKS); do echo "==> $$f"; $(BIN)/python "$$f"; done

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from authoring_recipe import VIAJE, with_option_5
 from conftest import FLOWS
 from flowpbx.app import catalog_from
 from flowpbx.engine.events import KeysPressed, NewCall
@@ -40,28 +41,6 @@ OPEN = dt.datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("Europe/Madrid"))
 RENDER = TwimlRenderer(Urls("https://pbx.example.com"))
 CALLER, CALLED = "+34600111222", "+34910000000"
 INVALID = "Lo sentimos, esa opción no es válida."
-VIAJE = "Ha elegido seguros de viaje."
-
-# Option 5 added to the main menu, as the authoring guide's first recipe does.
-OPTION_5 = (
-    ("      4: automovil\n", "      4: automovil\n      5: viaje\n"),
-    (
-        "Para seguros de automóvil, pulse 4.\n",
-        "Para seguros de automóvil, pulse 4. Para seguros de viaje, pulse 5.\n",
-    ),
-    (
-        "  # --- 1 vida ---",
-        "  viaje:\n    type: say\n    text: Ha elegido seguros de viaje.\n"
-        "    next: agente_aviso\n\n  # --- 1 vida ---",
-    ),
-)
-
-
-def with_option_5(text: str) -> str:
-    for old, new in OPTION_5:
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    return text
 
 
 @pytest.fixture
@@ -140,7 +119,8 @@ def test_library_revive_refuses_a_text_of_another_version(folder: Path) -> None:
     assert library.revive("seguros", "0" * 12, text, "seguros.yaml") is None
     assert library.revive("otro", flow_version(text), text, "seguros.yaml") is None
     revived = library.revive("seguros", flow_version(text), text, "seguros.yaml")
-    assert revived is not None and revived.version == flow_version(text)
+    assert revived is not None
+    assert revived.version == flow_version(text)
 
 
 # --- calls stay on their version ------------------------------------------------------------------

@@ -13,11 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from authoring_recipe import VIAJE, with_option_5
 from conftest import FLOWS
 from flowpbx.language.catalog import flow_version
 from serve_process import FLOWPBX, TOKEN, Server, environment, serving, workdir
 from servers import RedisServer, redis_server
-from test_reload import INVALID, VIAJE, with_option_5
+from test_reload import INVALID
 from twilio_fake import call_sid, check_reply, inbound_params, signed_headers
 
 CALLER, CALLED = "+34600111222", "+34910000000"
