@@ -297,10 +297,15 @@ def test_schema_independent_validator_rejects_broken_flow(
 
 
 @JSCHON_WARNINGS
-def test_schema_independent_validator_needs_string_keys(independent_schema: JSONSchema) -> None:
-    """Without turning PyYAML's integer option keys into text, jschon rejects seguros.yaml."""
+def test_schema_independent_validator_takes_integer_option_keys(
+    independent_schema: JSONSchema,
+) -> None:
+    """Unquoted digit option keys, read as integers by YAML readers other than flowpbx's own
+    (PyYAML here, the editor's yaml-language-server), are accepted like the text flowpbx reads."""
     raw = yaml.safe_load((ROOT / "flows" / "seguros.yaml").read_text("utf-8"))
     assert 1 in raw["nodes"]["menu_principal"]["options"]
+    assert independent_schema.evaluate(JSON(raw)).valid
+    raw["nodes"]["menu_principal"]["options"][10] = "vida"
     assert not independent_schema.evaluate(JSON(raw)).valid
 
 
