@@ -72,8 +72,32 @@ def test_loader_fixture_kinds_cover_every_check() -> None:
         "hours-date", "digits-range", "missing-outcome", "transcribe-length",
         "transcribe-language", "notice-kind", "no-recording-notice", "recording-notice",
         "unknown-queue", "no-callback", "same-key", "unused-queue", "unused-outcome",
+        "yaml-structure", "yaml-number",
     }  # fmt: skip
     assert wanted <= codes, f"no fixture for {sorted(wanted - codes)}"
+
+
+YAML_MISTAKES = [
+    p for p in INVALID if p.stem.startswith("yaml_") or p.stem == "config_unquoted_number"
+]
+
+
+@pytest.mark.parametrize("path", YAML_MISTAKES, ids=[p.stem for p in YAML_MISTAKES])
+def test_loader_yaml_mistake_has_no_follow_on_problem(path: Path) -> None:
+    """A mistake in how the YAML is written is reported once, where it is: the text is read as
+    the author meant it, so nothing else (a node that "does not exist", a missing key) follows."""
+    expected = [fragment for _, fragment in _expectations(path)]
+    shown = [f"{p.line}:{p.column}: {p.message}" for p in check_file(path).problems]
+    assert shown == expected
+
+
+def test_loader_mended_yaml_is_still_checked() -> None:
+    """After a YAML mistake the rest of the flow is checked too: every problem at once."""
+    text = _menu("      1: adioss").replace("    type: menu", "    type menu")
+    report = check_text(text, "t.yaml")
+    assert [(p.line, p.code) for p in report.errors] == [(5, "yaml-syntax"), (8, "unknown-node")]
+    assert report.errors[0].message == "add ':' after 'type' (write 'type: menu')"
+    assert report.flow is None
 
 
 def test_loader_builds_seguros_model() -> None:

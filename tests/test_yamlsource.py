@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from flowpbx.errors import Mark
@@ -101,3 +103,159 @@ def test_parse_reports_characters_yaml_forbids(text: str) -> None:
     """Characters outside YAML's printable set are a located issue, whichever parser runs."""
     (issue,) = parse(text).issues
     assert issue.code == "control-character"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+VALID_FLOWS = sorted(
+    [
+        *(ROOT / "flows").glob("*.yaml"),
+        *(ROOT / "tests" / "flows" / "valid").glob("*.yaml"),
+        *(ROOT / "tests" / "flows" / "engine").glob("*.yaml"),
+    ]
+)
+
+
+@pytest.mark.parametrize("path", VALID_FLOWS, ids=[p.stem for p in VALID_FLOWS])
+def test_parse_gives_no_advice_on_valid_flows(path: Path) -> None:
+    """The advice on mistakes never fires on a well-written flow."""
+    assert parse(path.read_text("utf-8")).issues == []
+
+
+@pytest.mark.parametrize(
+    ("text", "mark", "message"),
+    [
+        pytest.param(
+            "n:\n  a:\n    type dial\n    to: x\n",
+            Mark(3, 5),
+            "add ':' after 'type' (write 'type: dial')",
+            id="missing-colon-seen-on-next-line",
+        ),
+        pytest.param(
+            "n:\n  a:\n    type: say\n    next b\n",
+            Mark(4, 5),
+            "add ':' after 'next' (write 'next: b')",
+            id="missing-colon-on-last-line",
+        ),
+        pytest.param(
+            "n:\n  a:\n    type:dial\n    to: x\n",
+            Mark(3, 5),
+            "add a space after ':' in 'type:dial' (write 'type: dial')",
+            id="missing-space",
+        ),
+        pytest.param(
+            "nodes:\n  a:\n    type: say\n     next: b\n",
+            Mark(4, 6),
+            "'next' is indented 5 spaces; the keys of node 'a' are at 4",
+            id="too-deep",
+        ),
+        pytest.param(
+            "nodes:\n  a:\n    type: dial\n  timeout: 5\n    no_answer: b\n",
+            Mark(4, 3),
+            "'timeout' is indented 2 spaces; the keys of node 'a' are at 4",
+            id="too-shallow-seen-on-next-line",
+        ),
+        pytest.param(
+            "nodes:\n  a:\n    type: dial\n   timeout: 5\n    no_answer: b\n",
+            Mark(4, 4),
+            "'timeout' is indented 3 spaces; the keys of node 'a' are at 4",
+            id="between-two-levels",
+        ),
+        pytest.param(
+            "nodes:\n  a:\n     type: dial\n    to: x\n    no_answer: b\n",
+            Mark(3, 6),
+            "'type' is indented 5 spaces; the keys of node 'a' are at 4",
+            id="first-key-sets-the-indentation",
+        ),
+        pytest.param(
+            "a:\n  text: 'Hola.\n",
+            Mark(2, 9),
+            "close the quote: this text starts with ' but does not end with '",
+            id="unclosed-single-quote",
+        ),
+        pytest.param(
+            'c:\n  A: "+341\n  B: "+342"\n',
+            Mark(2, 6),
+            'close the quote: this text starts with " but does not end with "',
+            id="quote-closed-by-a-later-line",
+        ),
+        pytest.param(
+            "a:\n  text: Hola.\n  y adiós.\n  next: b\n",
+            Mark(3, 3),
+            "this line goes on with the text of 'text' (line 2): indent it more than 'text', "
+            "or put the whole text on line 2",
+            id="text-not-indented-under-its-key",
+        ),
+        pytest.param(
+            "a:\n  text: Hola\n    Horario: de 9 a 19.\n",
+            Mark(3, 12),
+            "a ':' followed by a space inside a value; put the whole text in quotes",
+            id="colon-in-text-is-not-an-indentation-mistake",
+        ),
+    ],
+)
+def test_parse_advises_on_the_line_to_change(text: str, mark: Mark, message: str) -> None:
+    """A parser error is reported where the mistake is, with advice that fixes it."""
+    issue = parse(text).issues[0]
+    assert (issue.code, issue.mark, issue.message) == ("yaml-syntax", mark, message)
+
+
+def test_parse_reads_on_after_a_mended_mistake() -> None:
+    """A mistake with a sure fix is mended in a copy: the data is what was meant, later
+    mistakes are reported too, and marks point into the text as written."""
+    document = parse("nodes:\n  a:\n    type dial\n    to: x\n  b:\n    type say\n")
+    assert [(i.mark, i.mended) for i in document.issues] == [(Mark(3, 5), True), (Mark(6, 5), True)]
+    assert document.data == {"nodes": {"a": {"type": "dial", "to": "x"}, "b": {"type": "say"}}}
+    assert document.marks.value(("nodes", "a", "type")) == Mark(3, 10)
+
+
+def test_parse_reads_unquoted_phone_numbers_as_written() -> None:
+    """An unquoted phone number under config is reported, and read as the text written."""
+    document = parse("config:\n  VIDA: +34912345671\n")
+    (issue,) = document.issues
+    assert (issue.code, issue.mark) == ("yaml-number", Mark(2, 9))
+    assert issue.message == (
+        "config 'VIDA': +34912345671 was read as a number; put it in quotes: \"+34912345671\""
+    )
+    assert document.data == {"config": {"VIDA": "+34912345671"}}
+
+
+@pytest.mark.parametrize(
+    ("text", "data", "message"),
+    [
+        pytest.param(
+            "nodes:\n  a:\n    type: say\n    b:\n      type: hangup\n",
+            {"nodes": {"a": {"type": "say"}, "b": {"type": "hangup"}}},
+            "node 'b' is inside node 'a': indent 'b' 2 spaces, like 'a'",
+            id="node-inside-node",
+        ),
+        pytest.param(
+            "nodes:\n  a:\n    type: say\n  next: b\n",
+            {"nodes": {"a": {"type": "say", "next": "b"}}},
+            "'next' is indented 2 spaces, so it reads as a node; the keys of node 'a' are at 4",
+            id="key-read-as-node",
+        ),
+        pytest.param(
+            "nodes:\n  a:\n    type: menu\n    options:\n      - 1: b\n      - 2: c\n",
+            {"nodes": {"a": {"type": "menu", "options": {"1": "b", "2": "c"}}}},
+            "write 'options' as key: value lines without '-'",
+            id="list-for-mapping",
+        ),
+    ],
+)
+def test_parse_mends_structure_read_otherwise(text: str, data: object, message: str) -> None:
+    """Text that parses into the wrong shape is reported and read as it was meant."""
+    document = parse(text)
+    assert [i.message for i in document.issues] == [message]
+    assert document.data == data
+
+
+def test_parse_advice_without_a_sure_fix_stops_reading() -> None:
+    """A list of plain words where key: value lines belong cannot be mended: reported, kept."""
+    document = parse("nodes:\n  a:\n    type: menu\n    options:\n      - b\n")
+    (issue,) = document.issues
+    assert (issue.mark, issue.path, issue.mended) == (
+        Mark(5, 7),
+        ("nodes", "a", "options"),
+        False,
+    )
+    assert document.data["nodes"]["a"]["options"] == ["b"]

@@ -221,7 +221,8 @@ def _check_text(text: str, file: str) -> Report:
             )
         )
         return Report(file, None, tuple(problems))
-    issue_paths = {issue.path for issue in document.issues}
+    # A mistake the YAML layer mended (to read on) leaves the data as meant: check it all.
+    issue_paths = {issue.path for issue in document.issues if not issue.mended}
     problems.extend(_comment_traps(file, text, document.marks))
     return _check_document(file, data, document.marks, problems, issue_paths)
 
@@ -336,13 +337,25 @@ def load_flow(path: str | pathlib.Path) -> Flow:
     return report.flow
 
 
+SCENARIO_FOLDER = "tests"
+"""Scenario tests live beside the flows in a folder of this name (`flows/tests/`); they are
+not flows."""
+
+
 def flow_files(paths: Iterable[str | pathlib.Path]) -> list[pathlib.Path]:
-    """Flow files named directly, or found (recursively, sorted) under named folders."""
+    """Flow files named directly, or found (recursively, sorted) under named folders, leaving
+    out the scenario tests in their `tests` folders."""
     found: list[pathlib.Path] = []
     for path in map(pathlib.Path, paths):
         if path.is_dir():
             found.extend(
-                sorted(p for p in path.rglob("*") if p.suffix in FLOW_SUFFIXES and p.is_file())
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.suffix in FLOW_SUFFIXES
+                    and p.is_file()
+                    and SCENARIO_FOLDER not in p.relative_to(path).parts[:-1]
+                )
             )
         else:
             found.append(path)

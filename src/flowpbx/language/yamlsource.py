@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import yaml
 
 from flowpbx.errors import Mark
+from flowpbx.language.yaml_advice import ParserError, syntax_advice
+from flowpbx.language.yaml_lines import Advice, Edit
+from flowpbx.language.yaml_shapes import Parsed, structure_advice
 
 Path = tuple[str | int, ...]
 
@@ -56,6 +60,8 @@ class YamlIssue:
     message: str
     mark: Mark
     path: Path = ()
+    mended: bool = False
+    """The text was mended in a copy to read on: the data holds what was meant."""
 
 
 @dataclass(slots=True)
@@ -141,6 +147,8 @@ def _syntax_hint(problem: str, context: str | None, snippet: str, line: str = ""
 
 def _syntax_issue(exc: yaml.YAMLError, lines: list[str]) -> YamlIssue:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if "could not find expected ':'" in str(getattr(exc, "problem", "")):
+        mark = getattr(exc, "context_mark", None) or mark  # where the key without ':' starts
     problem = str(getattr(exc, "problem", None) or exc)
     context = getattr(exc, "context", None)
     if mark is None:
@@ -309,28 +317,198 @@ def _loader_class(text: str) -> type[Any]:
     return _FlowLoader
 
 
+MAX_REPAIRS = 10
+"""How many mistakes are advised on and mended, to read on and report the rest, per file."""
+REPAIR_LIMIT = 1024 * 1024
+"""Longer texts get PyYAML's position and a general hint (advice is checked by parsing again)."""
+
+
+def _compose(text: str) -> Any:
+    loader = _loader_class(text)(text)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
+
+
+def _position(exc: yaml.YAMLError) -> tuple[int, int]:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    return (mark.line, mark.column) if mark is not None else (0, 0)
+
+
+def _parser_error(exc: yaml.YAMLError) -> ParserError:
+    line, column = _position(exc)
+    context_mark = getattr(exc, "context_mark", None)
+    return ParserError(
+        str(getattr(exc, "problem", None) or exc),
+        line + 1,
+        column + 1,
+        str(getattr(exc, "context", None) or ""),
+        context_mark.line + 1 if context_mark is not None else 0,
+        context_mark.column + 1 if context_mark is not None else 0,
+    )
+
+
+_LINE_END = re.compile(r"(?:\r\n|[\n\r\x85\u2028\u2029])\Z")
+
+
+class _Source:
+    """The text being read, with the edits made to read on past mistakes; maps positions in
+    the edited text back to the text as written (edits never add or remove lines)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.edits: dict[int, list[Edit]] = {}
+
+    @cached_property
+    def lines(self) -> list[str]:
+        """The text's lines, without their ends (split only once something needs mending)."""
+        return self.text.splitlines()
+
+    @cached_property
+    def ends(self) -> list[str]:
+        return [
+            end.group() if (end := _LINE_END.search(part)) else ""
+            for part in self.text.splitlines(keepends=True)
+        ]
+
+    def edited(self, edits: tuple[Edit, ...]) -> str | None:
+        lines = list(self.lines)
+        for edit in edits:
+            if not 1 <= edit.line <= len(lines):
+                return None
+            lines[edit.line - 1] = edit.apply(lines[edit.line - 1])
+        return "".join(line + end for line, end in zip(lines, self.ends, strict=True))
+
+    def apply(self, edits: tuple[Edit, ...]) -> None:
+        text = self.edited(edits)
+        if text is None:
+            return
+        for edit in edits:
+            self.lines[edit.line - 1] = edit.apply(self.lines[edit.line - 1])
+            self.edits.setdefault(edit.line, []).append(edit)
+        self.text = text
+
+    def original(self, mark: Mark) -> Mark:
+        column = mark.column
+        for edit in reversed(self.edits.get(mark.line, ())):
+            column = edit.original_column(column)
+        return Mark(mark.line, column)
+
+    def issue(self, issue: YamlIssue, *, mended: bool = False) -> YamlIssue:
+        mark = self.original(issue.mark)
+        return YamlIssue(issue.code, issue.message, mark, issue.path, mended or issue.mended)
+
+    def marks(self, marks: Marks) -> Marks:
+        if not self.edits:
+            return marks
+        return Marks(
+            {path: self.original(mark) for path, mark in marks.values.items()},
+            {path: self.original(mark) for path, mark in marks.keys.items()},
+            {path: self.original(mark) for path, mark in marks.plain_ends.items()},
+        )
+
+    def parses_further(self, edits: tuple[Edit, ...], exc: yaml.YAMLError) -> bool:
+        """Whether the text, edited, parses, or stops only past where `exc` stopped it."""
+        text = self.edited(edits)
+        if text is None:
+            return False
+        try:
+            _compose(text)
+        except yaml.YAMLError as later:
+            return _position(later) > _position(exc)
+        except RecursionError:
+            return False
+        return True
+
+
+def _advice_issue(advice: Advice) -> YamlIssue:
+    return YamlIssue(advice.code, advice.message, advice.mark, advice.path)
+
+
+def _syntax_advice(source: _Source, exc: yaml.YAMLError) -> Advice | None:
+    """The first advice on a parser error that stands on its own or whose edit helps."""
+    for advice in syntax_advice(source.lines, _parser_error(exc)):
+        if not advice.edits or source.parses_further(advice.edits, exc):
+            return advice
+    return None
+
+
+def _structure_fix(source: _Source, advice: list[Advice]) -> Advice | None:
+    """The first advice on the parsed data whose edit leaves a text that still parses."""
+    for candidate in advice:
+        text = source.edited(candidate.edits) if candidate.edits else None
+        if text is None:
+            continue
+        try:
+            _compose(text)
+        except (yaml.YAMLError, RecursionError):
+            continue
+        return candidate
+    return None
+
+
+def _document(data: Any, marks: Marks, issues: list[YamlIssue]) -> Document:
+    return Document(data, marks, sorted(issues, key=lambda i: (i.mark.line, i.mark.column)))
+
+
 def parse(text: str) -> Document:
-    """Parse one YAML document; never raises for bad input."""
+    """Parse one YAML document; never raises for bad input.
+
+    A mistake the advice module recognises is reported with its advice, then mended in a copy
+    of the text so that reading goes on and later mistakes are reported too.
+    """
     issues = _tab_issues(text) or _control_issues(text)
     if issues:
         return Document(None, Marks(), issues)
-    loader: Any = None
-    try:
-        loader = _loader_class(text)(text)
-        root = loader.get_single_node()
-    except yaml.YAMLError as exc:
-        return Document(None, Marks(), [_syntax_issue(exc, text.splitlines())])
-    except RecursionError:
-        message = f"nested more than {MAX_DEPTH} levels deep"
-        return Document(None, Marks(), [YamlIssue("yaml-depth", message, Mark(1, 1))])
-    finally:
-        if loader is not None:
-            loader.dispose()
-    if root is None:
-        return Document(None, Marks(), [YamlIssue("empty", "the file is empty", Mark(1, 1))])
-    builder = _Builder()
-    data = builder.build(root, ())
-    if data is None and not builder.issues:
-        message = "the file holds no flow, only an empty document ('---' or null)"
-        return Document(None, builder.marks, [YamlIssue("empty", message, _mark(root.start_mark))])
-    return Document(data, builder.marks, builder.issues)
+    source = _Source(text)
+    found: list[YamlIssue] = []
+    mended: set[tuple[Mark, str]] = set()
+    for attempt in range(MAX_REPAIRS + 1):
+        repairing = attempt < MAX_REPAIRS and len(text) <= REPAIR_LIMIT
+        try:
+            root = _compose(source.text)
+        except yaml.YAMLError as exc:
+            advice = _syntax_advice(source, exc) if repairing else None
+            if advice is None:
+                found.append(source.issue(_syntax_issue(exc, source.lines)))
+                return _document(None, Marks(), found)
+            found.append(source.issue(_advice_issue(advice), mended=bool(advice.edits)))
+            if not advice.edits:
+                return _document(None, Marks(), found)
+            source.apply(advice.edits)
+            continue
+        except RecursionError:
+            message = f"nested more than {MAX_DEPTH} levels deep"
+            found.append(YamlIssue("yaml-depth", message, Mark(1, 1)))
+            return _document(None, Marks(), found)
+        if root is None:
+            found.append(YamlIssue("empty", "the file is empty", Mark(1, 1)))
+            return _document(None, Marks(), found)
+        builder = _Builder()
+        data = builder.build(root, ())
+        if data is None and not builder.issues:
+            message = "the file holds no flow, only an empty document ('---' or null)"
+            found.append(source.issue(YamlIssue("empty", message, _mark(root.start_mark))))
+            return _document(None, source.marks(builder.marks), found)
+        shapes = [
+            a
+            for a in (structure_advice(_parsed(source.text, data, builder)) if repairing else [])
+            if (a.mark, a.message) not in mended
+        ]
+        fix = _structure_fix(source, shapes)
+        if fix is not None:
+            mended.add((fix.mark, fix.message))
+            found.append(source.issue(_advice_issue(fix), mended=True))
+            source.apply(fix.edits)
+            continue
+        found.extend(source.issue(_advice_issue(a)) for a in shapes)
+        found.extend(source.issue(issue) for issue in builder.issues)
+        return _document(data, source.marks(builder.marks), found)
+    raise AssertionError("unreachable: the last attempt never repairs")  # pragma: no cover
+
+
+def _parsed(text: str, data: Any, builder: _Builder) -> Parsed:
+    duplicates = tuple((i.path, i.mark) for i in builder.issues if i.code == "duplicate-key")
+    marks = builder.marks
+    return Parsed(text, data, marks.values, marks.keys, marks.plain_ends, duplicates)
