@@ -390,3 +390,18 @@ def _walk(value: Any) -> Iterator[Any]:
     )
     for child in children:
         yield from _walk(child)
+
+
+def test_editor_key_indented_as_a_node_gets_one_plain_message(server: LspClient) -> None:
+    """A node's last key indented like a node shows the node's missing key and one message in
+    plain words on that line, not one 'Incorrect type' per node kind."""
+    old = "    next: despedida\n\n  # --- 2 salud"
+    assert SEGUROS_TEXT.count(old) == 1
+    text = SEGUROS_TEXT.replace(old, "  next: despedida\n\n  # --- 2 salud")
+    found = server.diagnostics(BROKEN, text)
+    line = _line_of(text, "  # --- 2 salud") - 2
+    node = DEFS["node"]["errorMessage"]
+    assert [(d.line, d.message) for d in found] == [
+        (_line_of(text, "  buzon_vida:"), 'Missing property "next".'),
+        (line, node),
+    ]
