@@ -3,8 +3,12 @@ serve them now (SIGHUP). The service also picks up saved files by itself within 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import click
@@ -64,10 +68,43 @@ def reload(flows_dir: Path | None) -> None:
             "it will load these flows when it starts"
         )
         raise SystemExit(EXIT_OK)
+    wanted = {name: loaded.version for name, loaded in catalog.flows.items()}
     for path, pid in servers:
         os.kill(pid, signal.SIGHUP)
         port = path.stem.removeprefix("flowpbx-")
-        click.echo(
-            f"asked flowpbx serve on port {port} (process {pid}) to reload; calls in progress "
-            "finish on the version they started with"
-        )
+        click.echo(f"asked flowpbx serve on port {port} (process {pid}) to reload")
+        if _serves(port, wanted):
+            click.echo(
+                f"port {port} now serves {versions}; calls in progress finish on the version "
+                "they started with"
+            )
+        else:
+            click.echo(
+                f"port {port} did not confirm within {CONFIRM_SECONDS} s that it serves these "
+                "versions: look at its log ('flows NOT reloaded' names what it refused)"
+            )
+
+
+CONFIRM_SECONDS = 10
+
+
+def _serves(port: str, wanted: dict[str, str]) -> bool:
+    """Whether the server on `port` says (/health) it serves the `wanted` versions, asking
+    until it does or CONFIRM_SECONDS pass."""
+    deadline = time.monotonic() + CONFIRM_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+                body = answer.read()
+        except urllib.error.HTTPError as exc:  # 503 when degraded: the body still says
+            body = exc.read()
+        except OSError:
+            body = b"{}"
+        try:
+            health = json.loads(body)
+        except ValueError:
+            health = {}
+        if health.get("versions") == wanted:
+            return True
+        time.sleep(0.1)
+    return False
