@@ -94,7 +94,11 @@ def test_guide_commands_exist_with_their_options() -> None:
     for command in commands:
         sub = main.commands.get(command[0])
         assert sub is not None, f"the guide uses 'flowpbx {command[0]}', which does not exist"
-        options = {name for param in sub.params for name in getattr(param, "opts", [])}
+        options = {
+            name
+            for param in sub.params
+            for name in [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]
+        }
         for word in command[1:]:
             if word.startswith("-"):
                 assert word in options, f"'flowpbx {command[0]}' has no option {word}"
