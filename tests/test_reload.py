@@ -267,3 +267,15 @@ def test_running_servers_leaves_out_stale_pid_files(tmp_path: Path) -> None:
     (tmp_path / "flowpbx-3021.pid").write_text("999999999\n")
     (tmp_path / "flowpbx-3022.pid").write_text("not a pid\n")
     assert running_servers(tmp_path) == [(tmp_path / "flowpbx-3020.pid", os.getpid())]
+
+
+def test_queue_removed_by_a_reload_is_still_served_to_its_callers(folder: Path) -> None:
+    """A reload that renames a queue: new calls see only the new name, but the queue engine
+    keeps serving the old one, where callers on the old version may still wait."""
+    library = FlowLibrary(load(folder))
+    path = folder / "seguros.yaml"
+    path.write_text(path.read_text().replace("general-queue", "cola-general"))
+    library.swap(load(folder))
+    assert set(library.queues) == {"cola-general"}
+    assert set(library.serving_queues) == {"cola-general", "general-queue"}
+    assert load(folder).serving_queues == load(folder).queues

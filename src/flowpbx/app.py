@@ -429,7 +429,7 @@ def queue_parts(
     engine = QueueEngine(
         store=queue_store,
         directory=AgentDirectory(db),
-        queues=lambda: catalog.queues,
+        queues=lambda: catalog.serving_queues,
         report=store.report,
         twilio=rest if real_account else None,
         base_url=settings.public_base_url,

@@ -52,6 +52,12 @@ class Catalog(Protocol):
     @property
     def queues(self) -> Mapping[str, QueueSpec]: ...
 
+    @property
+    def serving_queues(self) -> Mapping[str, QueueSpec]:
+        """The queues callers may be waiting in: `queues`, and those of earlier versions that
+        calls may still be on."""
+        ...
+
     def for_number(self, called: str) -> LoadedFlow: ...
 
     def get(self, name: str) -> LoadedFlow | None: ...
@@ -86,6 +92,10 @@ class FlowCatalog:
         """Every queue the flows declare, by name. A queue may be declared by several flows
         (load_catalog makes sure they agree); the first flow's declaration is kept."""
         return MappingProxyType(merge_queues(loaded.flow for loaded in self.flows.values())[0])
+
+    @property
+    def serving_queues(self) -> Mapping[str, QueueSpec]:
+        return self.queues
 
 
 def merge_queues(flows: Iterable[Flow]) -> tuple[dict[str, QueueSpec], list[str]]:

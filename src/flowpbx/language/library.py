@@ -50,6 +50,7 @@ class FlowLibrary:
     _versions: OrderedDict[tuple[str, str], LoadedFlow] = field(
         default_factory=OrderedDict, init=False, repr=False
     )
+    _retired: dict[str, QueueSpec] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for loaded in self.current.flows.values():
@@ -72,6 +73,20 @@ class FlowLibrary:
     @property
     def queues(self) -> Mapping[str, QueueSpec]:
         return self.current.queues
+
+    @property
+    def serving_queues(self) -> Mapping[str, QueueSpec]:
+        """The current queues, and the queues a reload removed (or renamed) while calls on an
+        earlier version may still wait in them: the queue engine keeps offering those
+        callers to agents."""
+        if self._retired is None:
+            current = self.current.queues
+            merged = dict(current)
+            for loaded in reversed(self._versions.values()):  # the latest declaration first
+                for name, spec in loaded.flow.queues.items():
+                    merged.setdefault(name, spec)
+            self._retired = merged
+        return self._retired
 
     def for_number(self, called: str) -> LoadedFlow:
         return self.current.for_number(called)
@@ -98,6 +113,7 @@ class FlowLibrary:
         self._versions.move_to_end(key)
         while len(self._versions) > self.keep:
             self._versions.popitem(last=False)
+        self._retired = None
 
     def swap(self, catalog: FlowCatalog) -> list[Change]:
         """Serve `catalog` from now on (one assignment: a webhook sees the old catalog or the
@@ -107,6 +123,7 @@ class FlowLibrary:
         for loaded in catalog.flows.values():
             self.remember(loaded)
         self.current = catalog
+        self._retired = None
         return [
             Change(name, before.get(name, ""), after.get(name, ""))
             for name in sorted(before.keys() | after.keys())
