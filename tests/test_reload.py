@@ -10,6 +10,9 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -26,8 +29,11 @@ from flowpbx.language.library import FlowLibrary
 from flowpbx.reloading import (
     FlowReloader,
     Outcome,
+    catch_early_hangup,
+    fingerprint,
     listen_for_hangup,
     pid_file,
+    remove_pid,
     running_servers,
     write_pid,
 )
@@ -35,6 +41,7 @@ from flowpbx.settings import Settings
 from flowpbx.store.memory import MemoryCallStore
 from flowpbx.store.redis import RedisCallStore
 from flowpbx.twilio.twiml import TwimlRenderer, Urls
+from flowpbx.web.queues import QueueHooks
 from servers import RedisServer, redis_server
 
 OPEN = dt.datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("Europe/Madrid"))
@@ -261,12 +268,127 @@ async def test_sighup_reloads_when_watching_is_off(folder: Path) -> None:
         task.cancel()
 
 
-def test_running_servers_leaves_out_stale_pid_files(tmp_path: Path) -> None:
-    """Only pid files of live processes count; a stale or garbled file is skipped."""
-    write_pid(pid_file(tmp_path, 3020))
+@pytest.fixture
+def flowpbx_like() -> Iterator[int]:
+    """A live process whose command line names flowpbx, as `flowpbx serve`'s does."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "flowpbx"])
+    command = Path(f"/proc/{process.pid}/cmdline")
+    for _ in range(200):  # until the child has run its own program (not the fork's copy)
+        if b"flowpbx" in command.read_bytes():
+            break
+        time.sleep(0.01)
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
+def test_running_servers_leaves_out_stale_and_foreign_pid_files(
+    tmp_path: Path, flowpbx_like: int
+) -> None:
+    """Only pid files of live flowpbx processes count: a dead process's, a garbled file, and
+    a live process that is not flowpbx (a stale id given to another program) are left out."""
+    (tmp_path / "flowpbx-3020.pid").write_text(f"{flowpbx_like}\n")
     (tmp_path / "flowpbx-3021.pid").write_text("999999999\n")
     (tmp_path / "flowpbx-3022.pid").write_text("not a pid\n")
-    assert running_servers(tmp_path) == [(tmp_path / "flowpbx-3020.pid", os.getpid())]
+    (tmp_path / "flowpbx-3023.pid").write_text(f"{os.getppid()}\n")
+    assert running_servers(tmp_path) == [(tmp_path / "flowpbx-3020.pid", flowpbx_like)]
+
+
+def test_second_server_on_a_port_leaves_the_first_ones_pid_file(
+    tmp_path: Path, flowpbx_like: int
+) -> None:
+    """A server that will not get the port does not take over (nor later remove) the pid
+    file of the live server on it."""
+    path = pid_file(tmp_path, 3020)
+    path.write_text(f"{flowpbx_like}\n")
+    assert write_pid(path) is False
+    remove_pid(path)
+    assert path.read_text() == f"{flowpbx_like}\n"
+    stale = pid_file(tmp_path, 3021)
+    stale.write_text("999999999\n")
+    assert write_pid(stale) is True
+    assert stale.read_text() == f"{os.getpid()}\n"
+
+
+@pytest.mark.anyio
+async def test_reload_failing_unexpectedly_keeps_the_last_good_flows_and_watching(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A load that fails for a reason nobody foresaw (a file gone while reading) is refused
+    like a broken edit, and the watcher goes on to serve the next good edit."""
+    library = FlowLibrary(load(folder))
+    good = library.get("seguros")
+    failures = [FileNotFoundError("flows/seguros.yaml")]
+
+    def flaky() -> FlowCatalog:
+        if failures:
+            raise failures.pop()
+        return load(folder)
+
+    reloader = FlowReloader(library, load=flaky, folder=folder, poll_seconds=0.05)
+    with caplog.at_level(logging.ERROR, logger="flowpbx.flows"):
+        refused = await reloader.reload()
+    assert refused.outcome is Outcome.REFUSED
+    assert library.get("seguros") is good
+    task = asyncio.create_task(reloader.run_forever())
+    try:
+        path = folder / "seguros.yaml"
+        path.write_text(with_option_5(path.read_text()))
+        for _ in range(100):
+            if library.get("seguros").version == flow_version(path.read_bytes()):  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.05)
+        assert library.get("seguros").version == flow_version(path.read_bytes())  # type: ignore[union-attr]
+    finally:
+        task.cancel()
+
+
+@pytest.mark.anyio
+async def test_edit_saved_while_the_service_starts_is_noticed(folder: Path) -> None:
+    """The folder is fingerprinted before the first load: an edit saved between that load
+    and the start of watching is still served."""
+    seen = fingerprint(folder)
+    library = FlowLibrary(load(folder))
+    path = folder / "seguros.yaml"
+    path.write_text(with_option_5(path.read_text()))
+    reloader = FlowReloader(
+        library, load=lambda: load(folder), folder=folder, poll_seconds=0.05, seen=seen
+    )
+    task = asyncio.create_task(reloader.run_forever())
+    try:
+        for _ in range(100):
+            if library.get("seguros").version == flow_version(path.read_bytes()):  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.05)
+        assert library.get("seguros").version == flow_version(path.read_bytes())  # type: ignore[union-attr]
+    finally:
+        task.cancel()
+
+
+@pytest.mark.anyio
+async def test_sighup_during_start_is_kept_for_when_the_service_listens(folder: Path) -> None:
+    """A SIGHUP before the service listens does not end the process; it reloads once the
+    service listens."""
+    catch_early_hangup()
+    try:
+        os.kill(os.getpid(), signal.SIGHUP)
+        library = FlowLibrary(load(folder))
+        path = folder / "seguros.yaml"
+        path.write_text(with_option_5(path.read_text()))
+        reloader = FlowReloader(library, load=lambda: load(folder), folder=folder, poll_seconds=0)
+        stop = listen_for_hangup(reloader)
+        task = asyncio.create_task(reloader.run_forever())
+        try:
+            for _ in range(100):
+                if library.get("seguros").version == flow_version(path.read_bytes()):  # type: ignore[union-attr]
+                    break
+                await asyncio.sleep(0.05)
+            assert library.get("seguros").version == flow_version(path.read_bytes())  # type: ignore[union-attr]
+        finally:
+            stop()
+            task.cancel()
+    finally:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def test_queue_removed_by_a_reload_is_still_served_to_its_callers(folder: Path) -> None:
@@ -279,3 +401,24 @@ def test_queue_removed_by_a_reload_is_still_served_to_its_callers(folder: Path) 
     assert set(library.queues) == {"cola-general"}
     assert set(library.serving_queues) == {"cola-general", "general-queue"}
     assert load(folder).serving_queues == load(folder).queues
+
+
+@pytest.mark.anyio
+async def test_caller_waiting_at_a_node_a_reload_renamed_is_still_placed(folder: Path) -> None:
+    """The enqueue node a caller waits at is found in the call's own version when a reload
+    renamed it, so the caller keeps being placed in the queue and offered to agents."""
+    library = FlowLibrary(load(folder))
+    service = service_on(library, MemoryCallStore(600))
+    sid = "CA" + "05" * 16
+    seq = await walk_to_menu(service, sid)
+    await press(service, sid, seq, "9")
+    path = folder / "seguros.yaml"
+    text = path.read_text().replace("  agente:\n", "  cola_agentes:\n")
+    path.write_text(text.replace("next: agente\n", "next: cola_agentes\n"))
+    library.swap(load(folder))
+    hooks = QueueHooks(service=service, engine=None)  # type: ignore[arg-type]
+    call = NewCall(call_sid=sid, caller=CALLER, called=CALLED)
+    found = await hooks._node(call, "seguros", "agente")
+    assert found is not None
+    assert (found[1].id, found[1].queue) == ("agente", "general-queue")
+    assert await hooks._node(call, "seguros", "no_such_node") is None

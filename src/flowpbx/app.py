@@ -39,7 +39,7 @@ from flowpbx.queues.memory_store import MemoryQueueStore
 from flowpbx.queues.redis_store import RedisQueueStore
 from flowpbx.queues.scheduler import QueueScheduler
 from flowpbx.queues.store import QueueStore
-from flowpbx.reloading import FlowReloader
+from flowpbx.reloading import KEEP_EVERY_SECONDS, FlowReloader, fingerprint
 from flowpbx.settings import Settings
 from flowpbx.store.memory import MemoryCallStore
 from flowpbx.store.pacer import RedisPacer
@@ -351,6 +351,7 @@ def history_parts(
 
 def build_app(settings: Settings) -> Starlette:
     """The application for these settings; raises on invalid flows or config."""
+    seen = fingerprint(settings.flows_dir)  # before loading: an edit saved meanwhile counts
     catalog = catalog_from(settings)
     store = store_from(settings)
     db = Database(settings.database_url)
@@ -384,6 +385,9 @@ def build_app(settings: Settings) -> Starlette:
         folder=settings.flows_dir,
         store=store,
         poll_seconds=settings.flows_reload,
+        seen=seen,
+        # Kept texts live twice the call TTL: refreshed well before they could lapse.
+        keep_seconds=min(KEEP_EVERY_SECONDS, settings.call_ttl / 2),
     )
     service = build_service(settings, library, store)
     twilio = twilio_rest(settings)  # one client: the REST API's, the price filler's, queues'

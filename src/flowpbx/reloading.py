@@ -74,9 +74,13 @@ class FlowReloader:
     store: CallStore | None = None
     poll_seconds: float = 1.0
     """How often the folder is looked at; 0: only on SIGHUP or `reload()`."""
+    seen: Fingerprint | None = None
+    """The folder as it was when `library` was loaded (taken before loading, so that an edit
+    saved meanwhile is noticed); None: as it is when watching starts."""
+    keep_seconds: float = KEEP_EVERY_SECONDS
+    """How often the texts of the versions served are kept again in the store."""
     _asked: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
-    _seen: Fingerprint | None = field(default=None, init=False, repr=False)
 
     def ask(self) -> None:
         """Reload as soon as possible (the SIGHUP handler)."""
@@ -85,7 +89,7 @@ class FlowReloader:
     async def reload(self) -> Reload:
         """Load the flows now and swap them in if they are valid."""
         async with self._lock:
-            self._seen = await asyncio.to_thread(fingerprint, self.folder)
+            self.seen = await asyncio.to_thread(fingerprint, self.folder)
             try:
                 with _sharing_the_interpreter():
                     catalog = await asyncio.to_thread(self.load)
@@ -93,6 +97,10 @@ class FlowReloader:
                 problems = tuple(str(problem) for problem in exc.problems)
             except FlowpbxError as exc:
                 problems = tuple(str(exc).splitlines())
+            except Exception as exc:  # e.g. a file gone between listing and reading
+                # Whatever stops this load, the last good flows serve and watching goes on.
+                log.exception("flows: reading them failed")
+                problems = (f"the flows could not be read: {exc}",)
             else:
                 changes = tuple(self.library.swap(catalog))
                 if not changes:
@@ -128,27 +136,30 @@ class FlowReloader:
     async def run_forever(self) -> None:
         """Watch the folder (every `poll_seconds`) and answer SIGHUP until cancelled."""
         await self.keep_texts()
-        if self._seen is None:
-            self._seen = await asyncio.to_thread(fingerprint, self.folder)
+        if self.seen is None:
+            self.seen = await asyncio.to_thread(fingerprint, self.folder)
         kept_at = time.monotonic()
         while True:
-            timeout = self.poll_seconds or KEEP_EVERY_SECONDS
+            timeout = self.poll_seconds or self.keep_seconds
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._asked.wait(), timeout)
-            if self._asked.is_set():
-                self._asked.clear()
-                log.info("flows: reload asked (SIGHUP)")
-                await self.reload()
-            elif self.poll_seconds and await self._changed():
-                await self.reload()
-            if time.monotonic() - kept_at >= KEEP_EVERY_SECONDS:
-                await self.keep_texts()
-                kept_at = time.monotonic()
+            try:
+                if self._asked.is_set():
+                    self._asked.clear()
+                    log.info("flows: reload asked (SIGHUP)")
+                    await self.reload()
+                elif self.poll_seconds and await self._changed():
+                    await self.reload()
+                if time.monotonic() - kept_at >= self.keep_seconds:
+                    await self.keep_texts()
+                    kept_at = time.monotonic()
+            except Exception:  # watching must outlive a bad round (e.g. the folder removed)
+                log.exception("flows: watching the folder failed; trying again")
 
     async def _changed(self) -> bool:
         """Whether the files changed since the last load, and have settled."""
         now = await asyncio.to_thread(fingerprint, self.folder)
-        if now == self._seen:
+        if now == self.seen:
             return False
         while True:
             await asyncio.sleep(SETTLE_SECONDS)
@@ -175,6 +186,20 @@ def _sharing_the_interpreter() -> Iterator[None]:
         sys.setswitchinterval(before)
 
 
+_early_hangups: list[int] = []
+
+
+def catch_early_hangup() -> None:
+    """Until the service listens (its start can take seconds: migrations), a SIGHUP is noted
+    instead of ending the process; the service reloads once it listens."""
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _note_hangup)
+
+
+def _note_hangup(number: int, _frame: object) -> None:
+    _early_hangups.append(number)
+
+
 def listen_for_hangup(reloader: FlowReloader) -> Callable[[], None]:
     """Reload on SIGHUP (where the platform has it); returns how to stop listening."""
     if not hasattr(signal, "SIGHUP"):
@@ -184,6 +209,9 @@ def listen_for_hangup(reloader: FlowReloader) -> Callable[[], None]:
         loop.add_signal_handler(signal.SIGHUP, reloader.ask)
     except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
         return lambda: None
+    if _early_hangups:
+        _early_hangups.clear()
+        reloader.ask()
 
     def stop() -> None:
         loop.remove_signal_handler(signal.SIGHUP)
@@ -199,9 +227,14 @@ def pid_file(folder: Path, port: int) -> Path:
     return folder / f"flowpbx-{port}.pid"
 
 
-def write_pid(path: Path) -> None:
+def write_pid(path: Path) -> bool:
+    """Write this process's id to `path`, unless a live flowpbx server already wrote its own
+    there (a second server started on the same port, which will fail to listen)."""
+    if _live_server(path) not in (None, os.getpid()):
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"{os.getpid()}\n")
+    return True
 
 
 def remove_pid(path: Path) -> None:
@@ -218,10 +251,25 @@ def running_servers(folder: Path) -> list[tuple[Path, int]]:
     `folder`; stale files are left out."""
     found = []
     for path in sorted(folder.glob("flowpbx-*.pid")) if folder.is_dir() else ():
-        try:
-            pid = int(path.read_text().strip())
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            continue
-        found.append((path, pid))
+        pid = _live_server(path)
+        if pid is not None:
+            found.append((path, pid))
     return found
+
+
+def _live_server(path: Path) -> int | None:
+    """The id in pid file `path` if that process is alive and is flowpbx (a stale file's id
+    may have been given to another program since)."""
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    command = Path(f"/proc/{pid}/cmdline")
+    if command.parent.parent.is_dir() and Path("/proc/self").exists():
+        try:
+            if b"flowpbx" not in command.read_bytes():
+                return None
+        except OSError:
+            return None
+    return pid

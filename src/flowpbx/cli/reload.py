@@ -69,11 +69,16 @@ def reload(flows_dir: Path | None) -> None:
         )
         raise SystemExit(EXIT_OK)
     wanted = {name: loaded.version for name, loaded in catalog.flows.items()}
+    host = settings.host if settings.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
     for path, pid in servers:
-        os.kill(pid, signal.SIGHUP)
         port = path.stem.removeprefix("flowpbx-")
+        try:
+            os.kill(pid, signal.SIGHUP)
+        except OSError as exc:  # it stopped meanwhile, or belongs to another user
+            click.echo(f"could not ask flowpbx serve on port {port} (process {pid}): {exc}")
+            continue
         click.echo(f"asked flowpbx serve on port {port} (process {pid}) to reload")
-        if _serves(port, wanted):
+        if _serves(host, port, wanted):
             click.echo(
                 f"port {port} now serves {versions}; calls in progress finish on the version "
                 "they started with"
@@ -88,13 +93,14 @@ def reload(flows_dir: Path | None) -> None:
 CONFIRM_SECONDS = 10
 
 
-def _serves(port: str, wanted: dict[str, str]) -> bool:
+def _serves(host: str, port: str, wanted: dict[str, str]) -> bool:
     """Whether the server on `port` says (/health) it serves the `wanted` versions, asking
     until it does or CONFIRM_SECONDS pass."""
     deadline = time.monotonic() + CONFIRM_SECONDS
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+            url = f"http://{host}:{port}/health"
+            with urllib.request.urlopen(url, timeout=2) as answer:
                 body = answer.read()
         except urllib.error.HTTPError as exc:  # 503 when degraded: the body still says
             body = exc.read()

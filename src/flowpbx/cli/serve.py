@@ -29,7 +29,7 @@ def serve(host: str | None, port: int | None, flows_dir: Path | None) -> None:
 
     from flowpbx.app import build_app, check_store
     from flowpbx.privacy import mask_logs
-    from flowpbx.reloading import pid_file, remove_pid, write_pid
+    from flowpbx.reloading import catch_early_hangup, pid_file, remove_pid, write_pid
     from flowpbx.settings import Settings, SettingsError
 
     try:
@@ -57,8 +57,14 @@ def serve(host: str | None, port: int | None, flows_dir: Path | None) -> None:
         fail(f"flowpbx cannot start: {exc}", EXIT_PROBLEMS)
     # `flowpbx reload` finds the server by this file and sends it SIGHUP.
     pid = pid_file(settings.run_dir, settings.port)
+    catch_early_hangup()
     try:
-        write_pid(pid)
+        if not write_pid(pid):
+            logging.getLogger("flowpbx").warning(
+                "%s names another flowpbx serve that is running: port %d is probably taken",
+                pid,
+                settings.port,
+            )
     except OSError as exc:
         logging.getLogger("flowpbx").warning(
             "cannot write %s (%s): flowpbx reload will not find this server", pid, exc

@@ -103,7 +103,7 @@ class CallService:
             log.warning("call %s: no flow named %r; using the number's", call.call_sid, call.flow)
         return self.catalog.for_number(call.called)
 
-    async def _started_on(self, call: NewCall, state: CallState) -> LoadedFlow | None:
+    async def started_on(self, call: NewCall, state: CallState) -> LoadedFlow | None:
         """The version of the flow the call started on: one this process knows, or one whose
         text the store kept (another process loaded it); else the flow's current version."""
         found = self.catalog.find(state.flow, state.version)
@@ -311,7 +311,7 @@ class CallService:
                 state.seq,
             )
             return Answer(reply=stored.reply)
-        loaded = await self._started_on(call, state)
+        loaded = await self.started_on(call, state)
         if loaded is None:
             # A release removed or renamed the call's flow: go on as if its state were lost.
             log.error("call %s: flow %s is no longer loaded", call.call_sid, state.flow)

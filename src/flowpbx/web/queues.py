@@ -19,7 +19,7 @@ from flowpbx.engine.call_events import CallbackRequested, QueueExit, QueueExited
 from flowpbx.engine.events import DialResult, NewCall, QueueResult, QueueView, QueueWaitTick
 from flowpbx.engine.progress import CallStatus
 from flowpbx.engine.service import Answer, CallService, Renderer
-from flowpbx.engine.storage import StoreUnavailable
+from flowpbx.engine.storage import CorruptState, StoreUnavailable
 from flowpbx.language.flow import EnqueueNode, Flow
 from flowpbx.queues import spoken as words
 from flowpbx.queues.engine import MAX_CALLBACK_ATTEMPTS, QueueEngine
@@ -54,17 +54,30 @@ class QueueHooks:
             return self.public_base_url
         return render.urls.base if isinstance(render, TwimlRenderer) else ""
 
-    def _node(
+    async def _node(
         self, call: NewCall, flow: str | None, node: str | None
     ) -> tuple[Flow, EnqueueNode] | None:
+        """The enqueue node the caller waits at, in the flow version the call runs on."""
+        if node is None:
+            return None
         catalog = self.service.catalog
         loaded = catalog.get(flow) if flow else catalog.for_number(call.called)
-        if loaded is None or node is None:
+        found = loaded.flow.nodes.get(node) if loaded is not None else None
+        if isinstance(found, EnqueueNode) and loaded is not None:
+            return loaded.flow, found
+        # Not in the current version: a reload changed the flow since the call started, and
+        # the call goes on with its own version (read from its state; rare, so not cached).
+        try:
+            stored = await self.service.store.load(call.call_sid)
+        except (StoreUnavailable, CorruptState):
             return None
-        found = loaded.flow.nodes.get(node)
-        if not isinstance(found, EnqueueNode):
+        if stored is None:
             return None
-        return loaded.flow, found
+        started = await self.service.started_on(call, stored.state)
+        found = started.flow.nodes.get(node) if started is not None else None
+        if not isinstance(found, EnqueueNode) or started is None:
+            return None
+        return started.flow, found
 
     # -- the caller, waiting --
 
@@ -94,7 +107,7 @@ class QueueHooks:
     ) -> QueueView | None:
         """The caller's place; None when the queue engine cannot tell (the caller then hears
         the music without an announcement, and is never taken out of the queue for it)."""
-        found = self._node(call, flow, node)
+        found = await self._node(call, flow, node)
         if found is None:
             return None
         loaded, enqueue = found
