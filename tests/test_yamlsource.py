@@ -259,3 +259,33 @@ def test_parse_advice_without_a_sure_fix_stops_reading() -> None:
         False,
     )
     assert document.data["nodes"]["a"]["options"] == ["b"]
+
+
+_SEGUROS = Path(__file__).resolve().parents[1] / "flows" / "seguros.yaml"
+_VIDA = "    text: Ha elegido seguros de vida. Le pasamos con el departamento de seguros de vida.\n"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        pytest.param(
+            "description: Menú principal de la aseguradora, en español.\n",
+            "description: |\n  Menú principal.\n  name: seguros-es (no cambiar)\n",
+            id="top-level-key-already-set",
+        ),
+        pytest.param(
+            _VIDA,
+            _VIDA + "    description: |\n      Transfiere a vida.\n      timeout: lo decide él\n",
+            id="key-the-node-kind-does-not-have",
+        ),
+    ],
+)
+def test_parse_text_block_with_a_key_like_line_is_text(old: str, new: str) -> None:
+    """A line like 'name: ...' inside a | text is the author's text when the mapping already
+    has that key or cannot have it: no advice, the flow loads."""
+    from flowpbx.language.loader import check_text
+
+    text = _SEGUROS.read_text("utf-8")
+    assert old in text
+    report = check_text(text.replace(old, new, 1), "seguros.yaml")
+    assert report.problems == ()

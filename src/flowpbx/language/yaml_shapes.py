@@ -327,6 +327,8 @@ def _keys_in_texts(parsed: Parsed) -> Iterator[Advice]:
             ):
                 continue
             chain = enclosing(parsed.lines, i, owner.key_col)
+            if not _missing_from(parsed.data, chain, inner.key):
+                continue  # the mapping has that key already, or cannot have it: it is text
             where = "are not indented" if owner.key_col == 0 else f"are at {owner.key_col}"
             message = (
                 f"'{inner.key}' {indented(inner.indent)}, so it is read as part of the "
@@ -337,6 +339,24 @@ def _keys_in_texts(parsed: Parsed) -> Iterator[Advice]:
                 message, Mark(inner.number, inner.key_col + 1), (edit,), code="yaml-structure"
             )
             break
+
+
+def _missing_from(data: Any, chain: list[str], key: str) -> bool:
+    """Whether the mapping `chain` leads to lacks `key` and, for a node, whether its kind
+    has such a key: only then can a line `key: ...` inside a text above be a misplaced key."""
+    mapping = data
+    for step in chain:
+        if not isinstance(mapping, dict) or step not in mapping:
+            return True  # cannot tell: keep the advice
+        mapping = mapping[step]
+    if not isinstance(mapping, dict) or key in mapping:
+        return not isinstance(mapping, dict)
+    if len(chain) == 2 and chain[0] == "nodes" and isinstance(mapping.get("type"), str):
+        from flowpbx.language.schema import flow_schema  # schema imports us, indirectly
+
+        kind = flow_schema().get("$defs", {}).get(f"{mapping['type']}_node", {})
+        return key in kind.get("properties", {key: None})
+    return True
 
 
 # --- Lists and mappings swapped --------------------------------------------------------------
