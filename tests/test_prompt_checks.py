@@ -228,3 +228,23 @@ def test_shipped_and_valid_flows_have_no_prompt_problems(path: Path) -> None:
     """The shipped flow and the valid and engine test flows offer exactly their options."""
     problems = [_shown(p) for p in check_file(path).problems if p.code in CODES]
     assert problems == []
+
+
+@pytest.mark.parametrize(
+    ("prompt", "keys"),
+    [
+        ("Press 1 for life, 2 for health, 3 for home, or 9 for an agent.", ["1", "2", "3", "9"]),
+        ("Pulse 1 para vida, 2 para salud, 3 para hogar o 9 para un agente.", ["1", "2", "3", "9"]),
+        ("press 1 for sales or 2 for support", ["1", "2"]),
+        ("Press 1, or 2, or 3", ["1", "2", "3"]),
+        ("Press 1, 2, and 3", ["1", "2", "3"]),
+        ("Pulse 1 para sí y 2 para no.", ["1", "2"]),
+        ("pulse 1 para pagar 5 euros", ["1"]),
+        ("Pulse 1 para pagar. Tiene 2 recibos.", ["1"]),
+        ("Pulse 1 para vida, y le atenderemos en 2 minutos.", ["1"]),
+    ],
+)
+def test_key_mentions_lists_each_saying_what_it_is_for(prompt: str, keys: list[str]) -> None:
+    """The most common IVR phrasing, one verb then "1 for this, 2 for that", names every key
+    of the list, and no number that is not a key."""
+    assert [m.key for m in key_mentions(prompt)] == keys

@@ -61,6 +61,12 @@ _KEY_NOUNS = frozenset({"key", "button"})
 _SEPARATORS = frozenset({"o", "u", "y", "e", "or", "and", ","})
 """What joins the keys of a list: "pulse 1 o 2", "press 1, 2 or 3"."""
 
+_PURPOSE = frozenset({"para", "for", "si", "if"})
+"""What follows a key of a list whose keys each say what they are for: "pulse 1 para vida, 2
+para salud", "press 1 for sales or 2 for support"."""
+_PURPOSE_WORDS = 12
+"""How far a purpose may run before the next key of the list."""
+_SENTENCE_ENDS = frozenset({".", ";", "?", "!", ":"})
 _NOT_A_KEY_BEFORE = frozenset(
     {
         "cifra", "cifras", "digito", "digitos", "numeros", "segundo", "segundos",
@@ -183,9 +189,37 @@ def _listed(text: str, tokens: Sequence[_Token], verb: int) -> Iterator[KeyMenti
         yield KeyMention(key or None, phrase, tokens[verb].norm)
         at += 1
         if at < len(tokens) and tokens[at].norm in _SEPARATORS:
-            at += 1
+            while at < len(tokens) and tokens[at].norm in _SEPARATORS:
+                at += 1  # "press 1, or 2", "press 1, 2, and 3"
+            continue
+        if at < len(tokens) and tokens[at].norm in _PURPOSE:
+            # "press 1 for sales, 2 for support or 9 for an agent": the list goes on
+            following = _next_in_list(tokens, at)
+            if following is None:
+                return
+            at = following
             continue
         return
+
+
+def _next_in_list(tokens: Sequence[_Token], at: int) -> int | None:
+    """After "1 for sales" (the purpose starts at `at`), the next key of the same list: one
+    after a separator, itself followed by a purpose ("2 for support"), a separator or the end
+    of the sentence; None when the sentence ends first."""
+    for i in range(at + 1, min(len(tokens), at + _PURPOSE_WORDS)):
+        if tokens[i].norm in _SENTENCE_ENDS:
+            return None
+        if tokens[i].norm not in _SEPARATORS:
+            continue
+        j = i + 1
+        while j < len(tokens) and tokens[j].norm in _SEPARATORS:
+            j += 1  # ", or 9 for an agent"
+        if j >= len(tokens) or _key(tokens, j, after_choosing=True) is None:
+            continue
+        after = tokens[j + 1].norm if j + 1 < len(tokens) else "."
+        if after in _PURPOSE or after in _SEPARATORS or after in _SENTENCE_ENDS:
+            return j
+    return None
 
 
 def key_mentions(text: str) -> tuple[KeyMention, ...]:
