@@ -1113,6 +1113,17 @@ def test_easter_sunday_matches_the_church_calendar(year: int, sunday: tuple[int,
     assert easter_sunday(year) == dt.date(year, *sunday)
 
 
+def test_holiday_far_from_easter_falls_in_the_next_year() -> None:
+    """easter+300 of Easter 2026 (5 April) is 30 January 2027: the holiday is found in 2027."""
+    node = check_text(HOLIDAY_FLOW.format(holidays="[easter+300]"), "h.yaml").flow
+    assert node is not None
+    horario = node.nodes["horario"]
+    assert isinstance(horario, HoursNode)
+    assert dt.date(2026, 4, 5) + dt.timedelta(days=300) == dt.date(2027, 1, 30)
+    assert business_hours(horario, madrid(2027, 1, 29, 10)) == "open"
+    assert horario.holidays[0].falls_on(dt.date(2027, 1, 30))
+
+
 def test_holiday_moving_with_easter_is_checked_and_rejects_a_duplicate() -> None:
     """'easter-2' is a holiday every year; the same Easter day twice is an error."""
     text = HOLIDAY_FLOW.format(holidays="[easter-2, easter+1]")

@@ -84,6 +84,24 @@ def test_wrong_hear_prints_file_line_the_path_and_what_was_heard(flows: Path) ->
 
 
 @pytest.mark.parametrize(
+    ("heard", "passes"),
+    [
+        ("Seguros de vida", True),
+        ("seguros de VIDA, pulse 1", True),
+        ("guros de vida", False),
+        ("pulse 12", False),
+        ("de seguros de vid", False),
+    ],
+)
+def test_hear_matches_whole_words(flows: Path, heard: str, passes: bool) -> None:
+    """`hear` ignores case and punctuation but matches whole words: "pulse 1" is not heard in
+    "pulse 12", nor "guros" in "seguros"."""
+    path = scenario_file(flows, f"      - hear: {heard}\n")
+    result = run(str(path))
+    assert (result.exit_code == 0) is passes, result.output
+
+
+@pytest.mark.parametrize(
     ("steps", "line", "message"),
     [
         pytest.param(

@@ -150,12 +150,13 @@ class _Window:
                 raise AssertionError(f"{step.verb} is an action")
 
     def _hear(self, value: str) -> str | None:
-        wanted = plain(value)
-        heard = " ".join(plain(text) for text in self.said)
+        # Whole words: "4 minutos" is not heard in "14 minutos", nor "pulse 1" in "pulse 12".
+        wanted = f" {plain(value)} "
+        heard = f" {' '.join(plain(text) for text in self.said)} "
         start = self.cursors.get(Verb.HEAR, 0)
         found = heard.find(wanted, start)
-        if wanted and found >= 0:
-            self.cursors[Verb.HEAR] = found + len(wanted)
+        if wanted.strip() and found >= 0:
+            self.cursors[Verb.HEAR] = found + len(wanted) - 1  # its last space may start the next
             return None
         if not self.said:
             return f'expected to hear "{value}" but nothing was said since the previous action'

@@ -92,7 +92,10 @@ class Holiday:
     def falls_on(self, date: dt.date) -> bool:
         """Whether the holiday is on `date`."""
         if self.easter is not None:
-            return date == easter_sunday(date.year) + dt.timedelta(days=self.easter)
+            # A large offset can land in the year before or after its Easter's.
+            offset = dt.timedelta(days=self.easter)
+            years = (date.year - 1, date.year, date.year + 1)
+            return any(date == easter_sunday(year) + offset for year in years)
         return (self.month, self.day) == (date.month, date.day) and self.year in (None, date.year)
 
 
