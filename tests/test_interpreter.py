@@ -36,6 +36,7 @@ from flowpbx.engine.call_events import (
     CallEvent,
     CallRecovered,
     CallStarted,
+    CaseMatched,
     DialFinished,
     DialStarted,
     EndReason,
@@ -2038,6 +2039,7 @@ SAMPLE_EVENTS: list[CallEvent] = [
     CallRecovered(node="agente", reason="state_lost"),
     CallEnded(node="agente", how=EndReason.CALLER_HUNG_UP),
     CallbackRequested(node="agente", queue="general-queue", number="+34612345678"),
+    CaseMatched(node="segun_prefijo", case=2, target="movil"),
 ]
 
 

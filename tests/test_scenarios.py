@@ -316,3 +316,27 @@ def test_guide_documents_every_step() -> None:
     guide = (ROOT / "docs" / "scenarios.md").read_text("utf-8")
     steps = json.loads(SCHEMA.read_text("utf-8"))["$defs"]["step"]["properties"]
     assert [key for key in steps if f"`- {key}: " not in guide] == []
+
+
+def test_coverage_tells_switch_cases_with_the_same_target_apart(tmp_path: Path) -> None:
+    """Two cases of a switch lead to the same node: the one the call matched is covered,
+    the other is listed as never taken."""
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "sw.yaml").write_text(
+        "name: sw\nentry: route\nnodes:\n  route:\n    type: switch\n    variable: caller\n"
+        '    cases:\n      - starts_with: "+346"\n        next: movil\n'
+        '      - starts_with: "+347"\n        next: movil\n    default: fijo\n'
+        "  movil:\n    type: hangup\n    text: Móvil.\n"
+        "  fijo:\n    type: hangup\n    text: Fijo.\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "tests" / "sw.yaml").write_text(
+        "flow: sw\nat: 2026-11-24 10:00\nscenarios:\n  - name: Un móvil +347\n"
+        '    caller: "+34700000000"\n    steps:\n      - hear: Móvil\n',
+        encoding="utf-8",
+    )
+    result = run(str(tmp_path / "tests"))
+    assert result.exit_code == 0, result.output
+    assert "  sw: 2/3 nodes (66%), 1/3 outcomes (33%)" in result.output.splitlines()
+    assert "never taken: route case 1 → movil" in result.output
+    assert "never taken: route case 2 → movil" not in result.output

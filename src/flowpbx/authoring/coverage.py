@@ -11,6 +11,7 @@ from pathlib import Path
 from flowpbx.engine.call_events import (
     CallEvent,
     CallRecovered,
+    CaseMatched,
     DialFinished,
     FallbackTaken,
     HoursChecked,
@@ -50,6 +51,8 @@ def _choice(event: CallEvent) -> tuple[str, EdgePath] | None:
     match event:
         case OptionChosen():
             return event.node, ("options", event.key)
+        case CaseMatched():
+            return event.node, ("cases", event.case - 1, "next") if event.case else ("default",)
         case InputCollected():
             return event.node, ("next",)
         case HoursChecked():

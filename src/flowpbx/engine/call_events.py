@@ -93,6 +93,16 @@ class OptionChosen(_Event, tag="option_chosen", frozen=True, kw_only=True):
     target: str
 
 
+class CaseMatched(_Event, tag="case_matched", frozen=True, kw_only=True):
+    """A switch node chose its way: case `case` (1 for the first), or 0 for its default.
+    Not the value compared: it may be what a caller typed."""
+
+    type: ClassVar[str] = "case_matched"
+    node: str
+    case: int
+    target: str
+
+
 class InputCollected(_Event, tag="input_collected", frozen=True, kw_only=True):
     type: ClassVar[str] = "input_collected"
     node: str
@@ -197,6 +207,7 @@ CallEvent = (
     | NodeEntered
     | HoursChecked
     | OptionChosen
+    | CaseMatched
     | InputCollected
     | NoInput
     | InvalidInput

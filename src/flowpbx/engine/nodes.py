@@ -8,6 +8,7 @@ from typing import assert_never
 from flowpbx.engine.actions import Dial, Enqueue, Gather, Hangup, Pause, Record
 from flowpbx.engine.call_events import (
     CallEnded,
+    CaseMatched,
     DialStarted,
     EndReason,
     HoursChecked,
@@ -63,7 +64,11 @@ def enter(node: Node, state: CallState, walk: Walk) -> Outcome:
             return Go(node.next, state.evolve(variables=variables))
         case SwitchNode():
             value = state.variables.get(node.variable, "")
-            target = next((c.next for c in node.cases if c.matches(value)), node.default)
+            number, target = next(
+                ((i, c.next) for i, c in enumerate(node.cases, 1) if c.matches(value)),
+                (0, node.default),
+            )
+            walk.note(CaseMatched(node=node.id, case=number, target=target))
             return Go(target, state)
         case HoursNode():
             status, holiday = hours_at(node, walk.ctx.now)

@@ -22,6 +22,7 @@ from flowpbx.engine.call_events import (
     CallEvent,
     CallRecovered,
     CallStarted,
+    CaseMatched,
     DialFinished,
     DialStarted,
     EndReason,
@@ -450,6 +451,8 @@ def _outcome(event: CallEvent) -> tuple[str | None, str | None]:
             return (f"{event.status}: {event.holiday}" if event.holiday else event.status), None
         case OptionChosen():
             return event.target, event.key
+        case CaseMatched():
+            return (f"case {event.case}" if event.case else "default"), None
         case InputCollected():
             return event.variable, event.digits
         case NoInput():
