@@ -470,3 +470,18 @@ def test_simulate_missing_flow_file_is_a_usage_error(tmp_path: Path) -> None:
     result = simulate(str(tmp_path / "nope.yaml"))
     assert result.exit_code == 2
     assert f"there is no flow file {tmp_path / 'nope.yaml'}" in result.output
+
+
+def test_simulate_keys_in_a_queue_that_takes_none_are_refused(tmp_path: Path) -> None:
+    """Keys while waiting in a queue whose node has no leave or callback key are not sent
+    (Twilio gathers none there): the simulation says so and asks again."""
+    text = Path(SEGUROS).read_text("utf-8")
+    for line in ('    callback_key: "1"\n', '    leave_key: "0"\n'):
+        assert line in text
+        text = text.replace(line, "", 1)
+    flow = tmp_path / "seguros.yaml"
+    flow.write_text(text, "utf-8")
+    result = simulate(str(flow), "--at", OPEN, "--no-events", input="9\n1\nagent\n")
+    assert result.exit_code == 0, result.output
+    assert "queue node 'agente' takes no keys (no leave_key, no callback_key)" in result.output
+    assert result.output.splitlines()[-1] == "call ended: an agent took the call (at 'agente')"

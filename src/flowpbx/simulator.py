@@ -312,6 +312,12 @@ class Simulator:
             tick = await self._turn("-", QueueWaitTick(waited=waited), note)
             return [tick, *await self._left(tick.step, waited)]
         if text and all(c in "0123456789*#" for c in text):
+            if not (phase or node.leave_key or node.callback_key):
+                # Twilio gathers no keys in this queue's hold music: nothing would be sent.
+                raise SimulationError(
+                    f"queue node '{node.id}' takes no keys (no leave_key, no callback_key): "
+                    f"type {_or(self.choices())}"
+                )
             return await self._queue_keys(node, text, phase, waited)
         raise self._unknown(text)
 
