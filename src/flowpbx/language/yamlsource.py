@@ -226,11 +226,15 @@ class _Builder:
                 continue
             key = str(key_node.value)
             if key in first_seen:
+                fix = "keep only one"
+                if path and isinstance(path[-1], int):
+                    # In an entry of a '-' list the second key usually starts the next entry.
+                    fix = "if it starts another entry of the list, begin its line with '- '"
                 self.issues.append(
                     YamlIssue(
                         "duplicate-key",
                         f"'{key}' is written twice (first on line {first_seen[key].line}); "
-                        "keep only one",
+                        + fix,
                         key_mark,
                         (*path, key),
                     )
