@@ -233,8 +233,7 @@ class _Builder:
                 self.issues.append(
                     YamlIssue(
                         "duplicate-key",
-                        f"'{key}' is written twice (first on line {first_seen[key].line}); "
-                        + fix,
+                        f"'{key}' is written twice (first on line {first_seen[key].line}); " + fix,
                         key_mark,
                         (*path, key),
                     )
