@@ -485,3 +485,17 @@ def test_simulate_keys_in_a_queue_that_takes_none_are_refused(tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     assert "queue node 'agente' takes no keys (no leave_key, no callback_key)" in result.output
     assert result.output.splitlines()[-1] == "call ended: an agent took the call (at 'agente')"
+
+
+def test_simulate_callback_with_no_callback_way_ends_the_call_in_words(tmp_path: Path) -> None:
+    """A callback booked at an enqueue node with no 'callback' way ends the call, and the
+    simulation says so (it used to stop with a KeyError)."""
+    text = Path(SEGUROS).read_text("utf-8")
+    assert "    callback: despedida\n" in text
+    flow = tmp_path / "seguros.yaml"
+    flow.write_text(text.replace("    callback: despedida\n", "", 1), "utf-8")
+    result = simulate(str(flow), "--at", OPEN, "--digits", "9,1,1", "--no-events")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == (
+        "call ended: the caller will be called back (at 'agente')"
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from flowpbx.engine.actions import Leave, Redirect, Route
-from flowpbx.engine.call_events import QueueJoined
+from flowpbx.engine.call_events import EndReason, QueueJoined
 from flowpbx.engine.events import (
     DialEnded,
     DialResult,
@@ -88,6 +88,18 @@ DIAL_CHOICES = tuple(DIAL_RESULTS)
 def _or(choices: tuple[str, ...]) -> str:
     """'a, b or c'."""
     return f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
+
+
+ENDINGS = {
+    EndReason.HANGUP: "the flow said goodbye and hung up",
+    EndReason.CONNECTED: "connected to the number dialled",
+    EndReason.AGENT: "an agent took the call",
+    EndReason.CALLER_HUNG_UP: "the caller hung up while waiting",
+    EndReason.REDIRECTED: "the call was sent elsewhere",
+    EndReason.CALLBACK: "the caller will be called back",
+    EndReason.ERROR: "flowpbx could not go on, apologised and hung up",
+}
+"""How a call ended, in words (for `flowpbx simulate` and `flowpbx test`)."""
 
 
 class SimulationError(FlowpbxError):

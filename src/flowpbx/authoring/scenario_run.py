@@ -16,22 +16,12 @@ from flowpbx.engine.call_events import (
     CallEnded,
     CallEvent,
     DialStarted,
-    EndReason,
     NodeEntered,
     QueueJoined,
 )
 from flowpbx.language.catalog import FlowCatalog
-from flowpbx.simulator import Question, SimulationError, Simulator, Turn, flow_timezone
+from flowpbx.simulator import ENDINGS, Question, SimulationError, Simulator, Turn, flow_timezone
 
-ENDINGS = {
-    EndReason.HANGUP: "the flow said goodbye and hung up",
-    EndReason.CONNECTED: "connected to the number dialled",
-    EndReason.AGENT: "an agent took the call",
-    EndReason.CALLER_HUNG_UP: "the caller hung up while waiting",
-    EndReason.REDIRECTED: "the call was sent elsewhere",
-    EndReason.CALLBACK: "the caller will be called back",
-    EndReason.ERROR: "flowpbx could not go on, apologised and hung up",
-}
 FITS = {
     Verb.PRESS: (Question.KEYS, Question.QUEUE),
     Verb.DIAL: (Question.DIAL,),

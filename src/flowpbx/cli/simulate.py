@@ -33,13 +33,13 @@ from flowpbx.engine.actions import (
     Redirect,
     Say,
 )
-from flowpbx.engine.call_events import CallEnded, EndReason, NodeEntered, to_dict
+from flowpbx.engine.call_events import CallEnded, NodeEntered, to_dict
 from flowpbx.engine.interpreter import CALLBACK_NUMBER
 from flowpbx.engine.state import Waiting
 from flowpbx.errors import FlowError, FlowpbxError
 from flowpbx.language.catalog import load_one
 from flowpbx.language.flow import EnqueueNode, InputNode, MenuNode
-from flowpbx.simulator import Question, SimulationError, Simulator, Turn, flow_timezone
+from flowpbx.simulator import ENDINGS, Question, SimulationError, Simulator, Turn, flow_timezone
 
 DEFAULT_CALLER = "+34600000000"
 DEFAULT_CALLED = "+34910000000"
@@ -68,14 +68,6 @@ def _clock(at: str | None, zone: str | None) -> dt.datetime:
     return local
 
 
-ENDINGS = {
-    EndReason.HANGUP: "the flow said goodbye and hung up",
-    EndReason.CONNECTED: "connected to the number dialled",
-    EndReason.AGENT: "an agent took the call",
-    EndReason.CALLER_HUNG_UP: "the caller hung up while waiting",
-    EndReason.REDIRECTED: "the call was sent elsewhere",
-    EndReason.ERROR: "flowpbx could not go on, apologised and hung up",
-}
 WAITS = {
     Waiting.KEYS: "keys",
     Waiting.DIAL: "a dial to end",
