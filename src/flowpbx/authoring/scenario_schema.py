@@ -13,6 +13,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from flowpbx.language.schema import describe_value
 from flowpbx.language.yamlsource import Path
 
 
@@ -40,18 +41,6 @@ def _where(path: Path) -> str:
         elif isinstance(part, str) and part not in ("scenarios", "steps"):
             words.append(f"'{part}'")
     return ", ".join(words)
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "nothing"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _missing_colon(value: Any, schema: Mapping[str, Any]) -> bool:
@@ -88,7 +77,7 @@ def _messages(error: ValidationError) -> Iterator[tuple[Path, bool, str]]:
             options = [str(v) for v in rule]
             close = difflib.get_close_matches(str(value), options, n=1, cutoff=0.5)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            got = _shown(value)
+            got = describe_value(value)
             yield (
                 path,
                 False,
@@ -110,7 +99,7 @@ def _messages(error: ValidationError) -> Iterator[tuple[Path, bool, str]]:
         case _:
             text = schema.get("errorMessage") or error.message
             shown = not isinstance(value, (dict, list))
-            got = f" (got {_shown(value)})" if shown else ""
+            got = f" (got {describe_value(value)})" if shown else ""
             yield path, False, f"{prefix}{text}{got}"
 
 

@@ -130,7 +130,7 @@ def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _describe_value(value: Any) -> str:
+def describe_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
@@ -268,7 +268,7 @@ def _not_in_enum(e: _Error) -> Iterator[Message]:
     close = difflib.get_close_matches(str(e.value), options, n=1, cutoff=0.5)
     hint = f"did you mean '{close[0]}'? " if close else ""
     what = "unknown node type" if e.path and e.path[-1] == "type" else "unknown value"
-    got = _describe_value(e.value)
+    got = describe_value(e.value)
     yield e.path, False, f"{what} {got}; {hint}expected one of: {', '.join(options)}"
 
 
@@ -299,17 +299,17 @@ def _no_branch(e: _Error) -> Iterator[Message]:
             yield e.say(f"needs {keys}")
         return
     if "x-expected" in e.schema:  # the branches together mean one thing, said as a whole
-        yield e.say(f"must be {e.schema['x-expected']}, got {_describe_value(e.value)}")
+        yield e.say(f"must be {e.schema['x-expected']}, got {describe_value(e.value)}")
         return
     best = _best(list(e.error.context or []), e.value)
     if best is not None and best.validator not in ("anyOf", "oneOf"):
         yield from _messages(best, e.path[: len(e.path) - len(e.error.absolute_path)])
         return
-    yield e.say(f"must be {_expected(e.schema)}, got {_describe_value(e.value)}")
+    yield e.say(f"must be {_expected(e.schema)}, got {describe_value(e.value)}")
 
 
 def _wrong_value(e: _Error) -> Iterator[Message]:
-    yield e.say(f"must be {_expected(e.schema)}, got {_describe_value(e.value)}")
+    yield e.say(f"must be {_expected(e.schema)}, got {describe_value(e.value)}")
 
 
 def _out_of_range(e: _Error) -> Iterator[Message]:
