@@ -36,3 +36,23 @@ def flow_file(flow: str, flows_dir: Path) -> Path:
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     known = f"; the flows there are: {', '.join(names)}" if names else ""
     raise click.UsageError(f"no flow '{flow}' in {flows_dir}/{hint}{known}")
+
+
+flows_folder = click.option(
+    "--flows",
+    "flows_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of flow files (default FLOWPBX_FLOWS_DIR or flows/).",
+)
+"""The folder of flows a command serves or checks (`flowpbx serve`, `flowpbx reload`)."""
+
+flow_name_folder = click.option(
+    "--flows",
+    "flows_dir",
+    type=click.Path(path_type=Path),
+    default=Path("flows"),
+    show_default=True,
+    help="Folder to find FLOW in when it is a name.",
+)
+"""Where a FLOW given by name is looked up (`flowpbx simulate`, `flowpbx graph`)."""

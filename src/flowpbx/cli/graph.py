@@ -11,7 +11,7 @@ import click
 from flowpbx.authoring.diagram import diagram
 from flowpbx.authoring.dot import GraphvizError, GraphvizMissing, render, to_dot
 from flowpbx.authoring.mermaid import to_mermaid
-from flowpbx.cli.common import EXIT_PROBLEMS, EXIT_USAGE, fail, flow_file
+from flowpbx.cli.common import EXIT_PROBLEMS, EXIT_USAGE, fail, flow_file, flow_name_folder
 from flowpbx.language.loader import check_file
 
 FORMATS = ("mermaid", "dot", "svg", "png")
@@ -45,14 +45,7 @@ def _write(data: bytes, output: Path | None) -> None:
     default=None,
     help="File to write (default: standard output; png needs a file or a pipe).",
 )
-@click.option(
-    "--flows",
-    "flows_dir",
-    type=click.Path(path_type=Path),
-    default=Path("flows"),
-    show_default=True,
-    help="Folder to find FLOW in when it is a name.",
-)
+@flow_name_folder
 def graph(flow: str, output_format: str, output: Path | None, flows_dir: Path) -> None:
     """Draw FLOW (a flow file, or a flow's name in --flows) as a diagram.
 

@@ -13,17 +13,11 @@ from pathlib import Path
 
 import click
 
-from flowpbx.cli.common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, fail
+from flowpbx.cli.common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, fail, flows_folder
 
 
 @click.command(short_help="Check the flows and make the running service serve them now.")
-@click.option(
-    "--flows",
-    "flows_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder of flow files (default FLOWPBX_FLOWS_DIR or flows/).",
-)
+@flows_folder
 def reload(flows_dir: Path | None) -> None:
     """Check the flows exactly as `flowpbx serve` loads them (config values included), then
     ask every `flowpbx serve` started from this folder to reload them.

@@ -6,19 +6,13 @@ from pathlib import Path
 
 import click
 
-from flowpbx.cli.common import EXIT_PROBLEMS, EXIT_USAGE, fail
+from flowpbx.cli.common import EXIT_PROBLEMS, EXIT_USAGE, fail, flows_folder
 
 
 @click.command(short_help="Run the webhook server (Voice URL: /api/calls/incoming).")
 @click.option("--host", default=None, help="Address to listen on (default HOST or 0.0.0.0).")
 @click.option("--port", type=int, default=None, help="Port (default PORT or 3020).")
-@click.option(
-    "--flows",
-    "flows_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder of flow files (default FLOWPBX_FLOWS_DIR or flows/).",
-)
+@flows_folder
 def serve(host: str | None, port: int | None, flows_dir: Path | None) -> None:
     """Run the webhook server (Twilio's Voice URL is /api/calls/incoming)."""
     import asyncio

@@ -18,7 +18,7 @@ from typing import Any
 import click
 from starlette.config import Config
 
-from flowpbx.cli.common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, fail, flow_file
+from flowpbx.cli.common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, fail, flow_file, flow_name_folder
 from flowpbx.engine.actions import (
     Action,
     Dial,
@@ -276,14 +276,7 @@ async def _run(simulator: Simulator, script: list[str] | None, output: _Output) 
 )
 @click.option("--from", "caller", default=DEFAULT_CALLER, show_default=True, help="Who calls.")
 @click.option("--to", "called", default=DEFAULT_CALLED, show_default=True, help="Number called.")
-@click.option(
-    "--flows",
-    "flows_dir",
-    type=click.Path(path_type=Path),
-    default=Path("flows"),
-    show_default=True,
-    help="Folder to find FLOW in when it is a name.",
-)
+@flow_name_folder
 @click.option("--events/--no-events", default=True, show_default=True, help="Show call events.")
 @click.option("--twiml", is_flag=True, help="Also show the TwiML each step answers.")
 @click.option(
