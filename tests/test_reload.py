@@ -85,6 +85,23 @@ async def press(service: CallService, sid: str, seq: int, keys: str) -> str:
     return (await service.handle(call, seq, KeysPressed(digits=keys))).reply
 
 
+def version(library: FlowLibrary) -> str:
+    loaded = library.get("seguros")
+    assert loaded is not None
+    return loaded.version
+
+
+async def served(library: FlowLibrary, path: Path, seconds: float = 5.0) -> str:
+    """The version of seguros the library serves once it serves `path`'s text (or when
+    `seconds` have passed)."""
+    wanted = flow_version(path.read_bytes())
+    for _ in range(int(seconds / 0.05)):
+        if version(library) == wanted:
+            break
+        await asyncio.sleep(0.05)
+    return version(library)
+
+
 # --- the library ----------------------------------------------------------------------------------
 
 
@@ -108,12 +125,12 @@ def test_library_swap_keeps_replaced_versions_for_their_calls(folder: Path) -> N
 def test_library_keeps_at_most_keep_versions(folder: Path) -> None:
     """Past `keep` versions, the least recently used one is let go (the store still has it)."""
     library = FlowLibrary(load(folder), keep=2)
-    versions = [library.get("seguros").version]  # type: ignore[union-attr]
+    versions = [version(library)]
     for n in range(2):
         path = folder / "seguros.yaml"
         path.write_text(path.read_text() + f"# edit {n}\n")
         library.swap(load(folder))
-        versions.append(library.get("seguros").version)  # type: ignore[union-attr]
+        versions.append(version(library))
     assert library.versions == 2
     assert library.find("seguros", versions[0]) is None
     assert library.find("seguros", versions[1]) is not None
@@ -182,7 +199,7 @@ async def test_process_started_after_the_edit_runs_old_calls_on_their_version(
     seq = await walk_to_menu(service_on(before, first_store), sid)
     (folder / "seguros.yaml").write_text(with_option_5((folder / "seguros.yaml").read_text()))
     after = FlowLibrary(load(folder))
-    assert after.find("seguros", before.get("seguros").version) is None  # type: ignore[union-attr]
+    assert after.find("seguros", version(before)) is None
     assert INVALID in await press(service_on(after, second_store), sid, seq, "5")
 
 
@@ -229,18 +246,13 @@ async def test_broken_edit_is_refused_and_the_last_good_version_serves(
 async def test_saved_file_is_noticed_and_swapped_in(folder: Path) -> None:
     """The watcher sees a saved file within a few polls and serves the new version."""
     library = FlowLibrary(load(folder))
-    old = library.get("seguros").version  # type: ignore[union-attr]
     reloader = FlowReloader(library, load=lambda: load(folder), folder=folder, poll_seconds=0.05)
     task = asyncio.create_task(reloader.run_forever())
     try:
         await asyncio.sleep(0.2)
         path = folder / "seguros.yaml"
         path.write_text(with_option_5(path.read_text()))
-        for _ in range(100):
-            if library.get("seguros").version != old:  # type: ignore[union-attr]
-                break
-            await asyncio.sleep(0.05)
-        assert library.get("seguros").version == flow_version(path.read_bytes())  # type: ignore[union-attr]
+        assert await served(library, path) == flow_version(path.read_bytes())
     finally:
         task.cancel()
 
@@ -256,13 +268,9 @@ async def test_sighup_reloads_when_watching_is_off(folder: Path) -> None:
         path = folder / "seguros.yaml"
         path.write_text(with_option_5(path.read_text()))
         await asyncio.sleep(0.3)
-        assert library.get("seguros").version != flow_version(path.read_bytes())  # type: ignore[union-attr]
+        assert version(library) != flow_version(path.read_bytes())
         os.kill(os.getpid(), signal.SIGHUP)
-        for _ in range(100):
-            if library.get("seguros").version == flow_version(path.read_bytes()):  # type: ignore[union-attr]
-                break
-            await asyncio.sleep(0.05)
-        assert library.get("seguros").version == flow_version(path.read_bytes())  # type: ignore[union-attr]
+        assert await served(library, path) == flow_version(path.read_bytes())
     finally:
         stop()
         task.cancel()
@@ -334,11 +342,7 @@ async def test_reload_failing_unexpectedly_keeps_the_last_good_flows_and_watchin
     try:
         path = folder / "seguros.yaml"
         path.write_text(with_option_5(path.read_text()))
-        for _ in range(100):
-            if library.get("seguros").version == flow_version(path.read_bytes()):  # type: ignore[union-attr]
-                break
-            await asyncio.sleep(0.05)
-        assert library.get("seguros").version == flow_version(path.read_bytes())  # type: ignore[union-attr]
+        assert await served(library, path) == flow_version(path.read_bytes())
     finally:
         task.cancel()
 
@@ -356,11 +360,7 @@ async def test_edit_saved_while_the_service_starts_is_noticed(folder: Path) -> N
     )
     task = asyncio.create_task(reloader.run_forever())
     try:
-        for _ in range(100):
-            if library.get("seguros").version == flow_version(path.read_bytes()):  # type: ignore[union-attr]
-                break
-            await asyncio.sleep(0.05)
-        assert library.get("seguros").version == flow_version(path.read_bytes())  # type: ignore[union-attr]
+        assert await served(library, path) == flow_version(path.read_bytes())
     finally:
         task.cancel()
 
@@ -379,11 +379,7 @@ async def test_sighup_during_start_is_kept_for_when_the_service_listens(folder: 
         stop = listen_for_hangup(reloader)
         task = asyncio.create_task(reloader.run_forever())
         try:
-            for _ in range(100):
-                if library.get("seguros").version == flow_version(path.read_bytes()):  # type: ignore[union-attr]
-                    break
-                await asyncio.sleep(0.05)
-            assert library.get("seguros").version == flow_version(path.read_bytes())  # type: ignore[union-attr]
+            assert await served(library, path) == flow_version(path.read_bytes())
         finally:
             stop()
             task.cancel()
