@@ -109,17 +109,7 @@ class HistoryApi:
         ctx.require_admin()
         query: AnalyticsQuery = ctx.query
         zone = _zone(query.timezone)
-        before = _moment("to", query.to, zone, end=True) or self.clock()
-        since = _moment("from", query.from_, zone, end=False) or before - DEFAULT_RANGE
-        _check_order(since, before)
-        if before - since > MAX_RANGE:
-            days = (before - since) / dt.timedelta(days=1)
-            raise ApiError(
-                422,
-                "invalid",
-                f"to: the range from {_iso(since)} to {_iso(before)} is {days:.1f} days; "
-                f"at most {MAX_RANGE.days} (give a nearer `from` or `to`)",
-            )
+        since, before = report_range(query.from_, query.to, zone, self.clock(), DEFAULT_RANGE)
         period = Period(since=since, before=before, zone=zone)
         found = await self.db.run(analytics.analyse, self.db, period)
         return answers.report(found, period, query.timezone)
@@ -243,6 +233,25 @@ def _moment(name: str, text: str | None, zone: dt.tzinfo, *, end: bool) -> dt.da
             f"{name}: {text!r} is not a date or time of the calendar between {FIRST_YEAR} "
             f"and {LAST_YEAR}",
         ) from None
+
+
+def report_range(
+    start: str | None, end: str | None, zone: dt.tzinfo, now: dt.datetime, default: dt.timedelta
+) -> tuple[dt.datetime, dt.datetime]:
+    """A report's `from` and `to` (query texts, in `zone`) as UTC instants: `to` defaults to
+    `now`, `from` to `default` before it; the range must not be empty nor over MAX_RANGE."""
+    before = _moment("to", end, zone, end=True) or now
+    since = _moment("from", start, zone, end=False) or before - default
+    _check_order(since, before)
+    if before - since > MAX_RANGE:
+        days = (before - since) / dt.timedelta(days=1)
+        raise ApiError(
+            422,
+            "invalid",
+            f"to: the range from {_iso(since)} to {_iso(before)} is {days:.1f} days; "
+            f"at most {MAX_RANGE.days} (give a nearer `from` or `to`)",
+        )
+    return since, before
 
 
 def _check_order(since: dt.datetime | None, before: dt.datetime | None) -> None:

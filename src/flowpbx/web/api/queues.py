@@ -32,7 +32,7 @@ from flowpbx.web.api.framework import (
     unpack_cursor,
     utc_now,
 )
-from flowpbx.web.api.history import MAX_RANGE, _check_order, _iso, _moment
+from flowpbx.web.api.history import report_range
 from flowpbx.web.api.queue_shapes import (
     AgentChange,
     AgentCounts,
@@ -133,17 +133,9 @@ class QueueApi:
         ctx.require_admin()
         name, spec = self._spec(ctx)
         query: QueueStatsQuery = ctx.query
-        before = _moment("to", query.to, dt.UTC, end=True) or self.clock()
-        since = _moment("from", query.from_, dt.UTC, end=False) or before - DEFAULT_STATS_RANGE
-        _check_order(since, before)
-        if before - since > MAX_RANGE:
-            days = (before - since) / dt.timedelta(days=1)
-            raise ApiError(
-                422,
-                "invalid",
-                f"to: the range from {_iso(since)} to {_iso(before)} is {days:.1f} days; "
-                f"at most {MAX_RANGE.days} (give a nearer `from` or `to`)",
-            )
+        since, before = report_range(
+            query.from_, query.to, dt.UTC, self.clock(), DEFAULT_STATS_RANGE
+        )
         found = await self.db.run(
             stats.queue_stats, self.db, name, since, before, spec.service_level
         )
