@@ -66,12 +66,13 @@ class StoreNotReachable(FlowpbxError):
 
 
 def config_lookup(env_file: Path | None = Path(".env")) -> Callable[[str], str | None]:
-    """Flow config values: the environment, else .env (read again at each call, so that a
-    reload takes an edited .env)."""
+    """Flow config values: the environment, else .env as it is now (each load of the flows
+    makes its own lookup, so that a reload takes an edited .env)."""
+    file = env_file if env_file is not None and env_file.is_file() else None
+    config = Config(file)
 
     def lookup(name: str) -> str | None:
-        file = env_file if env_file is not None and env_file.is_file() else None
-        value = Config(file)(name, default=None)
+        value = config(name, default=None)
         return None if value in (None, "") else str(value)
 
     return lookup
