@@ -1,15 +1,18 @@
-"""Phone numbers in logs (`flowpbx.privacy`): masked where flowpbx logs them, and by the
-filter `flowpbx serve` puts on its log handlers for numbers quoted in errors."""
+"""Phone numbers in logs (`flowpbx.privacy`): masked where flowpbx logs them, and in every
+line its log handler writes (`flowpbx.logs`) for numbers quoted in errors."""
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from flowpbx.privacy import MaskNumbers, mask_logs, mask_number, mask_numbers
+from flowpbx.logs import log_formatter
+from flowpbx.privacy import mask_number, mask_numbers
 from test_api import CUSTOMER, Api, running, settings_for, softphone
 from twilio_rest import twilio_rest
 
@@ -85,27 +88,28 @@ def test_mask_numbers_leaves_other_digits_alone(text: str) -> None:
     assert mask_numbers(text) == text
 
 
-def test_the_log_filter_masks_messages_and_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
-    """A number in a message's arguments or in an exception's text is masked by the filter."""
-    caplog.handler.addFilter(MaskNumbers())
-    log = logging.getLogger("flowpbx.test")
-    with caplog.at_level(logging.INFO, logger="flowpbx.test"):
+def test_log_lines_mask_messages_and_tracebacks() -> None:
+    """A number in a message's arguments or in an exception's text is masked in the line
+    written (flowpbx.logs, the handler of `flowpbx serve` and `flowpbx history-writer`)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(log_formatter("json"))
+    log = logging.getLogger("flowpbx.test.privacy")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
         log.warning("refused %s: %s", "POST /api/calls", f"{CUSTOMER} is outside")
         try:
             raise ValueError(f"The 'To' number {CUSTOMER} is not valid")
         except ValueError:
             log.exception("webhook failed")
-    assert CUSTOMER not in caplog.text
-    assert f"refused POST /api/calls: {MASKED} is outside" in caplog.text
-    assert f"ValueError: The 'To' number {MASKED} is not valid" in caplog.text
-
-
-def test_mask_logs_adds_the_filter_once() -> None:
-    """`flowpbx serve` may configure logging twice; its handlers get one filter."""
-    handler = logging.NullHandler()
-    mask_logs([handler])
-    mask_logs([handler])
-    assert [type(f) for f in handler.filters] == [MaskNumbers]
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(logging.NOTSET)
+    assert CUSTOMER not in stream.getvalue()
+    refused, failed = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert refused["event"] == f"refused POST /api/calls: {MASKED} is outside"
+    assert failed["exception"].endswith(f"ValueError: The 'To' number {MASKED} is not valid")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ hidden ("+34******678"), so that a log can be read and shared without identifyin
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Final
 
@@ -59,33 +58,7 @@ def mask_number(value: str) -> str:
 
 def mask_numbers(text: str) -> str:
     """`text` with every phone number in it masked (see `mask_number`): for messages built
-    from a number, such as a refusal's reason or an error Twilio returned."""
+    from a number, such as a refusal's reason or an error Twilio returned. Every log line
+    passes through it too (`flowpbx.logs`), as a safety net for numbers quoted from elsewhere."""
     text = _IN_URI.sub(lambda found: found.group(1) + mask_number(found.group(2)), text)
     return _IN_TEXT.sub(lambda found: mask_number(found.group()), text)
-
-
-class MaskNumbers(logging.Filter):
-    """A log handler's filter that masks phone numbers in every message it writes: a safety
-    net for messages that quote a number from elsewhere (an error's text)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = mask_numbers(message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
-        if record.exc_text:
-            # Formatters print this text as it is instead of formatting the exception again.
-            record.exc_text = mask_numbers(record.exc_text)
-        return True
-
-
-_TRACEBACKS: Final = logging.Formatter()
-
-
-def mask_logs(handlers: list[logging.Handler] | None = None) -> None:
-    """Add `MaskNumbers` to `handlers` (the root logger's by default), once."""
-    for handler in logging.getLogger().handlers if handlers is None else handlers:
-        if not any(isinstance(f, MaskNumbers) for f in handler.filters):
-            handler.addFilter(MaskNumbers())

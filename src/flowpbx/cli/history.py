@@ -29,10 +29,11 @@ if TYPE_CHECKING:
     help="Entries per database transaction.",
 )
 def history_writer(once: bool, batch: int) -> None:
-    """Read the call-event streams in Redis (REDIS_HOST) and store every call, its path and its
-    recordings in the database (DATABASE_URL, or DB_HOST and the other DB_ settings for
-    PostgreSQL, else the SQLite file FLOWPBX_DB_PATH), acknowledging each batch only after it
-    is committed. While the database is down, entries wait in Redis; nothing is lost.
+    """Read the call-event streams in Redis (REDIS_HOST, or a cluster: REDIS_CLUSTER_NODES)
+    and store every call, its path and its recordings in the database (DATABASE_URL, or
+    DB_HOST and the other DB_ settings for PostgreSQL, else the SQLite file FLOWPBX_DB_PATH),
+    acknowledging each batch only after it is committed. While the database is down, entries
+    wait in Redis; nothing is lost.
 
     With Twilio credentials (TWILIO_ACCOUNT_SID and an API key or the auth token), it also
     asks Twilio what each ended call cost. Several writers may run at once (they share one
@@ -48,7 +49,7 @@ def history_writer(once: bool, batch: int) -> None:
     from flowpbx.history.prices import PriceFiller
     from flowpbx.history.sources import RedisEventSource
     from flowpbx.history.writer import HistoryWriter
-    from flowpbx.privacy import mask_logs
+    from flowpbx.logs import configure_logging, secrets_of
     from flowpbx.settings import Settings, SettingsError
     from flowpbx.store.redis import connect
 
@@ -60,14 +61,12 @@ def history_writer(once: bool, batch: int) -> None:
     if settings.redis_url is None:
         fail(
             "REDIS_HOST is not set: without Redis, call history is written by `flowpbx serve` "
-            "itself (the call events live in its memory); set REDIS_HOST to run writers apart",
+            "itself (the call events live in its memory); set REDIS_HOST (or "
+            "REDIS_CLUSTER_NODES) to run writers apart",
             EXIT_USAGE,
         )
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    mask_logs()  # phone numbers quoted in errors' messages too (docs/privacy.md)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # JSON lines (LOG_FORMAT), numbers masked and secrets redacted (docs/operations.md § 6).
+    configure_logging(settings.log_level, settings.log_format, secrets=secrets_of(settings))
     log = logging.getLogger("flowpbx.history")
     if settings.db_upgrade_on_start:
         try:
@@ -81,10 +80,9 @@ def history_writer(once: bool, batch: int) -> None:
     source = RedisEventSource(connect(settings.redis_url), limit=events_kept(settings))
     writer = HistoryWriter(source, database, batch=batch)
     log.info(
-        "history writer %s: Redis %s:%d -> %s",
+        "history writer %s: %s -> %s",
         writer.source.consumer if isinstance(writer.source, RedisEventSource) else "",
-        settings.redis_host,
-        settings.redis_port,
+        settings.redis_where,
         database.describe(),
     )
 

@@ -113,7 +113,11 @@ class PriceFiller:
                 found = await self.rest.call_price(sid)
             except TwilioFailure as exc:
                 if exc.status == 404:
-                    log.info("call %s: Twilio does not know it; no price", sid)
+                    log.info(
+                        "call %s: Twilio does not know it; no price",
+                        sid,
+                        extra={"call_sid": sid},
+                    )
                     self.done[sid] = now
                     continue
                 log.warning("call prices: %s; trying again later", exc)

@@ -165,6 +165,7 @@ class HistoryWriter:
                         entry.id,
                         entry.call_sid,
                         str(why).splitlines()[0][:300] if str(why) else type(why).__name__,
+                        extra={"call_sid": entry.call_sid},
                     )
 
     def _waiting(self, state: str, exc: Exception, pause: float) -> None:

@@ -116,6 +116,13 @@ def call_sid_for_log(form: Mapping[str, str]) -> str:
     return form.get("CallSid", "?")[:40]
 
 
+def well_formed_call_sid(form: Mapping[str, str]) -> str | None:
+    """The CallSid if it is one (CA and 32 hex digits), else None: the log lines of a webhook
+    carry it as their `call_sid` (`flowpbx.logs`), even before its signature is checked."""
+    value = form.get("CallSid")
+    return value if value is not None and _CALL_SID.fullmatch(value) else None
+
+
 def new_call(form: Mapping[str, str], flow: str | None = None) -> NewCall:
     """The call a webhook belongs to: its CallSid, who calls (From), the number called (To)."""
     direction = DIRECTIONS.get(form.get("Direction", "inbound"), Direction.INBOUND)
