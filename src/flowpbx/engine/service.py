@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -53,6 +54,48 @@ class Renderer(Protocol):
         ...
 
 
+class Fallback(StrEnum):
+    """Why a call was answered something else than its flow's next step: the flow's apology
+    and its fallback, a plain goodbye, or (a queued caller) holding on."""
+
+    STEP_FAILED = "step_failed"
+    """A step of the flow failed (a number with no value, a bug in the engine)."""
+    STATE_LOST = "state_lost"
+    """The call's state was gone (expired, or Redis lost its data)."""
+    STATE_CORRUPT = "state_corrupt"
+    FLOW_GONE = "flow_gone"
+    """The call's flow is no longer loaded."""
+    STORE_UNAVAILABLE = "store_unavailable"
+    """The call store did not answer within the retry time."""
+    SAVE_CONFLICT = "save_conflict"
+    """Other webhooks of the call kept saving first."""
+    WEBHOOK_ERROR = "webhook_error"
+    """The webhook failed outside the service (answered by the web layer)."""
+
+
+class CallObserver(Protocol):
+    """Told what calls do, for metrics (`flowpbx.metrics.CallMetrics`); must be quick and
+    never raise."""
+
+    def stepped(self, flow: str, kind: str) -> None:
+        """A call took a step of `flow`, and waits now at a node of `kind` (menu, dial...)."""
+        ...
+
+    def fell_back(self, flow: str, reason: Fallback) -> None:
+        """A webhook of a call in `flow` was answered its fallback, for `reason`."""
+        ...
+
+
+class Unobserved:
+    """No metrics (the simulator, scenario tests)."""
+
+    def stepped(self, flow: str, kind: str) -> None:
+        return None
+
+    def fell_back(self, flow: str, reason: Fallback) -> None:
+        return None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Answer:
     """What a call is answered, and the step taken for it (None for a repeated webhook, an
@@ -82,6 +125,7 @@ class CallService:
     retry_seconds: float = DEFAULT_RETRY_SECONDS
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     deadlines: Deadlines = field(default_factory=Deadlines)
+    observer: CallObserver = field(default_factory=Unobserved)
 
     # -- helpers --
 
@@ -170,7 +214,7 @@ class CallService:
         except Exception as exc:
             if is_wait:
                 log.exception("call %s: queue wait failed; holding on", state.call_sid)
-                return Step(state=state, actions=HOLD_ON, events=())
+                return Step(state=state, actions=HOLD_ON, events=(), failure=exc)
             try:
                 return self.engine.recover(state, ctx, exc)
             except Exception as again:
@@ -178,7 +222,16 @@ class CallService:
                 ended = state.evolve(waiting=Waiting.ENDED, seq=state.seq + 1)
                 return Step(state=ended, actions=goodbye(ctx.flow), events=(), failure=again)
 
-    async def _save(self, step: Step, revision: int, reply: str, ctx: Context) -> bool:
+    async def _save(
+        self,
+        step: Step,
+        revision: int,
+        reply: str,
+        ctx: Context,
+        recovered: Fallback | None = None,
+    ) -> bool:
+        """Save the step; once saved, tell the observer (`recovered`: why the call was taken
+        up again)."""
         record = None
         if step.events:
             record = StepRecord(
@@ -192,7 +245,15 @@ class CallService:
                 events=step.events,
             )
         saved = await self.store.save(step.state, revision=revision, reply=reply, record=record)
-        if saved and step.failure is not None:
+        if not saved:
+            return False
+        node = ctx.flow.nodes.get(step.state.node)
+        self.observer.stepped(ctx.flow.name, node.kind if node is not None else "unknown")
+        if recovered is not None:
+            self.observer.fell_back(ctx.flow.name, recovered)
+        elif step.failure is not None:
+            self.observer.fell_back(ctx.flow.name, Fallback.STEP_FAILED)
+        if step.failure is not None:
             log.error(
                 "call %s: step %d failed at node %s; answered the flow's apology",
                 step.state.call_sid,
@@ -200,7 +261,7 @@ class CallService:
                 step.state.node,
                 exc_info=step.failure,
             )
-        return saved
+        return True
 
     # -- a new call --
 
@@ -212,6 +273,7 @@ class CallService:
             return await self.patiently(self._start, call, loaded, render)
         except StoreUnavailable:
             log.exception("call %s: call store unavailable", call.call_sid)
+        self.observer.fell_back(loaded.flow.name, Fallback.STORE_UNAVAILABLE)
         return Answer(reply=self.apology(loaded, render))
 
     async def _start(self, call: NewCall, loaded: LoadedFlow, render: Renderer) -> Answer:
@@ -232,6 +294,7 @@ class CallService:
             if await self._save(step, 0, reply, ctx):
                 log.info("call %s: flow %s, now at %s", sid, loaded.flow.name, step.state.node)
                 return Answer(reply=reply, step=step)
+        self.observer.fell_back(loaded.flow.name, Fallback.SAVE_CONFLICT)
         return Answer(reply=self.apology(loaded, render))
 
     # -- an event in a call --
@@ -254,10 +317,12 @@ class CallService:
             return await self.patiently(self._handle, call, seq, event, node, render)
         except StoreUnavailable:
             log.exception("call %s: call store unavailable", call.call_sid)
+        loaded = self._flow_for(call)
+        self.observer.fell_back(loaded.flow.name, Fallback.STORE_UNAVAILABLE)
         if is_wait:
             # A caller in a queue waits on: never taken out of it for flowpbx's own trouble.
             return Answer(reply=render(HOLD_ON, seq))
-        return Answer(reply=self.apology(self._flow_for(call), render))
+        return Answer(reply=self.apology(loaded, render))
 
     async def _handle(
         self, call: NewCall, seq: int, event: Event, node: str | None, render: Renderer
@@ -288,9 +353,11 @@ class CallService:
                     )
             if answer is not None:
                 return answer
+        loaded = self._flow_for(call)
+        self.observer.fell_back(loaded.flow.name, Fallback.SAVE_CONFLICT)
         if is_wait:
             return Answer(reply=render(HOLD_ON, seq))
-        return Answer(reply=self.apology(self._flow_for(call), render))
+        return Answer(reply=self.apology(loaded, render))
 
     async def _advance(
         self, call: NewCall, seq: int, event: Event, stored: StoredCall, render: Renderer
@@ -344,6 +411,8 @@ class CallService:
             return Answer(reply=render(HOLD_ON, seq) if is_wait else stored.reply)
         reply = render(step.actions, step.state.seq, _pinned(step.state))
         if is_wait and step.state == stored.state and not step.events:
+            if step.failure is not None:  # the wait failed: the caller holds on
+                self.observer.fell_back(ctx.flow.name, Fallback.STEP_FAILED)
             return Answer(reply=reply, step=step)  # more hold music: nothing to save
         # A wait document does not replace the step's reply, which a retry must get again.
         saved_reply = stored.reply if is_wait else reply
@@ -382,7 +451,7 @@ class CallService:
         reply = render(step.actions, step.state.seq, _pinned(step.state))
         if step.state.waiting is Waiting.ENDED and not step.events:
             return Answer(reply=reply, step=step)  # nothing known to keep
-        if not await self._save(step, revision, reply, ctx):
+        if not await self._save(step, revision, reply, ctx, recovered=Fallback(reason)):
             return None
         log.warning("call %s: recovered (%s) at %s", call.call_sid, reason, step.state.node)
         return Answer(reply=reply, step=step)

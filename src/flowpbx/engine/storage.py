@@ -82,6 +82,12 @@ class CallStore(Protocol):
         """The file name and text kept for flow `name` at `version`, or None."""
         ...
 
+    async def active_calls(self) -> int:
+        """Calls in progress across every process sharing the store: those saved since Twilio
+        last said they ended, started within the call TTL (a call whose final status never
+        came stops counting when its state would have expired)."""
+        ...
+
     async def ping(self) -> bool:
         """Whether the store answers."""
         ...

@@ -99,6 +99,8 @@ class MemoryCallStore:
         self.clock = clock
         self._calls: dict[str, _Entry] = {}
         self._flows: dict[tuple[str, str], tuple[str, bytes]] = {}
+        self._active: dict[str, float] = {}
+        """Calls in progress and when they started (`clock`), until Twilio says they ended."""
         self.records = EventLog(max_records)
         """Step records and progress reports, oldest first, until call history takes them."""
 
@@ -129,6 +131,8 @@ class MemoryCallStore:
         first = entry.first if entry and revision else reply
         expires = self.clock() + self.ttl
         self._calls[state.call_sid] = _Entry(revision + 1, state.to_json(), reply, first, expires)
+        if not revision:
+            self._active[state.call_sid] = self.clock()
         if record is not None:
             self.records.append(record, time.time())
         self._evict()
@@ -137,6 +141,7 @@ class MemoryCallStore:
     async def report(self, report: Report, *, close: bool = False) -> None:
         self.records.append(report, time.time())
         if close:
+            self._active.pop(report.call_sid, None)
             entry = self._live(report.call_sid)
             if entry is not None:
                 entry.expires = min(entry.expires, self.clock() + CLOSE_GRACE_SECONDS)
@@ -155,6 +160,7 @@ class MemoryCallStore:
             now = self.clock()
             for sid in [sid for sid, entry in self._calls.items() if entry.expires <= now]:
                 del self._calls[sid]
+            self._forget_inactive(now)
 
     async def first_reply(self, call_sid: str) -> str | None:
         entry = self._live(call_sid)
@@ -166,8 +172,19 @@ class MemoryCallStore:
     async def flow_text(self, name: str, version: str) -> tuple[str, bytes] | None:
         return self._flows.get((name, version))
 
+    def _forget_inactive(self, now: float) -> None:
+        """Calls started longer ago than the TTL whose final status never came."""
+        since = now - self.ttl
+        for sid in [sid for sid, started in self._active.items() if started < since]:
+            del self._active[sid]
+
+    async def active_calls(self) -> int:
+        self._forget_inactive(self.clock())
+        return len(self._active)
+
     async def ping(self) -> bool:
         return True
 
     async def aclose(self) -> None:
         self._calls.clear()
+        self._active.clear()

@@ -19,6 +19,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
+from flowpbx import metrics
 from flowpbx.errors import FlowpbxError
 
 log = logging.getLogger("flowpbx.twilio")
@@ -81,18 +82,23 @@ class TwilioRest:
                 self._client.api.base_url = creds.base_url
         return self._client
 
-    async def _call(self, what: str, request: Awaitable[T]) -> T:
+    async def _call(self, operation: str, what: str, request: Awaitable[T]) -> T:
         """Await one request to Twilio within REQUEST_SECONDS; failures become TwilioFailure
-        (`what` says what was asked, e.g. "Twilio refused the call")."""
+        (`what` says what was asked, e.g. "Twilio refused the call"). Counted in the metrics
+        by `operation` (create_call, dequeue...)."""
         try:
             async with asyncio.timeout(REQUEST_SECONDS):
-                return await request
+                answer = await request
         except TwilioRestException as exc:
+            metrics.twilio_request(operation, "refused")
             # The library prefixes Twilio's message with "Unable to create record: ".
             message = re.sub(r"^Unable to \w+ record: ", "", str(exc.msg))
             raise TwilioFailure(f"{what}: {message}", status=exc.status, code=exc.code) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            metrics.twilio_request(operation, "unreachable")
             raise TwilioFailure(f"Twilio could not be reached: {type(exc).__name__}") from exc
+        metrics.twilio_request(operation)
+        return answer
 
     async def create_call(
         self,
@@ -116,28 +122,34 @@ class TwilioRest:
             "status_callback_event": list(events),
             "timeout": timeout,
         }
-        call = await self._call("Twilio refused the call", self._api().calls.create_async(**args))
+        call = await self._call(
+            "create_call", "Twilio refused the call", self._api().calls.create_async(**args)
+        )
         return PlacedCall(sid=str(call.sid), status=str(call.status))
 
     async def dequeue(self, queue_sid: str, call_sid: str, url: str) -> None:
         """Take one caller out of a Twilio queue: their call runs the TwiML at `url`."""
         member = self._api().queues(queue_sid).members(call_sid)
         await self._call(
-            f"Twilio did not dequeue {call_sid}", member.update_async(url=url, method="POST")
+            "dequeue",
+            f"Twilio did not dequeue {call_sid}",
+            member.update_async(url=url, method="POST"),
         )
 
     async def redirect(self, call_sid: str, url: str) -> None:
         """Make a call in progress run the TwiML at `url` (out of a queue, if it waits in one)."""
         call = self._api().calls(call_sid)
         await self._call(
-            f"Twilio did not redirect {call_sid}", call.update_async(url=url, method="POST")
+            "redirect",
+            f"Twilio did not redirect {call_sid}",
+            call.update_async(url=url, method="POST"),
         )
 
     async def call_price(self, sid: str) -> tuple[str, str] | None:
         """The price Twilio charged for a call and its unit (like "-0.01700", "USD"), or None
         while Twilio has not priced it yet (it does so shortly after the call ends)."""
         call = await self._call(
-            f"Twilio did not give call {sid}", self._api().calls(sid).fetch_async()
+            "fetch_call", f"Twilio did not give call {sid}", self._api().calls(sid).fetch_async()
         )
         if call.price in (None, ""):
             return None

@@ -1,0 +1,306 @@
+"""Prometheus metrics: what each process counts, and the shared state read at scrape time.
+
+Counters and histograms are recorded by the process that sees the event (a webhook, a step,
+a request to Twilio). With several worker processes they go to files in
+`PROMETHEUS_MULTIPROC_DIR` (prometheus_client's multiprocess mode) and `/metrics` sums every
+process's files, so any worker answers for all of them. Without the variable they live in
+this process's registry.
+
+Gauges that describe shared state (active calls, queues, agents, the history backlog,
+readiness) are not recorded at all: `/metrics` reads them from Redis and the database when it
+is scraped (`Snapshot`), so every process behind the load balancer reports the same,
+whole-system values, never summed across workers.
+
+Labels never carry a CallSid or a phone number: routes, flows, node kinds, queues, statuses
+and operations are few.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import prometheus_client
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from flowpbx.errors import FlowpbxError
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""The text exposition format every Prometheus 2.x and 3.x reads."""
+WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
+"""Seconds: a webhook takes milliseconds; 5 s is the call store's retry time, 15 s Twilio's
+own timeout."""
+
+# *_created series: noise for these counters (the library's function is not annotated).
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+
+WEBHOOK_SECONDS = Histogram(
+    "flowpbx_webhook_duration_seconds",
+    "Time to answer a Twilio webhook, from its first byte to the answer, by route.",
+    ["route"],
+    buckets=WEBHOOK_BUCKETS,
+)
+WEBHOOK_RESPONSES = Counter(
+    "flowpbx_webhook_responses",
+    "Twilio webhooks answered, by route and HTTP status (voice webhooks answer 200 even when "
+    "the caller hears an apology: see flowpbx_fallbacks_total).",
+    ["route", "status"],
+)
+STEPS = Counter(
+    "flowpbx_steps",
+    "Steps calls took (webhooks that moved a call on), by flow and the kind of node the call "
+    "waits at afterwards.",
+    ["flow", "kind"],
+)
+FALLBACKS = Counter(
+    "flowpbx_fallbacks",
+    "Webhooks answered with a fallback instead of the flow's next step (the apology, a plain "
+    "goodbye, or a queued caller holding on), by flow and reason.",
+    ["flow", "reason"],
+)
+TWILIO_REQUESTS = Counter(
+    "flowpbx_twilio_requests",
+    "Requests made to Twilio's REST API, by operation.",
+    ["operation"],
+)
+TWILIO_ERRORS = Counter(
+    "flowpbx_twilio_errors",
+    "Requests to Twilio's REST API that failed, by operation and error: refused (Twilio "
+    "answered an error) or unreachable (no answer in time, or no connection).",
+    ["operation", "error"],
+)
+
+
+class MetricsSetupError(FlowpbxError):
+    """The directory for several processes' metrics cannot be used."""
+
+
+class CallMetrics:
+    """The engine's `CallObserver`: steps and fallbacks as counters."""
+
+    def stepped(self, flow: str, kind: str) -> None:
+        STEPS.labels(flow, kind).inc()
+
+    def fell_back(self, flow: str, reason: str) -> None:
+        FALLBACKS.labels(flow, str(reason)).inc()
+
+
+def webhook_answered(route: str, status: int, seconds: float) -> None:
+    """One webhook answered: its latency and its status."""
+    WEBHOOK_SECONDS.labels(route).observe(seconds)
+    WEBHOOK_RESPONSES.labels(route, str(status)).inc()
+
+
+def twilio_request(operation: str, error: str | None = None) -> None:
+    """One request to Twilio's REST API; `error` 'refused' or 'unreachable' if it failed."""
+    TWILIO_REQUESTS.labels(operation).inc()
+    if error is not None:
+        TWILIO_ERRORS.labels(operation, error).inc()
+
+
+# -- several processes --
+
+
+def prepare_multiprocess(path: str | os.PathLike[str]) -> Path:
+    """Make `path` the metrics directory of the worker processes about to start: created if
+    missing, emptied of the `*.db` files an earlier run left (their counts would be added to
+    this run's), and named in PROMETHEUS_MULTIPROC_DIR for the processes started after this.
+
+    Call it once, in the process that starts the workers, before any starts: a worker decides
+    where its metrics go when it first imports prometheus_client. Raises MetricsSetupError."""
+    directory = _made(Path(path))
+    try:
+        for left in directory.glob("*.db"):
+            left.unlink(missing_ok=True)
+    except OSError as exc:
+        raise _unusable(directory, exc) from exc
+    os.environ[MULTIPROC_ENV] = str(directory)
+    return directory
+
+
+def _made(directory: Path) -> Path:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unusable(directory, exc) from exc
+    return directory
+
+
+def _unusable(directory: Path, exc: OSError) -> MetricsSetupError:
+    return MetricsSetupError(
+        f"{MULTIPROC_ENV}={str(directory)!r} cannot hold metric files "
+        f"({exc.strerror or exc}): expected a directory this user may write"
+    )
+
+
+def worker_exited(pid: int) -> None:
+    """Bookkeeping for a worker process that exited (prometheus_client's `mark_process_dead`):
+    its counters stay counted, its live gauges (none today) go. For the supervisor, whose own
+    metrics need not be in the directory: it goes by PROMETHEUS_MULTIPROC_DIR alone."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+
+
+def multiprocess_dir() -> Path | None:
+    """Where this process's metrics are shared with the other workers', or None when they
+    are its own (PROMETHEUS_MULTIPROC_DIR was not set when prometheus_client was imported)."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path or not getattr(values.ValueClass, "_multiprocess", False):
+        return None
+    return Path(path)
+
+
+def counters() -> bytes:
+    """The counters and histograms in the text format: every worker's summed in
+    multiprocess mode, else this process's (with its process_* and python_* metrics)."""
+    directory = multiprocess_dir()
+    if directory is None:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
+
+
+# -- the shared state, read at scrape time --
+
+
+@dataclass(frozen=True, slots=True)
+class QueueNow:
+    callers: int
+    """Places waiting (callers on hold and callbacks), not those an agent has."""
+    longest_wait: float
+    """Seconds the place waiting longest has waited (0 when none waits)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Shared state as read for one scrape. None: it could not be read (its series are left
+    out of that scrape, rather than reported as 0)."""
+
+    ready: Mapping[str, bool] = field(default_factory=dict)
+    active_calls: int | None = None
+    queues: Mapping[str, QueueNow] | None = None
+    agents: Mapping[str, int] | None = None
+    """Agents by status, each agent once."""
+    queue_agents: Mapping[str, Mapping[str, int]] | None = None
+    """Queue -> the agents serving it, by status."""
+    backlog_entries: int | None = None
+    backlog_age: float | None = None
+    """Seconds the oldest entry has waited (0 when none waits)."""
+    backlog_limit: int | None = None
+
+
+class _Families:
+    """A collector of families made beforehand (collect() cannot await)."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def _gauge(name: str, help_text: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_text, labels=list(labels))
+
+
+def state_families(snapshot: Snapshot) -> list[Metric]:
+    """The gauges of a snapshot."""
+    families: list[Metric] = []
+    ready = _gauge(
+        "flowpbx_ready",
+        "Readiness checks as /readyz makes them: 1 passing, 0 failing.",
+        ("check",),
+    )
+    for check, ok in sorted(snapshot.ready.items()):
+        ready.add_metric([check], 1.0 if ok else 0.0)
+    families.append(ready)
+    if snapshot.active_calls is not None:
+        active = _gauge(
+            "flowpbx_active_calls",
+            "Calls in progress across every process (started, and not yet reported ended "
+            "by Twilio).",
+        )
+        active.add_metric([], snapshot.active_calls)
+        families.append(active)
+    if snapshot.queues is not None:
+        callers = _gauge(
+            "flowpbx_queue_callers",
+            "Places waiting in a queue (callers on hold and callbacks), by queue.",
+            ("queue",),
+        )
+        longest = _gauge(
+            "flowpbx_queue_longest_wait_seconds",
+            "How long the place waiting longest in a queue has waited, by queue (0: empty).",
+            ("queue",),
+        )
+        for queue, now in sorted(snapshot.queues.items()):
+            callers.add_metric([queue], now.callers)
+            longest.add_metric([queue], now.longest_wait)
+        families += [callers, longest]
+    if snapshot.agents is not None:
+        agents = _gauge("flowpbx_agents", "Agents by status, each agent once.", ("status",))
+        for status, count in sorted(snapshot.agents.items()):
+            agents.add_metric([status], count)
+        families.append(agents)
+    if snapshot.queue_agents is not None:
+        serving = _gauge(
+            "flowpbx_queue_agents",
+            "The agents serving a queue, by queue and status.",
+            ("queue", "status"),
+        )
+        for queue, by_status in sorted(snapshot.queue_agents.items()):
+            for status, count in sorted(by_status.items()):
+                serving.add_metric([queue, status], count)
+        families.append(serving)
+    if snapshot.backlog_entries is not None:
+        entries = _gauge(
+            "flowpbx_history_backlog_entries",
+            "Call events and callbacks waiting for the database (call history).",
+        )
+        entries.add_metric([], snapshot.backlog_entries)
+        families.append(entries)
+    if snapshot.backlog_age is not None:
+        age = _gauge(
+            "flowpbx_history_backlog_age_seconds",
+            "How long the oldest entry of the history backlog has waited (0: none waits).",
+        )
+        age.add_metric([], snapshot.backlog_age)
+        families.append(age)
+    if snapshot.backlog_limit is not None:
+        limit = _gauge(
+            "flowpbx_history_backlog_limit_entries",
+            "Entries the call store keeps at most for call history; past it the oldest are "
+            "dropped (FLOWPBX_EVENTS_MAX).",
+        )
+        limit.add_metric([], snapshot.backlog_limit)
+        families.append(limit)
+    return families
+
+
+def render_state(snapshot: Snapshot) -> bytes:
+    """The gauges of a snapshot in the text format."""
+    registry = CollectorRegistry()
+    registry.register(_Families(state_families(snapshot)))
+    return generate_latest(registry)
+
+
+# A process started with PROMETHEUS_MULTIPROC_DIR naming a folder that is not there would fail
+# at its first metric, inside a webhook: make it now (`prepare_multiprocess` empties it first
+# when a supervisor starts workers).
+if (_shared := multiprocess_dir()) is not None:
+    _made(_shared)
