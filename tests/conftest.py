@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from hypothesis import settings
 
-from servers import PostgresServer, postgres_server
+from servers import PostgresServer, RedisClusterServer, postgres_server, redis_cluster
 
 # CI explores the same examples every run, so that a red run is reproducible and not luck;
 # locally each run explores new ones (and keeps failures in .hypothesis/).
@@ -35,6 +35,14 @@ def shared_postgres() -> Iterator[PostgresServer]:
     """One real PostgreSQL server for the session (each test gets its own database)."""
     with postgres_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def shared_redis_cluster() -> Iterator[RedisClusterServer]:
+    """One real 3-master Redis Cluster for the session, started on first use (about 2 s);
+    tests empty it (every master) as single-Redis tests flush their Redis."""
+    with redis_cluster() as cluster:
+        yield cluster
 
 
 _databases = itertools.count(1)

@@ -34,10 +34,13 @@ from pathlib import Path
 
 __all__ = [
     "PostgresServer",
+    "RedisClusterServer",
     "RedisServer",
     "find_postgres_bin_dir",
     "pg_user_prefix",
     "postgres_server",
+    "redis_cluster",
+    "redis_command",
     "redis_server",
 ]
 
@@ -242,8 +245,10 @@ def _redis_ping(port: int) -> bool:
         return False
 
 
-def _launch_redis(binary: str, tmp: Path, port: int, persistent: bool) -> subprocess.Popen[bytes]:
-    """Start redis-server on `port` and wait until it answers PING."""
+def _launch_redis(
+    binary: str, tmp: Path, port: int, persistent: bool, extra: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
+    """Start redis-server on `port` (with `extra` arguments) and wait until it answers PING."""
     log_path = tmp / "redis.log"
     cmd = [
         binary,
@@ -254,6 +259,7 @@ def _launch_redis(binary: str, tmp: Path, port: int, persistent: bool) -> subpro
         "--appendfsync", "always",
         "--dir", str(tmp),
         "--daemonize", "no",
+        *extra,
     ]  # fmt: skip
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
@@ -316,6 +322,190 @@ def redis_server(*, persistent: bool = False) -> Iterator[RedisServer]:
                 with contextlib.suppress(OSError):
                     server.process.send_signal(signal.SIGCONT)
             server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- redis cluster
+
+CLUSTER_MASTERS = 3
+CLUSTER_START_TIMEOUT = 30.0
+REDIS_CLI_HINT = (
+    "required binary 'redis-cli' was not found; it is in Debian's redis-tools package (which "
+    "redis-server depends on): run scripts/install-servers, or apt-get install redis-tools"
+)
+
+
+@dataclass
+class RedisClusterServer:
+    """A running Redis Cluster: `masters` masters (`CLUSTER_MASTERS` by default), each with
+    `replicas` replicas (none by default), every slot assigned.
+
+    ``ports`` (and ``processes``, in the same order) are every node's; ``url`` is the
+    ``redis+cluster://`` form flowpbx's ``connect`` takes; ``nodes_setting`` the
+    REDIS_CLUSTER_NODES value for the same nodes.
+    """
+
+    host: str
+    ports: tuple[int, ...]
+    workdir: Path
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
+    masters: int = CLUSTER_MASTERS
+
+    @property
+    def nodes(self) -> tuple[tuple[str, int], ...]:
+        """Every node as (host, port)."""
+        return tuple((self.host, port) for port in self.ports)
+
+    @property
+    def nodes_setting(self) -> str:
+        """REDIS_CLUSTER_NODES for this cluster: ``host:port,host:port,...``."""
+        return ",".join(f"{host}:{port}" for host, port in self.nodes)
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://{self.nodes_setting}"
+
+    def flush(self) -> None:
+        """Empty every master (what FLUSHDB does to one Redis; replicas follow them)."""
+        for port in self.ports:
+            reply = redis_command(port, "FLUSHALL")
+            if not reply.startswith((b"+OK", b"-READONLY")):
+                raise RuntimeError(f"FLUSHALL on {HOST}:{port} answered {reply!r}")
+
+    def stop(self) -> None:
+        """Stop every node."""
+        for proc in self.processes:
+            _stop_process(proc)
+        self.processes.clear()
+
+
+def redis_command(port: int, *args: str) -> bytes:
+    """Send one command to the Redis on `port` of 127.0.0.1 and return its raw reply: the
+    status, error or integer line, or a bulk string's bytes."""
+    request = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        data = arg.encode()
+        request.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    with (
+        socket.create_connection((HOST, port), timeout=5.0) as sock,
+        sock.makefile("rb") as reader,
+    ):
+        sock.sendall(b"".join(request))
+        line = reader.readline()
+        if line.startswith(b"$") and int(line[1:]) >= 0:
+            return reader.read(int(line[1:]) + 2)[:-2]
+        return line
+
+
+def _cluster_info(port: int) -> dict[str, str]:
+    try:
+        text = redis_command(port, "CLUSTER", "INFO").decode(errors="replace")
+    except OSError:
+        return {}
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+def _replica_synced(port: int) -> bool:
+    """True for a master, and for a replica whose link to its master is up."""
+    text = redis_command(port, "INFO", "replication").decode(errors="replace")
+    info = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return info.get("role") == "master" or info.get("master_link_status") == "up"
+
+
+def _launch_cluster_node(
+    binary: str, workdir: Path, node_timeout_ms: int
+) -> tuple[subprocess.Popen[bytes], int]:
+    """One redis-server in cluster mode, its bus on a second free port (port + 10000 may be
+    beyond 65535 for an ephemeral port)."""
+    for attempt in range(PORT_ATTEMPTS):
+        port = _free_port()
+        bus = _free_port()
+        if bus == port:
+            continue
+        extra = [
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(workdir / "nodes.conf"),
+            "--cluster-port", str(bus),
+            "--cluster-node-timeout", str(node_timeout_ms),
+            "--repl-diskless-sync-delay", "0",  # a replica syncs at once, not after 5 s
+        ]  # fmt: skip
+        try:
+            return _launch_redis(binary, workdir, port, False, extra), port
+        except _PortTakenError as exc:
+            if attempt == PORT_ATTEMPTS - 1:
+                raise RuntimeError(f"redis-server could not bind a free port:\n{exc}") from exc
+    raise RuntimeError("redis-server: no two distinct free ports were found")
+
+
+def _create_cluster(cli: str, cluster: RedisClusterServer, replicas: int) -> None:
+    """`redis-cli --cluster create` over the nodes, then wait until every node says
+    cluster_state:ok and knows every other."""
+    result = subprocess.run(
+        [cli, "--cluster", "create", *(f"{h}:{p}" for h, p in cluster.nodes),
+         "--cluster-replicas", str(replicas), "--cluster-yes"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=CLUSTER_START_TIMEOUT,
+        check=False,
+    )  # fmt: skip
+    output = result.stdout.decode(errors="replace")
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"redis-cli --cluster create failed with code {result.returncode}:\n{output}"
+        )
+    expected = {
+        "cluster_state": "ok",
+        "cluster_slots_assigned": "16384",
+        "cluster_known_nodes": str(len(cluster.ports)),
+        "cluster_size": str(cluster.masters),
+    }
+    deadline = time.monotonic() + CLUSTER_START_TIMEOUT
+    while True:
+        infos = {port: _cluster_info(port) for port in cluster.ports}
+        if all(
+            all(info.get(name) == value for name, value in expected.items())
+            for info in infos.values()
+        ) and all(_replica_synced(port) for port in cluster.ports):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the Redis Cluster on ports {cluster.ports} is not ready after "
+                f"{CLUSTER_START_TIMEOUT:.0f}s (expected {expected} on every node); "
+                f"CLUSTER INFO: {infos}; redis-cli said:\n{output}"
+            )
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def redis_cluster(
+    masters: int = CLUSTER_MASTERS, replicas: int = 0, node_timeout_ms: int = 5000
+) -> Iterator[RedisClusterServer]:
+    """Run a private Redis Cluster of `masters` masters, each with `replicas` replicas
+    (nothing on disk but each node's nodes.conf), for the duration of the block, made by
+    ``redis-cli --cluster create`` from Debian's binaries. A master unreachable for
+    `node_timeout_ms` is failed over to its replica."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise _missing("redis-server")
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise RuntimeError(REDIS_CLI_HINT)
+    tmp = _make_tempdir("flowpbx-redis-cluster-", shared=False)
+    cluster = RedisClusterServer(HOST, (), tmp, masters=masters)
+    try:
+        ports: list[int] = []
+        for number in range(masters * (1 + replicas)):
+            node_dir = tmp / f"node{number}"
+            node_dir.mkdir()
+            proc, port = _launch_cluster_node(binary, node_dir, node_timeout_ms)
+            cluster.processes.append(proc)
+            ports.append(port)
+        cluster.ports = tuple(ports)
+        _create_cluster(cli, cluster, replicas)
+        yield cluster
+    finally:
+        cluster.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -14,6 +14,7 @@ import datetime as dt
 import ipaddress
 import json
 import logging
+import os
 import socket
 import time
 from collections.abc import Iterator, Mapping
@@ -34,7 +35,7 @@ from flowpbx.language.loader import load_flow
 from flowpbx.settings import Settings
 from flowpbx.store.redis import RedisCallStore, call_key, shard, stream_key
 from flowpbx.web.app import create_app
-from servers import RedisServer, redis_server
+from servers import RedisClusterServer, RedisServer, redis_server
 from twilio_fake import (
     BASE_URL,
     Reply,
@@ -104,6 +105,10 @@ RECORDING = f"https://api.twilio.com/2010-04-01/Accounts/AC{'5a' * 16}/Recording
 
 # --- Fixtures ----------------------------------------------------------------------------------
 
+SyncRedis = redis.Redis | redis.RedisCluster
+ON_A_CLUSTER_TOO = pytest.mark.parametrize("redis_target", ["redis", "cluster"], indirect=True)
+"""The test runs on one Redis and on the session's 3-master Redis Cluster."""
+
 
 @pytest.fixture(scope="session")
 def redis_db() -> Iterator[RedisServer]:
@@ -113,24 +118,41 @@ def redis_db() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def rdb(redis_db: RedisServer) -> Iterator[redis.Redis]:
-    """A plain client on the test Redis, emptied before each test, to look at call state."""
-    client = redis.Redis(host=redis_db.host, port=redis_db.port, decode_responses=True)
-    client.flushdb()
+def redis_target(
+    request: pytest.FixtureRequest, redis_db: RedisServer
+) -> RedisServer | RedisClusterServer:
+    """Where call state lives: the session's redis-server, or (a test marked
+    `ON_A_CLUSTER_TOO`, in its "cluster" run) the session's Redis Cluster."""
+    if getattr(request, "param", "redis") == "cluster":
+        cluster: RedisClusterServer = request.getfixturevalue("shared_redis_cluster")
+        return cluster
+    return redis_db
+
+
+@pytest.fixture
+def rdb(redis_target: RedisServer | RedisClusterServer) -> Iterator[SyncRedis]:
+    """A plain client on the test Redis, emptied before each test (every master of a
+    cluster), to look at call state."""
+    client: SyncRedis
+    if isinstance(redis_target, RedisClusterServer):
+        redis_target.flush()
+        client = redis.RedisCluster(
+            host=redis_target.host, port=redis_target.ports[0], decode_responses=True
+        )
+    else:
+        client = redis.Redis(host=redis_target.host, port=redis_target.port, decode_responses=True)
+        client.flushdb()
     yield client
     client.close()
 
 
 @pytest.fixture
-def settings(redis_db: RedisServer) -> Settings:
+def settings(redis_target: RedisServer | RedisClusterServer) -> Settings:
     """Production-like settings: a token, the repo's flows and the test Redis."""
-    return Settings(
-        twilio_auth_token=TOKEN,
-        flows_dir=FLOWS,
-        redis_host=redis_db.host,
-        redis_port=redis_db.port,
-        call_ttl=CALL_TTL,
-    )
+    settings = Settings(twilio_auth_token=TOKEN, flows_dir=FLOWS, call_ttl=CALL_TTL)
+    if isinstance(redis_target, RedisClusterServer):
+        return dataclasses.replace(settings, redis_cluster_nodes=redis_target.nodes)
+    return dataclasses.replace(settings, redis_host=redis_target.host, redis_port=redis_target.port)
 
 
 @pytest.fixture(scope="session")
@@ -140,9 +162,9 @@ def catalog() -> FlowCatalog:
 
 
 @pytest.fixture
-def store(redis_db: RedisServer, rdb: redis.Redis) -> RedisCallStore:
+def store(redis_target: RedisServer | RedisClusterServer, rdb: SyncRedis) -> RedisCallStore:
     """A fresh Redis call store (closed by the app's lifespan, or by the test)."""
-    return RedisCallStore.from_url(redis_db.url, CALL_TTL)
+    return RedisCallStore.from_url(redis_target.url, CALL_TTL)
 
 
 def make_app(
@@ -192,7 +214,7 @@ def closed_call(closed_app: Starlette) -> Iterator[TwilioDriver]:
         yield driver
 
 
-def stored(rdb: redis.Redis, sid: str) -> tuple[CallState | None, int]:
+def stored(rdb: SyncRedis, sid: str) -> tuple[CallState | None, int]:
     """The call state and revision Redis holds for `sid`."""
     data = _hash(rdb, call_key(sid))
     if not data:
@@ -200,21 +222,32 @@ def stored(rdb: redis.Redis, sid: str) -> tuple[CallState | None, int]:
     return CallState.from_json(data["state"]), int(data["rev"])
 
 
-def snapshot(rdb: redis.Redis) -> dict[str, object]:
+def snapshot(rdb: SyncRedis) -> dict[str, object]:
     """Everything in the test Redis: each call's hash, and each event stream's entries."""
-    keys: list[str] = rdb.keys("*")  # type: ignore[assignment]
-    return {
-        key: rdb.xrange(key) if rdb.type(key) == "stream" else _hash(rdb, key)
-        for key in sorted(keys)
-    }
+    if isinstance(rdb, redis.RedisCluster):
+        found = rdb.keys("*", target_nodes=redis.RedisCluster.PRIMARIES)  # every master's
+    else:
+        found = rdb.keys("*")
+    keys = [key if isinstance(key, str) else key.decode() for key in found]
+    return {key: _contents(rdb, key) for key in sorted(keys)}
 
 
-def stored_reply(rdb: redis.Redis, sid: str) -> str:
+def _contents(rdb: SyncRedis, key: str) -> object:
+    """A call's hash, a stream's entries, or a set of active calls with their scores."""
+    kind = rdb.type(key)
+    if kind == "stream":
+        return rdb.xrange(key)
+    if kind == "zset":
+        return rdb.zrange(key, 0, -1, withscores=True)
+    return _hash(rdb, key)
+
+
+def stored_reply(rdb: SyncRedis, sid: str) -> str:
     """The last reply Redis keeps for `sid` (the answer a retry of its last webhook gets)."""
     return _hash(rdb, call_key(sid))["reply"]
 
 
-def _hash(rdb: redis.Redis, key: str) -> dict[str, str]:
+def _hash(rdb: SyncRedis, key: str) -> dict[str, str]:
     data: dict[str, str] = rdb.hgetall(key)  # type: ignore[assignment]
     return data
 
@@ -257,6 +290,7 @@ def assert_apology_hangup(reply: Reply) -> None:
 # --- Closed hours ------------------------------------------------------------------------------
 
 
+@ON_A_CLUSTER_TOO
 def test_closed_hours_message_voicemail_goodbye(
     closed_call: TwilioDriver, rdb: redis.Redis
 ) -> None:
@@ -308,6 +342,7 @@ def test_hours_calendar_decides_greeting(
 # --- Open: main menu and departments -------------------------------------------------------------
 
 
+@ON_A_CLUSTER_TOO
 def test_incoming_open_hours_greets_and_offers_menu(call: TwilioDriver, rdb: redis.Redis) -> None:
     """In office hours the caller is welcomed and offered the main menu; state waits for keys."""
     sid = call_sid(10)
@@ -336,6 +371,7 @@ DEPARTMENTS = [
 
 @pytest.mark.parametrize("department", DEPARTMENTS)
 @pytest.mark.parametrize("outcome", ["completed", "no-answer", "busy", "failed"])
+@ON_A_CLUSTER_TOO
 def test_department_dial_outcomes(
     call: TwilioDriver, rdb: redis.Redis, department: tuple[str, str, str], outcome: str
 ) -> None:
@@ -369,6 +405,7 @@ def test_department_dial_outcomes(
     assert_goodbye(call.record(RECORDING))
 
 
+@ON_A_CLUSTER_TOO
 def test_automovil_parte_asks_policy_then_dials_partes(
     call: TwilioDriver, rdb: redis.Redis
 ) -> None:
@@ -451,6 +488,7 @@ def test_automovil_submenu_mistakes_then_agent(call: TwilioDriver) -> None:
 # --- Open: agent queue -------------------------------------------------------------------------
 
 
+@ON_A_CLUSTER_TOO
 def test_agent_queue_hold_music_then_timeout_voicemail(
     call: TwilioDriver, rdb: redis.Redis
 ) -> None:
@@ -492,6 +530,7 @@ def test_agent_queue_full_goes_to_voicemail(call: TwilioDriver) -> None:
     assert_goodbye(call.record(RECORDING))
 
 
+@ON_A_CLUSTER_TOO
 def test_agent_queue_leave_key_goes_to_voicemail(call: TwilioDriver, rdb: redis.Redis) -> None:
     """0 during the hold music takes the caller out of the queue, to the general voicemail."""
     sid = call_sid(43)
@@ -521,6 +560,7 @@ def queue_key(call: TwilioDriver, reply: Reply, typed: str) -> Reply:
     return call.check(call.post(gather["action"], params))
 
 
+@ON_A_CLUSTER_TOO
 def test_agent_queue_callback_key_books_a_callback(call: TwilioDriver, rdb: redis.Redis) -> None:
     """1 during the hold music reads back the end of the caller's number in a one-key gather
     (numDigits 1, no finish key); 1 confirms it at once, the caller is thanked and let go, and
@@ -673,6 +713,7 @@ def test_menu_invalid_key_repeats_menu(call: TwilioDriver) -> None:
     assert_menu(call.press("7"), INVALID)
 
 
+@ON_A_CLUSTER_TOO
 def test_menu_three_silences_then_agent_queue(call: TwilioDriver, rdb: redis.Redis) -> None:
     """Three silences repeat the menu; the fourth sends the caller to an agent."""
     sid = call_sid(51)
@@ -696,6 +737,7 @@ def test_menu_silence_without_empty_action_follows_redirect(call: TwilioDriver) 
 # --- (a) Duplicate deliveries --------------------------------------------------------------------
 
 
+@ON_A_CLUSTER_TOO
 def test_duplicate_gather_webhook_advances_once(call: TwilioDriver, rdb: redis.Redis) -> None:
     """The same gather delivered twice gets the same TwiML and moves the call one step only."""
     sid = call_sid(60)
@@ -711,6 +753,7 @@ def test_duplicate_gather_webhook_advances_once(call: TwilioDriver, rdb: redis.R
     assert call.dial_result("no-answer").seq == 3
 
 
+@ON_A_CLUSTER_TOO
 def test_duplicate_incoming_webhook_same_reply(call: TwilioDriver, rdb: redis.Redis) -> None:
     """A repeated incoming webhook is answered with the first reply and starts nothing new."""
     sid = call_sid(61)
@@ -721,6 +764,7 @@ def test_duplicate_incoming_webhook_same_reply(call: TwilioDriver, rdb: redis.Re
     assert (state.seq, revision) == (1, 1)
 
 
+@ON_A_CLUSTER_TOO
 def test_stale_step_webhook_does_not_advance(call: TwilioDriver, rdb: redis.Redis) -> None:
     """A webhook for an older step is answered without moving the call again."""
     sid = call_sid(62)
@@ -751,7 +795,7 @@ EXPECTED_AFTER = {
 
 
 async def _race_rounds(
-    app: Starlette, store: RedisCallStore, rdb: redis.Redis, rounds: int
+    app: Starlette, store: RedisCallStore, rdb: SyncRedis, rounds: int
 ) -> set[str]:
     """Start each call with a tripled incoming webhook, then send rival gathers for step 1 at once.
 
@@ -807,6 +851,7 @@ async def _race_rounds(
     return winners
 
 
+@ON_A_CLUSTER_TOO
 def test_concurrent_gathers_only_one_advances(
     open_app: Starlette, store: RedisCallStore, rdb: redis.Redis
 ) -> None:
@@ -835,6 +880,7 @@ def _forgeries(driver: TwilioDriver, url: str, params: dict[str, str]) -> dict[s
     }
 
 
+@ON_A_CLUSTER_TOO
 def test_signature_bad_incoming_rejected_nothing_stored(
     call: TwilioDriver, rdb: redis.Redis
 ) -> None:
@@ -848,6 +894,7 @@ def test_signature_bad_incoming_rejected_nothing_stored(
     assert snapshot(rdb) == {}
 
 
+@ON_A_CLUSTER_TOO
 def test_signature_bad_step_rejected_state_unchanged(call: TwilioDriver, rdb: redis.Redis) -> None:
     """A gather with a bad signature (e.g. Digits added after signing) changes nothing."""
     sid = call_sid(81)
@@ -908,6 +955,7 @@ def test_malformed_step_rejected_400(
 # --- (e) Unknown or expired calls ----------------------------------------------------------------
 
 
+@ON_A_CLUSTER_TOO
 def test_unknown_call_recovers_to_the_fallback(call: TwilioDriver, rdb: redis.Redis) -> None:
     """A step for a CallSid with no state (lost, or never seen) is not hung up on: the caller
     hears the flow's apology and goes on at its fallback: the welcome (the recording notice),
@@ -923,6 +971,7 @@ def test_unknown_call_recovers_to_the_fallback(call: TwilioDriver, rdb: redis.Re
     assert (state.node, state.waiting, state.seq) == ("menu_principal", Waiting.KEYS, 2)
 
 
+@ON_A_CLUSTER_TOO
 def test_expired_call_recovers_to_the_fallback(call: TwilioDriver, rdb: redis.Redis) -> None:
     """Once Redis has expired a call's state, its next webhook recovers it at the fallback."""
     sid = call_sid(101)
@@ -1039,16 +1088,27 @@ def test_failing_first_node_apologises_then_agent_queue(
     assert (state.node, state.waiting, state.seq) == ("agente", Waiting.QUEUE, 1)
 
 
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
 def test_store_down_answers_apology_never_5xx(
-    settings: Settings, catalog: FlowCatalog, caplog: pytest.LogCaptureFixture
+    settings: Settings, catalog: FlowCatalog, caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
-    """With Redis down (nothing listens on its port) every voice webhook still gets 200 TwiML
+    """With Redis down (nothing listens on its port: one Redis, or every seed node of a
+    cluster, whose client raises its own exceptions) every voice webhook still gets 200 TwiML
     once the retry time is spent, a queued caller holds on, and /health says 503."""
     closed = _closed_port()
-    down = dataclasses.replace(
-        settings, redis_host="127.0.0.1", redis_port=closed, store_retry_seconds=0.3
-    )
-    store = RedisCallStore.from_url(f"redis://127.0.0.1:{closed}/0", CALL_TTL)
+    if kind == "cluster":
+        down = dataclasses.replace(
+            settings,
+            redis_host="",
+            redis_cluster_nodes=(("127.0.0.1", closed),),
+            store_retry_seconds=0.3,
+        )
+    else:
+        down = dataclasses.replace(
+            settings, redis_host="127.0.0.1", redis_port=closed, store_retry_seconds=0.3
+        )
+    assert down.redis_url is not None
+    store = RedisCallStore.from_url(down.redis_url, CALL_TTL)
     service = build_service(down, catalog, store, clock=lambda: OPEN)
     sid = call_sid(111)
     caplog.set_level(logging.INFO)
@@ -1190,6 +1250,7 @@ def test_dev_skip_signature_accepts_unsigned_and_warns(
 # --- (i) Status callbacks ------------------------------------------------------------------------
 
 
+@ON_A_CLUSTER_TOO
 def test_status_callbacks_signed_204_unsigned_403(call: TwilioDriver, rdb: redis.Redis) -> None:
     """Call and recording status callbacks: 204 when signed (kept for call history in the
     call's stream; a final status closes the call's state within a minute), 403 when not,
@@ -1233,6 +1294,8 @@ def test_health_reports_store_and_flows(call: TwilioDriver) -> None:
         "store": "redis",
         "flows": ["seguros"],
         "versions": {"seguros": version},
+        "pid": os.getpid(),  # the process that answered (the app runs in this one)
+        "workers": 1,
     }
 
 

@@ -1,8 +1,8 @@
 """Call history end to end: calls driven through the real app with signed webhooks, status
 and recording callbacks delivered shuffled and twice, the history writer running inside the
 app; then the database holds exactly what happened. On SQLite with the memory store (the
-embedded default) and on a real PostgreSQL with a real Redis; and a PostgreSQL outage in the
-middle of a run loses and duplicates nothing.
+embedded default), on a real PostgreSQL with a real Redis, and on SQLite with a real 3-master
+Redis Cluster; and a PostgreSQL outage in the middle of a run loses and duplicates nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from sqlalchemy import func, select
 
 from flowpbx.db.database import Database
 from flowpbx.db.models import Call, CallParty, CallStep, Recording
-from servers import RedisServer, postgres_server, redis_server
+from servers import RedisClusterServer, RedisServer, postgres_server, redis_server
 from test_api import Api, running, settings_for, softphone
 from twilio_fake import ACCOUNT_SID, TestClient, TwilioDriver, call_sid, inbound_params
 from twilio_rest import TwilioRest, twilio_rest
@@ -330,6 +331,20 @@ def test_history_holds_exactly_what_happened(history_api: Api) -> None:
     wait_for_history(history_api.client)
     check_stored(history_api.db, calls)
     check_api(history_api, calls)
+
+
+def test_history_holds_exactly_what_happened_on_a_redis_cluster(
+    shared_fake: TwilioRest, shared_redis_cluster: RedisClusterServer, tmp_path: Path
+) -> None:
+    """The same calls with call state, the queues and the call-event streams on a 3-master
+    Redis Cluster (REDIS_CLUSTER_NODES): the writer, reading each stream on its own there,
+    stores exactly what happened."""
+    shared_redis_cluster.flush()
+    shared_fake.reset()
+    url = f"sqlite:///{tmp_path / 'history.sqlite3'}"
+    settings = settings_for(url, shared_fake, redis_cluster_nodes=shared_redis_cluster.nodes)
+    for api in running(settings, shared_fake):
+        test_history_holds_exactly_what_happened(api)
 
 
 def test_history_outage_of_postgresql_loses_and_duplicates_nothing(

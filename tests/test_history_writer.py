@@ -27,8 +27,8 @@ from flowpbx.engine.progress import CallProgress, CallStatus, Report, report_id
 from flowpbx.history.sources import Backlog, Delivery, MemoryEventSource, RedisEventSource
 from flowpbx.history.writer import HistoryWriter
 from flowpbx.store.memory import EventLog
-from flowpbx.store.redis import RedisCallStore, shard, stream_key
-from servers import PostgresServer, RedisServer, redis_server
+from flowpbx.store.redis import RedisCallStore, RedisClient, connect, shard, stream_key
+from servers import PostgresServer, RedisClusterServer, RedisServer, redis_server
 from test_api import running, settings_for
 from test_history import check_stored, deliver_callbacks, drive_calls
 from twilio_fake import TwilioDriver, call_sid, inbound_params
@@ -46,9 +46,14 @@ def redis() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture
-async def client(redis: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    connection = aioredis.Redis(host=redis.host, port=redis.port)
+@pytest.fixture(params=["redis", "cluster"])
+async def client(request: pytest.FixtureRequest, redis: RedisServer) -> AsyncIterator[RedisClient]:
+    """A client on one Redis, or on the session's 3-master Redis Cluster (where the source
+    reads each stream on its own), emptied (on a cluster FLUSHDB goes to every master)."""
+    connection: RedisClient = aioredis.Redis(host=redis.host, port=redis.port)
+    if request.param == "cluster":
+        cluster: RedisClusterServer = request.getfixturevalue("shared_redis_cluster")
+        connection = connect(cluster.url)
     await connection.flushdb()
     yield connection
     await connection.aclose()
@@ -68,14 +73,14 @@ def _report(n: int, status: CallStatus = CallStatus.COMPLETED) -> Report:
     return Report(id=report_id(sid, progress), call_sid=sid, at=1_800_000_100.0, progress=progress)
 
 
-async def _put(client: aioredis.Redis, count: int) -> None:
+async def _put(client: RedisClient, count: int) -> None:
     store = RedisCallStore(client, ttl=60)
     for n in range(1, count + 1):
         await store.report(_report(n))
 
 
 @pytest.mark.anyio
-async def test_unacknowledged_entries_come_back_after_a_restart(client: aioredis.Redis) -> None:
+async def test_unacknowledged_entries_come_back_after_a_restart(client: RedisClient) -> None:
     """A writer that read entries and stopped before acknowledging them reads them again when
     it starts (same consumer name); acknowledged entries leave the stream."""
     await _put(client, 3)
@@ -95,7 +100,7 @@ async def test_unacknowledged_entries_come_back_after_a_restart(client: aioredis
 
 @pytest.mark.anyio
 async def test_another_writer_takes_over_a_stopped_writers_entries(
-    client: aioredis.Redis,
+    client: RedisClient,
 ) -> None:
     """Entries a stopped writer never acknowledged are claimed by another one once idle."""
     await _put(client, 2)
@@ -111,7 +116,7 @@ async def test_another_writer_takes_over_a_stopped_writers_entries(
 
 @pytest.mark.anyio
 async def test_unreadable_entry_is_logged_and_skipped(
-    client: aioredis.Redis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    client: RedisClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An entry that cannot be read is logged and acknowledged: it never blocks the ones
     after it."""
@@ -154,18 +159,32 @@ def test_callback_reaches_the_database_when_redis_is_down(fake: TwilioRest, tmp_
             own.start()
 
 
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
 def test_history_writer_command_stores_what_serve_left(
-    fake: TwilioRest, redis: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake: TwilioRest,
+    redis: RedisServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    kind: str,
 ) -> None:
     """Web processes with FLOWPBX_HISTORY_WRITER=false leave history in Redis (their /health
-    says so); `flowpbx history-writer --once` stores it."""
+    says so); `flowpbx history-writer --once` stores it. On one Redis and on a Redis Cluster
+    (REDIS_CLUSTER_NODES), where both the web process and the command read per stream."""
     import redis as redis_client
 
-    redis_client.Redis(host=redis.host, port=redis.port).flushdb()
+    where: dict[str, object]
+    if kind == "cluster":
+        cluster: RedisClusterServer = request.getfixturevalue("shared_redis_cluster")
+        cluster.flush()
+        where = {"redis_cluster_nodes": cluster.nodes}
+        redis_env = {"REDIS_CLUSTER_NODES": cluster.nodes_setting, "REDIS_HOST": ""}
+    else:
+        redis_client.Redis(host=redis.host, port=redis.port).flushdb()
+        where = {"redis_host": redis.host, "redis_port": redis.port}
+        redis_env = {"REDIS_HOST": redis.host, "REDIS_PORT": str(redis.port)}
     url = f"sqlite:///{tmp_path / 'h.sqlite3'}"
-    settings = settings_for(
-        url, fake, redis_host=redis.host, redis_port=redis.port, history_writer=False
-    )
+    settings = settings_for(url, fake, history_writer=False, **where)
     for api in running(settings, fake):
         driver = TwilioDriver(api.client, fake.auth_token)
         calls = drive_calls(driver, 1)
@@ -175,12 +194,7 @@ def test_history_writer_command_stores_what_serve_left(
         assert history["writer"] == "separate process"
         assert history["backlog"] > 0
         monkeypatch.chdir(tmp_path)
-        env = {
-            "DATABASE_URL": url,
-            "REDIS_HOST": redis.host,
-            "REDIS_PORT": str(redis.port),
-            "TWILIO_AUTH_TOKEN": "",
-        }
+        env = {"DATABASE_URL": url, "TWILIO_AUTH_TOKEN": "", **redis_env}
         result = CliRunner().invoke(main, ["history-writer", "--once"], env=env)
         assert result.exit_code == 0, result.output
         assert api.client.get("/health").json()["history"]["backlog"] == 0

@@ -31,7 +31,7 @@ from flowpbx.queues.model import (
 )
 from flowpbx.queues.redis_store import SCRIPTS, RedisQueueStore, Script
 from flowpbx.queues.store import QueueStore
-from servers import RedisServer, redis_server
+from servers import RedisClusterServer, RedisServer, redis_server
 
 pytestmark = pytest.mark.anyio
 
@@ -51,12 +51,27 @@ def redis() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["redis", "cluster"])
+def redis_url(request: pytest.FixtureRequest, redis: RedisServer) -> str:
+    """One Redis, or the session's 3-master Redis Cluster (each test flushes it: on a cluster
+    client FLUSHDB goes to every master). The restart test is not run on the cluster (it
+    restarts its own single server), nor the outage test (a closed port)."""
+    if request.param == "cluster":
+        cluster: RedisClusterServer = request.getfixturevalue("shared_redis_cluster")
+        return cluster.url
+    return redis.url
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def store(request: pytest.FixtureRequest, redis: RedisServer) -> AsyncIterator[QueueStore]:
     if request.param == "memory":
         yield MemoryQueueStore()
         return
-    redis_store = RedisQueueStore.from_url(redis.url)
+    url = redis.url
+    if request.param == "cluster":
+        cluster: RedisClusterServer = request.getfixturevalue("shared_redis_cluster")
+        url = cluster.url
+    redis_store = RedisQueueStore.from_url(url)
     await redis_store.client.flushdb()
     yield redis_store
     await redis_store.aclose()
@@ -474,10 +489,10 @@ async def test_learn_folds_exponentially_weighted_means(store: QueueStore) -> No
     assert await store.figures("other") == Figures()
 
 
-async def test_both_stores_learn_the_same(redis: RedisServer) -> None:
+async def test_both_stores_learn_the_same(redis_url: str) -> None:
     """The Redis script folds as `learned` does, on a long random sequence."""
     memory = MemoryQueueStore()
-    on_redis = RedisQueueStore.from_url(redis.url)
+    on_redis = RedisQueueStore.from_url(redis_url)
     rng = random.Random(9)
     expected = Figures()
     try:
@@ -516,8 +531,8 @@ class _Recording(RedisQueueStore):
         return await super()._run(script, keys, *args)
 
 
-async def test_redis_every_script_touches_one_slot(redis: RedisServer) -> None:
-    store = _Recording.from_url(redis.url)
+async def test_redis_every_script_touches_one_slot(redis_url: str) -> None:
+    store = _Recording.from_url(redis_url)
     store.calls = []
     try:
         await store.client.flushdb()
@@ -573,10 +588,10 @@ async def test_redis_keeps_the_queue_across_a_restart() -> None:
             await store.aclose()
 
 
-async def test_redis_unclaim_scores_as_python_does(redis: RedisServer) -> None:
+async def test_redis_unclaim_scores_as_python_does(redis_url: str) -> None:
     """The Lua score of an entry is `Waiter.score` to the bit: halves round to even, priorities
     out of range are clamped."""
-    store = RedisQueueStore.from_url(redis.url)
+    store = RedisQueueStore.from_url(redis_url)
     try:
         await store.client.flushdb()
         cases = [
@@ -611,9 +626,9 @@ async def test_redis_down_raises_store_unavailable() -> None:
         await store.aclose()
 
 
-async def test_redis_prefix_keeps_stores_apart(redis: RedisServer) -> None:
-    first = RedisQueueStore.from_url(redis.url)
-    second = RedisQueueStore.from_url(redis.url, prefix="other")
+async def test_redis_prefix_keeps_stores_apart(redis_url: str) -> None:
+    first = RedisQueueStore.from_url(redis_url)
+    second = RedisQueueStore.from_url(redis_url, prefix="other")
     try:
         await first.client.flushdb()
         await first.join(Q, _waiter(1), 10)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import redis as redis_client
 from flowpbx.app import build_app
 from flowpbx.db import apikeys
 from flowpbx.db.database import Database
-from servers import RedisServer, redis_server
+from servers import RedisClusterServer, RedisServer, redis_server
 from test_api import NOW, settings_for
 from twilio_fake import BASE_URL, Reply, TestClient, TwilioDriver, call_sid, inbound_params
 from twilio_rest import Received, TwilioRest, twilio_rest
@@ -32,6 +32,8 @@ from twilio_rest import Received, TwilioRest, twilio_rest
 QUEUE = "general-queue"
 QUEUE_SID = "QU" + "0f" * 16
 WAIT_FOR = 10.0
+ON_A_CLUSTER_TOO = pytest.mark.parametrize("office", ["redis", "cluster"], indirect=True)
+"""The test runs on one Redis and on the session's 3-master Redis Cluster."""
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +53,8 @@ class Office:
     client: TestClient
     fake: TwilioRest
     admin: str
+    forget: Callable[[], None] = lambda: None
+    """Empties the office's Redis (every master of a cluster): Redis lost its data."""
 
     def api(self, method: str, path: str, **body: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.admin}"}
@@ -165,27 +169,36 @@ def agent_of(reply: Reply) -> str:
 
 
 @pytest.fixture
-def office(tmp_path: Path, fake: TwilioRest, redis: RedisServer) -> Iterator[Office]:
+def office(
+    request: pytest.FixtureRequest, tmp_path: Path, fake: TwilioRest, redis: RedisServer
+) -> Iterator[Office]:
+    """The office on one Redis, or (parametrized "cluster", `ON_A_CLUSTER_TOO`) on the
+    session's Redis Cluster (REDIS_CLUSTER_NODES), emptied first."""
     fake.reset()
-    redis_client.Redis(host=redis.host, port=redis.port).flushdb()
+    where: dict[str, object]
+    if getattr(request, "param", "redis") == "cluster":
+        cluster: RedisClusterServer = request.getfixturevalue("shared_redis_cluster")
+        forget = cluster.flush
+        where = {"redis_cluster_nodes": cluster.nodes}
+    else:
+
+        def forget() -> None:
+            redis_client.Redis(host=redis.host, port=redis.port).flushdb()
+
+        where = {"redis_host": redis.host, "redis_port": redis.port}
+    forget()
     url = f"sqlite:///{tmp_path / 'queues.sqlite3'}"
-    settings = settings_for(
-        url,
-        fake,
-        redis_host=redis.host,
-        redis_port=redis.port,
-        queue_tick=0.05,
-        callback_delay=0.0,
-    )
+    settings = settings_for(url, fake, queue_tick=0.05, callback_delay=0.0, **where)
     with TestClient(build_app(settings), base_url=BASE_URL) as client:
         db = Database(url)
         try:
             _, admin = apikeys.create(db, "admin", identity=None, admin=True, now=NOW)
-            yield Office(client, fake, admin)
+            yield Office(client, fake, admin, forget)
         finally:
             db.dispose()
 
 
+@ON_A_CLUSTER_TOO
 def test_pressing_9_queues_with_music_and_announcements_in_spanish(office: Office) -> None:
     """No agent serving: the caller hears there is none, not a made-up wait; with one busy
     agent, their place and the estimate (half a handle time of 180 s: 'unos 2 minutos')."""
@@ -215,6 +228,7 @@ def test_pressing_9_queues_with_music_and_announcements_in_spanish(office: Offic
     assert office.queue()["currentSize"] == 2
 
 
+@ON_A_CLUSTER_TOO
 def test_available_agents_get_callers_in_round_robin_order(office: Office) -> None:
     """Three agents, six callers: ana, bob, carla, then ana, bob, carla again, each caller
     taken out of Twilio's queue by the Queue Member API and dialled to their agent."""
@@ -250,6 +264,7 @@ def test_available_agents_get_callers_in_round_robin_order(office: Office) -> No
     assert {a: agents[a]["status"] for a in agents} == dict.fromkeys(agents, "wrap-up")
 
 
+@ON_A_CLUSTER_TOO
 def test_an_unanswered_agent_sends_the_caller_back_to_the_front(office: Office) -> None:
     """ana does not answer: the caller is back at the front (before a later caller), ana is
     marked as having missed it, and bob gets the call."""
@@ -277,6 +292,7 @@ def test_an_unanswered_agent_sends_the_caller_back_to_the_front(office: Office) 
     assert (ana["missed"], ana["onCall"], ana["status"]) == (1, False, "wrap-up")
 
 
+@ON_A_CLUSTER_TOO
 def test_a_callback_keeps_its_place_and_is_placed_in_its_turn(office: Office) -> None:
     """The second caller asks to be called back and hangs up; a third caller joins after. The
     callback stays second; when an agent is free for it, flowpbx rings the agent, then dials
@@ -336,6 +352,7 @@ def test_a_callback_keeps_its_place_and_is_placed_in_its_turn(office: Office) ->
     assert (ana["answered"], ana["status"]) == (2, "wrap-up")
 
 
+@ON_A_CLUSTER_TOO
 def test_a_caller_who_hangs_up_leaves_at_once(office: Office) -> None:
     office.agent("ana")
     first, second = office.caller(1, "+34600000001"), office.caller(2, "+34600000002")
@@ -347,16 +364,15 @@ def test_a_caller_who_hangs_up_leaves_at_once(office: Office) -> None:
     assert [(c["callSid"], c["position"]) for c in calls] == [(second.sid, 1)]
 
 
-def test_the_wait_url_names_the_node_so_a_lost_caller_is_adopted(
-    office: Office, redis: RedisServer
-) -> None:
+@ON_A_CLUSTER_TOO
+def test_the_wait_url_names_the_node_so_a_lost_caller_is_adopted(office: Office) -> None:
     """Redis loses everything while a caller waits: their next wait request puts them back in
     the queue at their original time, ahead of a caller who joined after them."""
     office.agent("ana")
     first = office.caller(1, "+34600000001")
     first.press_9()
     first.wait()
-    redis_client.Redis(host=redis.host, port=redis.port).flushdb()
+    office.forget()
     second = office.caller(2, "+34600000002")
     second.press_9()
     second.wait()
@@ -368,6 +384,8 @@ def test_the_wait_url_names_the_node_so_a_lost_caller_is_adopted(
     assert query["node"] == ["agente"]
 
 
+# One Redis only: it freezes the one server (SIGSTOP). A cluster master that stops
+# answering is a failover, not a pause (docs/operations.md section 8).
 def test_a_call_that_ends_while_redis_does_not_answer_is_finished_when_it_does(
     office: Office, redis: RedisServer
 ) -> None:
@@ -392,6 +410,7 @@ def test_a_call_that_ends_while_redis_does_not_answer_is_finished_when_it_does(
     assert (ana["answered"], ana["onCall"], ana["status"]) == (1, False, "wrap-up")
 
 
+@ON_A_CLUSTER_TOO
 def test_a_callback_whose_agent_hangs_up_before_the_customer_answers_waits_again(
     office: Office,
 ) -> None:

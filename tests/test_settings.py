@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from flowpbx.settings import Settings, SettingsError
+from flowpbx.store.redis import parse_cluster_url
 
 
 def test_settings_defaults_need_only_a_token() -> None:
@@ -120,6 +121,82 @@ def test_settings_redis_password_with_reserved_characters() -> None:
     env = {"TWILIO_AUTH_TOKEN": "t", "REDIS_HOST": "redis.internal", "REDIS_PASSWORD": "p@ss/w:rd"}
     settings = Settings.from_env(env, env_file=None)
     assert settings.redis_url == "redis://:p%40ss%2Fw%3Ard@redis.internal:6379/0"
+
+
+def test_settings_redis_cluster_nodes() -> None:
+    """REDIS_CLUSTER_NODES (host:port, [IPv6]:port; repeats dropped) with REDIS_PASSWORD makes
+    the `redis+cluster://` URL the stores connect with; messages name the nodes, never the
+    password."""
+    env = {
+        "TWILIO_AUTH_TOKEN": "t",
+        "REDIS_CLUSTER_NODES": " redis-1:7000, 10.0.0.2:7001,[fd00::3]:7002,redis-1:7000, ",
+        "REDIS_PASSWORD": "p@ss/w:rd",
+    }
+    settings = Settings.from_env(env, env_file=None)
+    nodes = (("redis-1", 7000), ("10.0.0.2", 7001), ("fd00::3", 7002))
+    assert settings.redis_cluster_nodes == nodes
+    url = "redis+cluster://:p%40ss%2Fw%3Ard@redis-1:7000,10.0.0.2:7001,[fd00::3]:7002"
+    assert settings.redis_url == url
+    address = parse_cluster_url(url)
+    assert (address.nodes, address.password) == (nodes, "p@ss/w:rd")
+    assert settings.redis_where == "Redis Cluster at redis-1:7000,10.0.0.2:7001,[fd00::3]:7002"
+    assert "p@ss" not in repr(settings)
+    alone = Settings.from_env({"TWILIO_AUTH_TOKEN": "t", "REDIS_HOST": "r"}, env_file=None)
+    assert (alone.redis_cluster_nodes, alone.redis_where) == ((), "Redis at r:6379")
+    no_password = {"TWILIO_AUTH_TOKEN": "t", "REDIS_CLUSTER_NODES": "r:1", "REDIS_DB": "0"}
+    assert Settings.from_env(no_password, env_file=None).redis_url == "redis+cluster://r:1"
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        pytest.param(
+            {"REDIS_CLUSTER_NODES": "redis-1:7000", "REDIS_HOST": "redis"},
+            "REDIS_HOST and REDIS_CLUSTER_NODES are both set",
+            id="both",
+        ),
+        pytest.param(
+            {"REDIS_CLUSTER_NODES": "redis-1:7000", "REDIS_DB": "2"},
+            "REDIS_DB=2 cannot be used with REDIS_CLUSTER_NODES",
+            id="database",
+        ),
+        pytest.param(
+            {"REDIS_CLUSTER_NODES": "redis-1"},
+            "'redis-1' is not a node: expected host:port",
+            id="port",
+        ),
+        pytest.param(
+            {"REDIS_CLUSTER_NODES": "redis-1:0"}, "'redis-1:0' is not a node", id="port-zero"
+        ),
+        pytest.param(
+            {"REDIS_CLUSTER_NODES": "r:7000,r:70000"}, "'r:70000' is not a node", id="port-high"
+        ),
+        pytest.param(
+            {"REDIS_CLUSTER_NODES": "fd00::3:7000"}, "'fd00::3:7000' is not a node", id="bare-v6"
+        ),
+        pytest.param({"REDIS_CLUSTER_NODES": "[zz::1]:7000"}, "'[zz::1]:7000'", id="bad-v6"),
+        pytest.param(
+            {"REDIS_CLUSTER_NODES": "redis://r:7000"}, "'redis://r:7000' is not a node", id="url"
+        ),
+    ],
+)
+def test_settings_redis_cluster_problems(env: dict[str, str], problem: str) -> None:
+    """A cluster setting that cannot work is reported at start-up, saying what to set."""
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"TWILIO_AUTH_TOKEN": "t", **env}, env_file=None)
+    assert problem in str(caught.value)
+
+
+def test_settings_redis_cluster_problems_are_reported_together() -> None:
+    env = {
+        "TWILIO_AUTH_TOKEN": "t",
+        "REDIS_HOST": "redis",
+        "REDIS_DB": "1",
+        "REDIS_CLUSTER_NODES": "a:1,b",
+    }
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env, env_file=None)
+    assert len(caught.value.problems) == 3
 
 
 def test_settings_repr_hides_secrets() -> None:

@@ -30,7 +30,7 @@ from flowpbx.store.redis import (
     shard,
     stream_key,
 )
-from servers import RedisServer, redis_server
+from servers import RedisClusterServer, RedisServer, redis_server
 
 SID = "CA" + "0" * 32
 pytestmark = pytest.mark.anyio
@@ -77,12 +77,31 @@ def redis() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["redis", "cluster"])
+def redis_url(request: pytest.FixtureRequest, redis: RedisServer) -> str:
+    """One Redis, or the session's 3-master Redis Cluster (each test flushes it: on a cluster
+    client FLUSHDB goes to every master).
+
+    Not run on the cluster: the restart test (it restarts its own single server; a cluster
+    node's restart is a failover, docs/operations.md section 8), the outage test (a closed
+    port; tests/test_redis_cluster.py has the cluster's) and stream trimming (one stream's
+    XADD MAXLEN, the same on any node)."""
+    if request.param == "cluster":
+        cluster: RedisClusterServer = request.getfixturevalue("shared_redis_cluster")
+        return cluster.url
+    return redis.url
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def store(request: pytest.FixtureRequest, redis: RedisServer) -> AsyncIterator[CallStore]:
     if request.param == "memory":
         yield MemoryCallStore(ttl=60)
         return
-    redis_store = RedisCallStore.from_url(redis.url, ttl=60)
+    url = redis.url
+    if request.param == "cluster":
+        cluster: RedisClusterServer = request.getfixturevalue("shared_redis_cluster")
+        url = cluster.url
+    redis_store = RedisCallStore.from_url(url, ttl=60)
     await redis_store.client.flushdb()
     yield redis_store
     await redis_store.aclose()
@@ -203,10 +222,10 @@ async def test_store_ping(store: CallStore) -> None:
     assert await store.ping()
 
 
-async def test_redis_store_keys_share_a_hash_tag_per_call(redis: RedisServer) -> None:
+async def test_redis_store_keys_share_a_hash_tag_per_call(redis_url: str) -> None:
     """A call's hash and its event stream hash to the same Redis Cluster slot, and calls
     spread over every shard."""
-    store = RedisCallStore.from_url(redis.url, ttl=123)
+    store = RedisCallStore.from_url(redis_url, ttl=123)
     try:
         await store.client.flushdb()
         assert await store.save(_state(), revision=0, reply="", record=_record(1))
@@ -269,11 +288,11 @@ async def test_redis_store_reconnects_after_restart() -> None:
             await store.aclose()
 
 
-async def test_redis_store_cache_is_checked_by_the_compare_and_set(redis: RedisServer) -> None:
+async def test_redis_store_cache_is_checked_by_the_compare_and_set(redis_url: str) -> None:
     """A process whose remembered state is stale cannot save over another's newer one; its
     next load reads Redis."""
-    first = RedisCallStore.from_url(redis.url, ttl=60)
-    second = RedisCallStore.from_url(redis.url, ttl=60)
+    first = RedisCallStore.from_url(redis_url, ttl=60)
+    second = RedisCallStore.from_url(redis_url, ttl=60)
     try:
         await first.client.flushdb()
         assert await first.save(_state(seq=1), revision=0, reply="", record=None)
@@ -320,12 +339,12 @@ async def test_memory_store_keeps_a_bounded_list_of_records() -> None:
 
 
 async def test_redis_store_stale_copy_cannot_win_after_redis_lost_its_data(
-    redis: RedisServer,
+    redis_url: str,
 ) -> None:
     """Revisions start again at 1 when Redis loses its data; a process still remembering the
     old revision 2 cannot overwrite the new revision 2 (the write token differs)."""
-    first = RedisCallStore.from_url(redis.url, ttl=60)
-    second = RedisCallStore.from_url(redis.url, ttl=60)
+    first = RedisCallStore.from_url(redis_url, ttl=60)
+    second = RedisCallStore.from_url(redis_url, ttl=60)
     try:
         await first.client.flushdb()
         assert await first.save(_state(seq=1), revision=0, reply="", record=None)
@@ -342,10 +361,10 @@ async def test_redis_store_stale_copy_cannot_win_after_redis_lost_its_data(
         await second.aclose()
 
 
-async def test_redis_store_reads_a_call_engine_v1_call_and_moves_it(redis: RedisServer) -> None:
+async def test_redis_store_reads_a_call_engine_v1_call_and_moves_it(redis_url: str) -> None:
     """A call stored by call engine v1 (its old key, the reply inside the state) is read as a
     new call with its reply, and the next save moves it to the new key."""
-    store = RedisCallStore.from_url(redis.url, ttl=60)
+    store = RedisCallStore.from_url(redis_url, ttl=60)
     try:
         await store.client.flushdb()
         v1 = json.loads(_state().to_json())
@@ -362,14 +381,14 @@ async def test_redis_store_reads_a_call_engine_v1_call_and_moves_it(redis: Redis
         await store.aclose()
 
 
-async def test_redis_store_unreadable_revision_is_corrupt(redis: RedisServer) -> None:
+async def test_redis_store_unreadable_revision_is_corrupt(redis_url: str) -> None:
     """A revision that is not a number is reported as corrupt, and a save replaces the call."""
-    store = RedisCallStore.from_url(redis.url, ttl=60)
+    store = RedisCallStore.from_url(redis_url, ttl=60)
     try:
         await store.client.flushdb()
         assert await store.save(_state(), revision=0, reply="", record=None)
         await store.client.hset(call_key(SID), "rev", "garbage")
-        fresh = RedisCallStore.from_url(redis.url, ttl=60)
+        fresh = RedisCallStore.from_url(redis_url, ttl=60)
         try:
             with pytest.raises(CorruptState) as caught:
                 await fresh.load(SID)
@@ -384,16 +403,16 @@ async def test_redis_store_unreadable_revision_is_corrupt(redis: RedisServer) ->
         await store.aclose()
 
 
-async def test_redis_store_damaged_write_token_is_replaced(redis: RedisServer) -> None:
+async def test_redis_store_damaged_write_token_is_replaced(redis_url: str) -> None:
     """A call whose write token or revision was damaged (not hex, negative) can still be saved
     over by a process that read it, so recovery works instead of failing forever."""
-    store = RedisCallStore.from_url(redis.url, ttl=60)
+    store = RedisCallStore.from_url(redis_url, ttl=60)
     try:
         await store.client.flushdb()
         assert await store.save(_state(), revision=0, reply="", record=None)
         for rev, wid in (("3", "-garbled-"), ("-2", "zz-top"), ("?", "a b")):
             await store.client.hset(call_key(SID), mapping={"rev": rev, "wid": wid})
-            fresh = RedisCallStore.from_url(redis.url, ttl=60)
+            fresh = RedisCallStore.from_url(redis_url, ttl=60)
             try:
                 try:
                     revision = (await fresh.load(SID) or pytest.fail("no call")).revision
@@ -406,12 +425,14 @@ async def test_redis_store_damaged_write_token_is_replaced(redis: RedisServer) -
         await store.aclose()
 
 
-async def test_redis_store_malformed_save_is_an_error_not_a_lost_race(redis: RedisServer) -> None:
+async def test_redis_store_malformed_save_is_an_error_not_a_lost_race(redis_url: str) -> None:
     """The save script refuses arguments it cannot read with an error (an outage to the
     service), never with the 'moved on' answer that would make the service try again."""
-    store = RedisCallStore.from_url(redis.url, ttl=60)
+    store = RedisCallStore.from_url(redis_url, ttl=60)
     try:
         with pytest.raises(ResponseError, match="malformed save arguments"):
-            await store.client.eval(_SAVE, 2, call_key(SID), stream_key(0), "1 2", "{}", "", "")
+            await store.client.eval(
+                _SAVE, 2, call_key(SID), stream_key(shard(SID)), "1 2", "{}", "", ""
+            )
     finally:
         await store.aclose()

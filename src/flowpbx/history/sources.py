@@ -13,15 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ResponseError
 
 from flowpbx.engine.call_events import BadCallEvent, StepRecord
 from flowpbx.engine.progress import Report
 from flowpbx.engine.storage import StoreUnavailable
 from flowpbx.history.projection import Entry
 from flowpbx.store.memory import EventLog
-from flowpbx.store.redis import EVENT_SHARDS, stream_key
+from flowpbx.store.redis import EVENT_SHARDS, REDIS_ERRORS, RedisClient, is_cluster, stream_key
 
 log = logging.getLogger("flowpbx.history")
 
@@ -30,6 +30,9 @@ CLAIM_IDLE_MS = 60_000
 """Entries another writer took and has not acknowledged for a minute are taken over."""
 CLAIM_EVERY_SECONDS = 30.0
 BLOCK_MS = 1000
+CLUSTER_POLL_SECONDS = 0.1
+"""On a Redis Cluster, how long the reader waits after finding nothing before it looks again
+(one blocking read of every stream is not possible there: each stream has its own slot)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +89,17 @@ class RedisEventSource:
     An entry is acknowledged and deleted once committed, so a stream holds exactly what
     history has not stored yet: its length is the backlog. Entries a writer took and never
     acknowledged (it stopped) are claimed by another after `CLAIM_IDLE_MS`.
+
+    On one Redis, a read is one XREADGROUP of all the streams that blocks up to `BLOCK_MS`.
+    On a Redis Cluster the streams live in 64 slots spread over the masters, and a command
+    may only name keys of one slot: a read is one non-blocking XREADGROUP per stream, sent
+    in one pipeline (grouped by master, the masters asked at once), and when none had
+    anything the reader waits `CLUSTER_POLL_SECONDS` before the writer asks again.
     """
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         consumer: str | None = None,
         claim_idle_ms: int = CLAIM_IDLE_MS,
         limit: int | None = None,
@@ -100,6 +109,7 @@ class RedisEventSource:
         self.consumer = consumer or consumer_name()
         self.claim_idle_ms = claim_idle_ms
         self.keys = [stream_key(n) for n in range(EVENT_SHARDS)]
+        self.cluster = is_cluster(client)
         self._own_pending = True
         self._claimed_at = 0.0
 
@@ -114,12 +124,14 @@ class RedisEventSource:
                 except ResponseError as exc:
                     if "BUSYGROUP" not in str(exc):
                         raise
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
 
     async def read(self, limit: int) -> list[Delivery]:
         try:
-            return await self._next(limit)
+            found = await self._next(limit)
+            _stop_if_cancelled()
+            return found
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise StoreUnavailable(f"Redis: {exc}") from exc
@@ -127,7 +139,7 @@ class RedisEventSource:
             log.warning("call history: the Redis consumer group is gone; creating it again")
             await self.setup()
             return []
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
 
     async def _next(self, limit: int) -> list[Delivery]:
@@ -145,19 +157,45 @@ class RedisEventSource:
         return await self._read(">", limit, block=BLOCK_MS)
 
     async def _read(self, start: str, limit: int, block: int | None) -> list[Delivery]:
-        streams: dict[Any, Any] = dict.fromkeys(self.keys, start)
         # COUNT is per stream: a read of all of them brings about `limit` entries (the
         # streams are never evenly full).
         count = max(1, 2 * limit // len(self.keys))
-        answer: Any = await self.client.xreadgroup(
-            GROUP, self.consumer, streams, count=count, block=block
-        )
+        answer: Any
+        if self.cluster:
+            answer = await self._read_each(start, count)
+            if not answer and block:
+                await asyncio.sleep(CLUSTER_POLL_SECONDS)
+        else:
+            streams: dict[Any, Any] = dict.fromkeys(self.keys, start)
+            answer = await self.client.xreadgroup(
+                GROUP, self.consumer, streams, count=count, block=block
+            )
         deliveries: list[Delivery] = []
         for key, entries in answer or []:
             stream = key.decode() if isinstance(key, bytes) else str(key)
             for entry_id, fields in entries:
                 deliveries.append(self._delivery(stream, entry_id, fields))
         return deliveries[:limit] if start == "0" else deliveries
+
+    async def _read_each(self, start: str, count: int) -> list[Any]:
+        """Every stream read on its own (a cluster: one slot per command), in one pipeline
+        that goes to the masters at once; the answers as one XREADGROUP of them all would
+        give them. Each command names its master: left to itself, the cluster client would
+        ask a server where the keys of every XREADGROUP are (COMMAND GETKEYS), a round trip
+        per stream. A stream whose slot moved is answered MOVED and sent again by the client
+        to the new master."""
+        client = self.client
+        assert isinstance(client, RedisCluster)
+        await client.initialize()  # learns the slots' masters once (and after a failover)
+        async with client.pipeline(transaction=False) as pipe:
+            for key in self.keys:
+                pipe.execute_command(
+                    "XREADGROUP", "GROUP", GROUP, self.consumer, "COUNT", count,
+                    "STREAMS", key, start,
+                    target_nodes=client.get_node_from_key(key),
+                )  # fmt: skip
+            answers: list[Any] = await pipe.execute()
+        return [stream for answer in answers for stream in answer or []]
 
     async def _claim(self, limit: int) -> list[Delivery]:
         deliveries: list[Delivery] = []
@@ -193,7 +231,7 @@ class RedisEventSource:
                     pipe.xack(stream, GROUP, *ids)
                     pipe.xdel(stream, *ids)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
 
     async def backlog(self) -> Backlog:
@@ -203,7 +241,7 @@ class RedisEventSource:
                     pipe.xlen(key)
                     pipe.xrange(key, count=1)
                 answers = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
         count = sum(answers[0::2])
         firsts = [entries[0][0] for entries in answers[1::2] if entries]
@@ -247,6 +285,16 @@ class MemoryEventSource:
 
     async def aclose(self) -> None:
         return None
+
+
+def _stop_if_cancelled() -> None:
+    """Stop the task if it was asked to stop and a Redis call swallowed the cancellation:
+    Python 3.11's asyncio.wait_for, through which redis-py sends every command, returns the
+    result instead of raising when the cancellation comes just as the send completes. The
+    writer would go on reading (every 0.1 s on a cluster) and never stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _text(value: bytes | str) -> str:

@@ -25,6 +25,7 @@ from flowpbx.engine.events import QueueView
 from flowpbx.engine.progress import QueueActivity, QueueEvent, Report
 from flowpbx.engine.storage import StoreUnavailable
 from flowpbx.language.flow import QueueSpec, QueueStrategy
+from flowpbx.logs import about_call
 from flowpbx.privacy import mask_number
 from flowpbx.queues.directory import AgentDef, AgentDirectory
 from flowpbx.queues.estimate import estimate_wait
@@ -501,19 +502,21 @@ class QueueEngine:
         now = self.clock()
         lapsed = [r for r in await self.store.reservations() if r.until < now]
         for reservation in lapsed:
-            log.warning(
-                "queue %s: reservation %s of agent %s lapsed",
-                reservation.queue,
-                reservation.id,
-                reservation.agent,
-            )
-            if reservation.connected:
-                talk = round(now - reservation.connected_at)
-                await self.agent_call_ended(reservation.id, answered=True, talk=talk)
-            elif reservation.kind is WaiterKind.CALLBACK:
-                await self.agent_call_ended(reservation.id, answered=False, blame=False)
-            elif await self.store.release(reservation.id, now) is not None:
-                self.wake()
+            waiter = reservation.waiter
+            with about_call(waiter.call_sid if waiter is not None else None):
+                log.warning(
+                    "queue %s: reservation %s of agent %s lapsed",
+                    reservation.queue,
+                    reservation.id,
+                    reservation.agent,
+                )
+                if reservation.connected:
+                    talk = round(now - reservation.connected_at)
+                    await self.agent_call_ended(reservation.id, answered=True, talk=talk)
+                elif reservation.kind is WaiterKind.CALLBACK:
+                    await self.agent_call_ended(reservation.id, answered=False, blame=False)
+                elif await self.store.release(reservation.id, now) is not None:
+                    self.wake()
         return len(lapsed)
 
     async def match(self, spec: QueueSpec) -> int:
@@ -557,27 +560,31 @@ class QueueEngine:
             if claimed is None:
                 await self.store.release(reservation.id, now)
                 continue
-            outcome = await self._offer(spec, claimed, reservation)
-            if outcome is Offer.MADE:
-                await self._tell(claimed, spec.name, QueueEvent.OFFERED, reservation=reservation)
-                made += 1
-                continue
-            # The place first, then the agent (see agent_call_ended).
-            if outcome is Offer.GONE:
-                await self.store.done(spec.name, claimed.member, reservation.id)
-                await self.store.release(reservation.id, self.clock())
-                await self.store.learn(spec.name, abandoned=True)
-                event = (
-                    QueueEvent.ABANDONED
-                    if claimed.kind is WaiterKind.CALLER
-                    else QueueEvent.CALLBACK_FAILED
-                )
-                await self._tell(claimed, spec.name, event, reservation=reservation, final=True)
-            else:
-                await self.store.unclaim(spec.name, claimed.member, reservation.id)
-                await self.store.release(reservation.id, self.clock())
-                self._retry[claimed.member] = self.clock() + RETRY_SECONDS
-                skipped.add(claimed.member)
+            # The lines logged about this offer carry the caller's CallSid.
+            with about_call(claimed.call_sid):
+                outcome = await self._offer(spec, claimed, reservation)
+                if outcome is Offer.MADE:
+                    await self._tell(
+                        claimed, spec.name, QueueEvent.OFFERED, reservation=reservation
+                    )
+                    made += 1
+                    continue
+                # The place first, then the agent (see agent_call_ended).
+                if outcome is Offer.GONE:
+                    await self.store.done(spec.name, claimed.member, reservation.id)
+                    await self.store.release(reservation.id, self.clock())
+                    await self.store.learn(spec.name, abandoned=True)
+                    event = (
+                        QueueEvent.ABANDONED
+                        if claimed.kind is WaiterKind.CALLER
+                        else QueueEvent.CALLBACK_FAILED
+                    )
+                    await self._tell(claimed, spec.name, event, reservation=reservation, final=True)
+                else:
+                    await self.store.unclaim(spec.name, claimed.member, reservation.id)
+                    await self.store.release(reservation.id, self.clock())
+                    self._retry[claimed.member] = self.clock() + RETRY_SECONDS
+                    skipped.add(claimed.member)
         return made
 
     async def _reserve(self, spec: QueueSpec, waiter: Waiter, now: float) -> Reservation | None:

@@ -30,8 +30,7 @@ from string import Template
 from typing import Any, NamedTuple, Self, cast
 
 import msgspec
-import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from flowpbx.engine.storage import StoreUnavailable
 from flowpbx.queues.memory_store import WHERE_TTL
@@ -52,7 +51,7 @@ from flowpbx.queues.model import (
     callback_member,
     score,
 )
-from flowpbx.store.redis import connect
+from flowpbx.store.redis import REDIS_ERRORS, RedisClient, connect, ping
 
 DEFAULT_PREFIX = "fq"
 
@@ -476,10 +475,11 @@ _EMPTY_FIGURES = _encode(Figures())
 
 class RedisQueueStore:
     """The `QueueStore` on Redis. Its keys are laid out for Redis Cluster (one slot per
-    script); `from_url` makes a standalone client. Keys start with `prefix` (no braces: the
-    hash tags follow it). Raises StoreUnavailable when Redis does not answer."""
+    script); `from_url` makes a client on one Redis or on a cluster, as the URL says. Keys
+    start with `prefix` (no braces: the hash tags follow it). Raises StoreUnavailable when
+    Redis does not answer."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: RedisClient, prefix: str = DEFAULT_PREFIX) -> None:
         if "{" in prefix or "}" in prefix:
             raise ValueError(f"queue store prefix {prefix!r}: braces would change hash tags")
         self.client = client
@@ -505,21 +505,21 @@ class RedisQueueStore:
         return f"{self.prefix}:where:{{{call_sid}}}"
 
     async def _run(self, script: Script, keys: Sequence[str], *args: _Arg) -> Any:
-        """Run `script` on `keys` (all of one hash tag) by its SHA; load it first if Redis
-        restarted or flushed its scripts."""
+        """Run `script` on `keys` (all of one hash tag) by its SHA; if Redis restarted or
+        flushed its scripts, by its text, which loads it again (EVAL goes where EVALSHA went:
+        on a cluster, the master of the keys' slot, whatever the other masters do)."""
         try:
             try:
                 return await self._execute("EVALSHA", script.sha, len(keys), *keys, *args)
             except NoScriptError:
-                await self._execute("SCRIPT", "LOAD", script.source)
-                return await self._execute("EVALSHA", script.sha, len(keys), *keys, *args)
-        except (RedisError, OSError) as exc:
+                return await self._execute("EVAL", script.source, len(keys), *keys, *args)
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
 
     async def _command(self, *args: _Arg) -> Any:
         try:
             return await self._execute(*args)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
 
     # -- places in a queue --
@@ -724,10 +724,7 @@ class RedisQueueStore:
     # -- the store --
 
     async def ping(self) -> bool:
-        try:
-            return bool(await self._execute("PING"))
-        except (RedisError, OSError):
-            return False
+        return await ping(self.client)
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -56,6 +56,11 @@ class QueueScheduler:
         caller joined, an agent became free). A failing round is logged and tried again."""
         woken = self.engine.woken
         while True:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # Asked to stop, but a Redis call swallowed the cancellation (Python 3.11's
+                # asyncio.wait_for, under every redis-py send, can): stop all the same.
+                raise asyncio.CancelledError
             woken.clear()
             try:
                 await self.round()

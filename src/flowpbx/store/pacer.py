@@ -3,13 +3,14 @@ of Redis's own clock (so that processes on machines whose clocks disagree share 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, cast
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError
 
 from flowpbx.dialing.pacer import Slot
 from flowpbx.engine.storage import StoreUnavailable
+from flowpbx.store.redis import REDIS_ERRORS, RedisClient, connect
 
 _RESERVE = """
 local t = redis.call('TIME')
@@ -27,25 +28,28 @@ def pace_key(account: str) -> str:
     return f"flowpbx:{{pace}}:calls:{account}"
 
 
+_RESERVE_SHA = hashlib.sha1(_RESERVE.encode()).hexdigest()
+
+
 class RedisPacer:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self.client = client
-        self._script = client.register_script(_RESERVE)
 
     @classmethod
     def from_url(cls, url: str) -> RedisPacer:
-        return cls(aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0))
+        """On the call store's client (`connect`): one Redis or a Redis Cluster, one retry
+        after a broken connection."""
+        return cls(connect(url))
 
     async def reserve(self, account: str, interval: float, max_wait: float) -> Slot:
+        args = (1, pace_key(account), max(1, round(interval * 1000)), round(max_wait * 1000))
         try:
-            result = cast(
-                list[Any],
-                await self._script(
-                    keys=[pace_key(account)],
-                    args=[max(1, round(interval * 1000)), round(max_wait * 1000)],
-                ),
-            )
-        except RedisError as exc:
+            try:
+                answer = await self.client.execute_command("EVALSHA", _RESERVE_SHA, *args)
+            except NoScriptError:  # Redis lost its scripts: EVAL runs (and loads) it there
+                answer = await self.client.execute_command("EVAL", _RESERVE, *args)
+            result = cast(list[Any], answer)
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
         accepted, millis = int(result[0]), int(result[1])
         if not accepted:
