@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,11 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 # Variables the service reads: none may leak in from the environment running the tests.
 _OWN_PREFIXES = ("TWILIO_", "REDIS_", "DB_", "FLOWPBX_")
-_OWN_NAMES = frozenset({"PORT", "HOST", "PUBLIC_BASE_URL", "LOG_LEVEL"})
+# (prometheus_client's PROMETHEUS_MULTIPROC_DIR too: a server's metrics go where its test says.)
+_OWN_NAMES = frozenset(
+    {"PORT", "HOST", "PUBLIC_BASE_URL", "LOG_LEVEL", "LOG_FORMAT"}
+    | {"PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"}
+)
 
 
 def free_port() -> int:
@@ -81,15 +85,18 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def serving(workdir: Path, env: Mapping[str, str], flows: Path = FLOWS) -> Iterator[Server]:
-    """Start `flowpbx serve` on a free port and wait until it accepts connections.
+def serving(
+    workdir: Path, env: Mapping[str, str], flows: Path = FLOWS, args: Sequence[str] = ()
+) -> Iterator[Server]:
+    """Start `flowpbx serve` (with `args`, e.g. --workers 2) on a free port and wait until it
+    accepts connections.
 
     Readiness is a bare TCP connect, not /health: a health check would use the call store
     first and hide a store that breaks on its first use.
     """
     port = free_port()
     log = workdir / f"server-{port}.log"
-    command = [str(FLOWPBX), "serve", "--port", str(port), "--flows", str(flows)]
+    command = [str(FLOWPBX), "serve", "--port", str(port), "--flows", str(flows), *args]
     with log.open("wb") as sink:
         process = subprocess.Popen(
             command,

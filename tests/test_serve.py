@@ -90,7 +90,8 @@ def test_serve_memory_answers_signed_incoming(tmp_path: Path) -> None:
         health = httpx.get(f"{server.base_url}/health", timeout=5.0).json()
         history = health.pop("history")
         versions = health.pop("versions")
-        assert health == {"status": "ok", "store": "memory", "flows": ["seguros"]}
+        assert health.pop("pid") == server.process.pid
+        assert health == {"status": "ok", "store": "memory", "flows": ["seguros"], "workers": 1}
         assert versions == {"seguros": flow_version((FLOWS / "seguros.yaml").read_bytes())}
         assert history["backlog"] == 0
         assert history["writer"] in ("starting", "writing")
@@ -104,7 +105,18 @@ def test_serve_memory_answers_signed_incoming(tmp_path: Path) -> None:
         unsigned = _post(server, "/api/calls/incoming", params, sign=False)
         assert unsigned.status_code == 403
         assert unsigned.json()["error"] == "invalid_signature"
-    assert "REDIS_HOST is not set" in server.output()
+    assert "neither REDIS_HOST nor REDIS_CLUSTER_NODES is set" in server.output()
+
+
+def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """`docker stop` (SIGTERM) ends the server gracefully: exit status 0, not death by the
+    signal, and its pid file is gone so that `flowpbx reload` finds no stale server."""
+    cwd = workdir(tmp_path)
+    with serving(cwd, environment()) as server:
+        pid = cwd / "data" / f"flowpbx-{server.port}.pid"
+        assert pid.read_text("utf-8").strip() == str(server.process.pid)
+    assert server.process.returncode == 0, server.output()
+    assert not pid.exists()
 
 
 def test_serve_redis_keeps_call_state_with_ttl(tmp_path: Path, redis_db: RedisServer) -> None:

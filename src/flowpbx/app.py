@@ -33,6 +33,7 @@ from flowpbx.history.sources import EventSource, MemoryEventSource, RedisEventSo
 from flowpbx.history.writer import HistoryWriter
 from flowpbx.language.catalog import Catalog, FlowCatalog, load_catalog
 from flowpbx.language.library import FlowLibrary
+from flowpbx.metrics import CallMetrics
 from flowpbx.queues.directory import AgentDirectory
 from flowpbx.queues.engine import QueueEngine
 from flowpbx.queues.memory_store import MemoryQueueStore
@@ -90,11 +91,15 @@ def catalog_from(settings: Settings, env_file: Path | None = Path(".env")) -> Fl
 
 
 def store_from(settings: Settings) -> CallStore:
-    """Redis when REDIS_HOST is set, else this process's memory. Connects on first use, so
-    that connections belong to the server's event loop."""
+    """Redis (REDIS_HOST, or a Redis Cluster: REDIS_CLUSTER_NODES) when set, else this
+    process's memory. Connects on first use, so that connections belong to the server's event
+    loop."""
     url = settings.redis_url
     if url is None:
-        log.warning("REDIS_HOST is not set: call state lives in this process only (one process)")
+        log.warning(
+            "neither REDIS_HOST nor REDIS_CLUSTER_NODES is set: call state lives in this "
+            "process only (one process)"
+        )
         return MemoryCallStore(settings.call_ttl, max_records=settings.events_max)
     return RedisCallStore.from_url(url, settings.call_ttl, settings.events_max)
 
@@ -107,9 +112,13 @@ async def check_store(settings: Settings) -> None:
     probe = RedisCallStore.from_url(url, settings.call_ttl)
     try:
         if not await probe.ping():
+            names = (
+                "REDIS_CLUSTER_NODES (every master must answer)"
+                if settings.redis_cluster_nodes
+                else "REDIS_HOST, REDIS_PORT"
+            )
             raise StoreNotReachable(
-                f"Redis at {settings.redis_host}:{settings.redis_port} does not answer; "
-                "check REDIS_HOST, REDIS_PORT and REDIS_PASSWORD"
+                f"{settings.redis_where} does not answer; check {names} and REDIS_PASSWORD"
             )
     finally:
         await probe.aclose()
@@ -131,6 +140,7 @@ def build_service(
         hours_override=override,
         destinations=Destinations(settings.allowed_prefixes, settings.blocked_prefixes),
         retry_seconds=settings.store_retry_seconds,
+        observer=CallMetrics(),
     )
 
 
@@ -233,8 +243,13 @@ def rest_parts(
             calls_per_second=settings.calls_per_second,
             max_wait=settings.call_wait,
         )
+    # Call history, analytics and queue statistics read from a replica when one is named.
+    reads = Database(settings.database_read_url) if settings.database_read_url else None
+    if reads is not None:
+        log.info("call history is read from %s (DATABASE_READ_URL)", reads.describe())
     api = RestApi(
         db=db,
+        reads=reads,
         catalog=catalog,
         base_url=partial(public_base, settings),
         tokens=tokens,
@@ -244,6 +259,7 @@ def rest_parts(
         report=store.report if store is not None else None,
         queues=QueueApi(
             db=db,
+            reads=reads,
             catalog=catalog,
             store=queues,
             directory=agents or AgentDirectory(db),
@@ -291,6 +307,8 @@ def rest_parts(
         if rest is not None:
             await rest.aclose()
         db.dispose()
+        if reads is not None:
+            reads.dispose()
 
     startup = [upgrade] if settings.db_upgrade_on_start else []
     return RestParts(api=api, auth=Authenticator(db), startup=startup, shutdown=[close])
@@ -414,7 +432,8 @@ def build_app(settings: Settings) -> Starlette:
 
 
 def queue_store_from(settings: Settings) -> QueueStore:
-    """Queues in Redis when REDIS_HOST is set (shared by every process), else in memory."""
+    """Queues in Redis when REDIS_HOST or REDIS_CLUSTER_NODES is set (shared by every
+    process), else in memory."""
     url = settings.redis_url
     return MemoryQueueStore() if url is None else RedisQueueStore.from_url(url)
 

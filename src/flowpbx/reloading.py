@@ -215,6 +215,8 @@ def listen_for_hangup(reloader: FlowReloader) -> Callable[[], None]:
 
     def stop() -> None:
         loop.remove_signal_handler(signal.SIGHUP)
+        # While the process stops, a SIGHUP (`flowpbx reload`) is noted, not fatal.
+        signal.signal(signal.SIGHUP, _note_hangup)
 
     return stop
 

@@ -22,11 +22,14 @@ DEFAULT_PORT = 3020
 DEFAULT_CALL_TTL = 6 * 3600
 DEFAULT_STORE_RETRY = 5.0
 DEFAULT_EVENTS_MAX = 500_000
+DEFAULT_READY_BACKLOG = 0.9
+"""/readyz fails once the history backlog passes this fraction of what the call store keeps."""
 DEFAULT_DB_PATH = Path("data/flowpbx.sqlite3")
 DEFAULT_TOKEN_TTL = 3600
 MAX_TOKEN_TTL = 24 * 3600
 DEFAULT_CALLS_PER_SECOND = 1.0
 DEFAULT_CALL_WAIT = 20
+MAX_WORKERS = 64
 DEFAULT_ALLOWED_PREFIXES = ("+34",)
 DEFAULT_BLOCKED_PREFIXES = ("+34803", "+34806", "+34807", "+34905", "+34118", "+3470")
 """Spain's premium-rate (803, 806, 807), televoting (905), directory (118) and personal (70)
@@ -63,12 +66,17 @@ class Settings:
     redis_port: int = 6379
     redis_password: str = field(default="", repr=False)
     redis_db: int = 0
+    redis_cluster_nodes: tuple[tuple[str, int], ...] = ()
+    """REDIS_CLUSTER_NODES: seed nodes of a Redis Cluster (host, port); empty for one Redis."""
     db_host: str = ""
     db_port: int = 5432
     db_user: str = ""
     db_password: str = field(default="", repr=False)
     db_name: str = ""
     database_url_override: str = field(default="", repr=False)
+    database_read_url: str = field(default="", repr=False)
+    """DATABASE_READ_URL: where the call history, analytics and queue statistics endpoints read
+    (a PostgreSQL read replica); empty: the database above."""
     db_path: Path = DEFAULT_DB_PATH
     db_upgrade_on_start: bool = True
     token_ttl: int = DEFAULT_TOKEN_TTL
@@ -87,6 +95,11 @@ class Settings:
     call_ttl: int = DEFAULT_CALL_TTL
     store_retry_seconds: float = DEFAULT_STORE_RETRY
     events_max: int = DEFAULT_EVENTS_MAX
+    ready_backlog: float = DEFAULT_READY_BACKLOG
+    """FLOWPBX_READY_BACKLOG: /readyz fails once the history backlog passes this fraction of
+    the entries the call store keeps (0: the backlog is not checked)."""
+    metrics_token: str = field(default="", repr=False)
+    """FLOWPBX_METRICS_TOKEN: /metrics then needs `Authorization: Bearer <token>`."""
     history_writer: bool = True
     """Run the history writer inside `flowpbx serve` (off when `flowpbx history-writer` runs
     apart)."""
@@ -99,19 +112,41 @@ class Settings:
     """Seconds a callback just booked waits before it may be placed (the caller hangs up)."""
     hours_override: str = ""
     log_level: str = "INFO"
+    log_format: str = "json"
+    """LOG_FORMAT: 'json' (one JSON object per line, for log collectors) or 'console' (for a
+    person at a terminal); see flowpbx.logs."""
     flows_reload: float = 1.0
     """Seconds between looks at the flows folder for changed files (0: reload only on SIGHUP
     or `flowpbx reload`)."""
     run_dir: Path = Path("data")
     """Where `flowpbx serve` writes its pid file, for `flowpbx reload`."""
+    workers: int = 1
+    """Worker processes of `flowpbx serve` on its one port (FLOWPBX_WORKERS; more than one
+    needs Redis)."""
 
     @property
     def redis_url(self) -> str | None:
-        """The Redis URL, or None to keep call state in this process."""
+        """The Redis URL, or None to keep call state in this process. A Redis Cluster is
+        `redis+cluster://[:password@]host:port,host:port,...` (`flowpbx.store.redis.connect`
+        makes the client for either)."""
+        auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
+        if self.redis_cluster_nodes:
+            nodes = ",".join(_host_port(host, port) for host, port in self.redis_cluster_nodes)
+            return f"redis+cluster://{auth}{nodes}"
         if not self.redis_host:
             return None
-        auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
         return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    @property
+    def redis_where(self) -> str:
+        """Where call state lives, for messages (no password): 'Redis at host:port', 'Redis
+        Cluster at host:port,...' or 'this process'."""
+        if self.redis_cluster_nodes:
+            nodes = ",".join(_host_port(host, port) for host, port in self.redis_cluster_nodes)
+            return f"Redis Cluster at {nodes}"
+        if self.redis_host:
+            return f"Redis at {_host_port(self.redis_host, self.redis_port)}"
+        return "this process"
 
     @property
     def database_url(self) -> str:
@@ -159,12 +194,14 @@ class Settings:
             redis_port=reader.integer("REDIS_PORT", 6379, 1, 65535),
             redis_password=reader.text("REDIS_PASSWORD", ""),
             redis_db=reader.integer("REDIS_DB", 0, 0, 1000),
+            redis_cluster_nodes=reader.cluster_nodes("REDIS_CLUSTER_NODES"),
             db_host=reader.text("DB_HOST", ""),
             db_port=reader.integer("DB_PORT", 5432, 1, 65535),
             db_user=reader.text("DB_USER", ""),
             db_password=reader.text("DB_PASSWORD", ""),
             db_name=reader.text("DB_NAME", ""),
             database_url_override=reader.database_url("DATABASE_URL"),
+            database_read_url=reader.database_url("DATABASE_READ_URL"),
             db_path=Path(reader.text("FLOWPBX_DB_PATH", str(DEFAULT_DB_PATH))),
             db_upgrade_on_start=reader.boolean("FLOWPBX_DB_UPGRADE", default=True),
             token_ttl=reader.integer("FLOWPBX_TOKEN_TTL", DEFAULT_TOKEN_TTL, 60, MAX_TOKEN_TTL),
@@ -191,20 +228,34 @@ class Settings:
                 "FLOWPBX_STORE_RETRY_SECONDS", int(DEFAULT_STORE_RETRY), 0, 10
             ),
             events_max=reader.integer("FLOWPBX_EVENTS_MAX", DEFAULT_EVENTS_MAX, 1000, 10_000_000),
+            ready_backlog=reader.number("FLOWPBX_READY_BACKLOG", DEFAULT_READY_BACKLOG, 0.0, 1.0),
+            metrics_token=reader.text("FLOWPBX_METRICS_TOKEN", ""),
             history_writer=reader.boolean("FLOWPBX_HISTORY_WRITER", default=True),
             queue_scheduler=reader.boolean("FLOWPBX_QUEUE_SCHEDULER", default=True),
             queue_tick=reader.number("FLOWPBX_QUEUE_TICK", 0.25, 0.01, 10.0),
             callback_delay=reader.number("FLOWPBX_CALLBACK_DELAY", 15.0, 0.0, 600.0),
             hours_override=reader.hours_override("FLOWPBX_HOURS_OVERRIDE"),
             log_level=reader.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            log_format=reader.choice("LOG_FORMAT", "JSON", ("JSON", "CONSOLE")).lower(),
             flows_reload=reader.number("FLOWPBX_FLOWS_RELOAD", 1.0, 0.0, 3600.0),
             run_dir=Path(reader.text("FLOWPBX_RUN_DIR", "data")),
+            workers=reader.integer("FLOWPBX_WORKERS", 1, 1, MAX_WORKERS),
         )
         if webhooks and not settings.twilio_auth_token and not settings.skip_signature:
             reader.problems.append(
                 "TWILIO_AUTH_TOKEN is not set: webhooks cannot be verified. Set it to the "
                 "account's auth token (or, for local development only, "
                 "FLOWPBX_DEV_SKIP_SIGNATURE=true)"
+            )
+        if settings.redis_cluster_nodes and settings.redis_host:
+            reader.problems.append(
+                "REDIS_HOST and REDIS_CLUSTER_NODES are both set: set REDIS_CLUSTER_NODES for a "
+                "Redis Cluster or REDIS_HOST for one Redis, not both (unset REDIS_HOST)"
+            )
+        if settings.redis_cluster_nodes and settings.redis_db != 0:
+            reader.problems.append(
+                f"REDIS_DB={settings.redis_db} cannot be used with REDIS_CLUSTER_NODES: a Redis "
+                "Cluster has database 0 only (unset REDIS_DB or set it to 0)"
             )
         if settings.db_host and not settings.database_url_override:
             for name, value in (("DB_USER", settings.db_user), ("DB_NAME", settings.db_name)):
@@ -357,6 +408,21 @@ class _Reader:
             numbers[number.strip()] = flow.strip()
         return numbers
 
+    def cluster_nodes(self, name: str) -> tuple[tuple[str, int], ...]:
+        """`host:port,host:port,...` ([v6-address]:port for IPv6), at least one."""
+        value = self._raw(name) or ""
+        nodes: list[tuple[str, int]] = []
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            node = _parse_node(item)
+            if node is None:
+                self.problems.append(
+                    f"{name}: {item!r} is not a node: expected host:port (port 1 to 65535), "
+                    "like redis-1:6379, separated by commas"
+                )
+            elif node not in nodes:
+                nodes.append(node)
+        return tuple(nodes)
+
     def networks(self, name: str) -> tuple[Network, ...]:
         value = self._raw(name) or ""
         networks: list[Network] = []
@@ -366,3 +432,29 @@ class _Reader:
             except ValueError:
                 self.problems.append(f"{name}: {item!r} is not an IP address or network")
         return tuple(networks)
+
+
+_NODE = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>[0-9]{1,5})$"
+)
+
+
+def _parse_node(item: str) -> tuple[str, int] | None:
+    """A cluster node `host:port` or `[v6-address]:port`, or None."""
+    match = _NODE.match(item)
+    if not match:
+        return None
+    port = int(match["port"])
+    host = match["host"] or match["v6"]
+    if not 1 <= port <= 65535:
+        return None
+    if match["v6"]:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return None
+    return host, port
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -72,14 +72,16 @@ def reload(flows_dir: Path | None) -> None:
             click.echo(f"could not ask flowpbx serve on port {port} (process {pid}): {exc}")
             continue
         click.echo(f"asked flowpbx serve on port {port} (process {pid}) to reload")
-        if _serves(host, port, wanted):
+        confirmed, workers = _serves(host, port, wanted)
+        where = f"port {port}" if workers == 1 else f"port {port} (all {workers} workers)"
+        if confirmed:
             click.echo(
-                f"port {port} now serves {versions}; calls in progress finish on the version "
+                f"{where} now serves {versions}; calls in progress finish on the version "
                 "they started with"
             )
         else:
             click.echo(
-                f"port {port} did not confirm within {CONFIRM_SECONDS} s that it serves these "
+                f"{where} did not confirm within {CONFIRM_SECONDS} s that it serves these "
                 "versions: look at its log ('flows NOT reloaded' names what it refused)"
             )
 
@@ -87,10 +89,14 @@ def reload(flows_dir: Path | None) -> None:
 CONFIRM_SECONDS = 10
 
 
-def _serves(host: str, port: str, wanted: dict[str, str]) -> bool:
+def _serves(host: str, port: str, wanted: dict[str, str]) -> tuple[bool, int]:
     """Whether the server on `port` says (/health) it serves the `wanted` versions, asking
-    until it does or CONFIRM_SECONDS pass."""
+    until it does or CONFIRM_SECONDS pass; and how many workers it has. With several workers,
+    each answer comes from one of them (it names its process): asked on a new connection
+    each time, until as many workers as there are have answered that they serve them."""
     deadline = time.monotonic() + CONFIRM_SECONDS
+    serving: dict[int, bool] = {}  # worker process -> whether its last answer had them
+    workers = 1
     while time.monotonic() < deadline:
         try:
             url = f"http://{host}:{port}/health"
@@ -104,7 +110,10 @@ def _serves(host: str, port: str, wanted: dict[str, str]) -> bool:
             health = json.loads(body)
         except ValueError:
             health = {}
-        if health.get("versions") == wanted:
-            return True
-        time.sleep(0.1)
-    return False
+        if isinstance(health.get("workers"), int):
+            workers = max(1, health["workers"])
+        serving[health.get("pid", 0)] = health.get("versions") == wanted
+        if sum(serving.values()) >= workers:
+            return True, workers
+        time.sleep(0.1 if workers == 1 else 0.02)
+    return False, workers

@@ -2,29 +2,41 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from flowpbx.cli.common import EXIT_PROBLEMS, EXIT_USAGE, fail, flows_folder
 
+if TYPE_CHECKING:
+    from flowpbx.settings import Settings
+
 
 @click.command(short_help="Run the webhook server (Voice URL: /api/calls/incoming).")
 @click.option("--host", default=None, help="Address to listen on (default HOST or 0.0.0.0).")
 @click.option("--port", type=int, default=None, help="Port (default PORT or 3020).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),  # settings.MAX_WORKERS (not imported: commands start fast)
+    default=None,
+    help="Worker processes answering on the port (default FLOWPBX_WORKERS or 1); more than "
+    "one needs Redis.",
+)
 @flows_folder
-def serve(host: str | None, port: int | None, flows_dir: Path | None) -> None:
+def serve(host: str | None, port: int | None, workers: int | None, flows_dir: Path | None) -> None:
     """Run the webhook server (Twilio's Voice URL is /api/calls/incoming)."""
     import asyncio
     import dataclasses
-    import logging
 
     import uvicorn
 
     from flowpbx.app import build_app, check_store
-    from flowpbx.privacy import mask_logs
-    from flowpbx.reloading import catch_early_hangup, pid_file, remove_pid, write_pid
+    from flowpbx.reloading import remove_pid
     from flowpbx.settings import Settings, SettingsError
+    from flowpbx.workers import prepare_workers, serve_workers
 
     try:
         settings = Settings.from_env()
@@ -37,19 +49,54 @@ def serve(host: str | None, port: int | None, flows_dir: Path | None) -> None:
         overrides["port"] = port
     if flows_dir is not None:
         overrides["flows_dir"] = flows_dir
+    if workers is not None:
+        overrides["workers"] = workers
     settings = dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    mask_logs()  # phone numbers quoted in errors' messages too (docs/privacy.md)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("twilio").setLevel(logging.WARNING)  # eight lines per REST request
+    if settings.workers > 1 and settings.redis_url is None:
+        fail(
+            f"flowpbx cannot start {settings.workers} workers without Redis: call state and "
+            "queues would live in each worker's memory, and a call's webhooks reach any "
+            "worker. Set REDIS_HOST (or REDIS_CLUSTER_NODES), or run one worker.",
+            EXIT_USAGE,
+        )
+    setup_logging(settings)
+    app = None
     try:
         asyncio.run(check_store(settings))
-        app = build_app(settings)
+        if settings.workers == 1:
+            app = build_app(settings)
+        else:
+            prepare_workers(settings)  # checks what would stop every worker; metrics folder
     except Exception as exc:
         fail(f"flowpbx cannot start: {exc}", EXIT_PROBLEMS)
-    # `flowpbx reload` finds the server by this file and sends it SIGHUP.
+    pid = _announce(settings)
+    try:
+        if app is not None:
+            # uvicorn stops gracefully on SIGTERM, then raises the signal again for the handler
+            # it found: with this one that ends in SystemExit(0), so the pid file is removed
+            # and `docker stop` sees a clean exit instead of death by the signal.
+            signal.signal(signal.SIGTERM, _exit_cleanly)
+            uvicorn.run(
+                app,
+                host=settings.host,
+                port=settings.port,
+                log_level="warning",
+                log_config=None,  # uvicorn's lines go through flowpbx's handler (flowpbx.logs)
+                proxy_headers=False,
+            )
+        elif not serve_workers(settings):
+            fail("flowpbx cannot start: the log above says why", EXIT_PROBLEMS)
+    finally:
+        remove_pid(pid)
+
+
+def _announce(settings: Settings) -> Path:
+    """Write this server's pid file, by which `flowpbx reload` finds it and sends it SIGHUP
+    (a SIGHUP before the server listens is kept for then)."""
+    import logging
+
+    from flowpbx.reloading import catch_early_hangup, pid_file, write_pid
+
     pid = pid_file(settings.run_dir, settings.port)
     catch_early_hangup()
     try:
@@ -63,9 +110,17 @@ def serve(host: str | None, port: int | None, flows_dir: Path | None) -> None:
         logging.getLogger("flowpbx").warning(
             "cannot write %s (%s): flowpbx reload will not find this server", pid, exc
         )
-    try:
-        uvicorn.run(
-            app, host=settings.host, port=settings.port, log_level="warning", proxy_headers=False
-        )
-    finally:
-        remove_pid(pid)
+    return pid
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def setup_logging(settings: Settings) -> None:
+    """This process's logging: `flowpbx serve`'s, and each worker's (workers are spawned, so
+    they set up their own)."""
+    from flowpbx.logs import configure_logging, secrets_of
+
+    # JSON lines (LOG_FORMAT), numbers masked and secrets redacted (docs/operations.md § 6).
+    configure_logging(settings.log_level, settings.log_format, secrets=secrets_of(settings))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -32,7 +33,9 @@ from flowpbx.twilio import params
 from flowpbx.web.api.framework import Authenticator
 from flowpbx.web.api.routes import RestApi
 from flowpbx.web.calls import DirectCalls
+from flowpbx.web.health import Readiness, healthz, readyz
 from flowpbx.web.http import error
+from flowpbx.web.metrics import WEBHOOK_PREFIXES, SharedState, WebhookTimer, metrics_endpoint
 from flowpbx.web.queues import QueueHooks
 from flowpbx.web.webhooks import DirectWrite, Handler, Webhooks
 
@@ -196,6 +199,10 @@ def create_app(
             "store": "redis" if settings.redis_url else "memory",
             "flows": sorted(service.catalog.flows),
             "versions": {name: loaded.version for name, loaded in service.catalog.flows.items()},
+            # Which process answered, and how many answer on this port (`flowpbx reload`
+            # asks until every worker has said it serves the new versions).
+            "pid": os.getpid(),
+            "workers": settings.workers,
         }
         if history is not None:
             backlog = await history.backlog()
@@ -210,6 +217,21 @@ def create_app(
                 ),
             }
         return JSONResponse(body, status_code=200 if store_ok else 503)
+
+    readiness = Readiness(
+        store=store,
+        catalog=service.catalog,
+        database=rest.api.db if rest else None,
+        backlog=history.backlog if history else None,
+        backlog_fraction=settings.ready_backlog,
+        backlog_limit=settings.events_max,
+    )
+    shared = SharedState(
+        store=store,
+        readiness=readiness,
+        backlog=history.backlog if history else None,
+        queues=queues.engine if queues else None,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -249,6 +271,7 @@ def create_app(
                 await queues.aclose()
             for stop in rest.shutdown if rest else ():
                 await stop()
+            await readiness.aclose()
             await store.aclose()
 
     steps: dict[CallRoute, Handler] = {
@@ -288,9 +311,20 @@ def create_app(
             methods=["POST"],
         ),
         Route("/health", health, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz(readiness), methods=["GET"]),
+        Route("/metrics", metrics_endpoint(shared, settings.metrics_token), methods=["GET"]),
         *(rest.api.routes(rest.auth) if rest else ()),
     ]
-    middleware = []
+    webhooks = {
+        route.path
+        for route in routes
+        if isinstance(route, Route)
+        and route.path.startswith(WEBHOOK_PREFIXES)
+        and "{" not in route.path
+        and "POST" in (route.methods or ())
+    }
+    middleware = [Middleware(WebhookTimer, routes=webhooks)]
     if settings.cors_origins:
         # For a softphone served from another origin: the REST API only (webhooks come from
         # Twilio, not browsers), with the key in the Authorization header (no cookies).

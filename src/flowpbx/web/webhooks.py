@@ -15,8 +15,9 @@ from starlette.responses import Response
 
 from flowpbx.engine.core import HOLD_ON
 from flowpbx.engine.progress import CallProgress, Report
-from flowpbx.engine.service import Answer, CallService, Renderer
+from flowpbx.engine.service import Answer, CallService, Fallback, Renderer
 from flowpbx.engine.storage import StoreUnavailable
+from flowpbx.logs import bind_call, unbind_call
 from flowpbx.privacy import mask_numbers
 from flowpbx.settings import Settings
 from flowpbx.twilio import params
@@ -61,6 +62,10 @@ class Webhooks:
         form = parse_form(body)
         if form is None:
             return error(400, "bad_parameters", "the body is not UTF-8 form data")
+        sid = params.well_formed_call_sid(form.first)
+        if sid is not None:
+            # Every line logged while this webhook is answered carries it (see _about_call).
+            request.state.log_call = bind_call(sid)
         url = public_url(request, self.settings.public_base_url, self.settings.trusted_proxies)
         if not self.settings.skip_signature:
             signature = request.headers.get(SIGNATURE_HEADER, "")
@@ -111,13 +116,15 @@ class Webhooks:
                     request.url.path,
                     params.call_sid_for_log(fields),
                 )
+                flow = self.service.catalog.default_flow.flow.name
+                self.service.observer.fell_back(flow, Fallback.WEBHOOK_ERROR)
                 if is_wait:
                     xml = (renderer or self.service.renderer)(HOLD_ON, 0)
                 else:
                     xml = self.service.apology(renderer=renderer)
             return Response(xml, media_type=CONTENT_TYPE)
 
-        return endpoint
+        return _about_call(endpoint)
 
     def callback(
         self, name: str, handle: Callable[[Request, Mapping[str, str]], Awaitable[None]]
@@ -141,7 +148,7 @@ class Webhooks:
                 )
             return Response(status_code=204)
 
-        return endpoint
+        return _about_call(endpoint)
 
     def progress(
         self,
@@ -187,4 +194,20 @@ class Webhooks:
                     log.exception("%s callback of call %s: follow-up failed", name, report.call_sid)
             return Response(status_code=204)
 
-        return endpoint
+        return _about_call(endpoint)
+
+
+def _about_call(
+    endpoint: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """`endpoint`, after which the CallSid `_verified_form` bound to the log lines is unbound."""
+
+    async def about_call(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        finally:
+            tokens = getattr(request.state, "log_call", None)
+            if tokens is not None:
+                unbind_call(tokens)
+
+    return about_call

@@ -67,6 +67,8 @@ class QueueApi:
     clock: Callable[[], dt.datetime] = field(default=utc_now)
     on_agent_change: Callable[[], None] | None = None
     """Wakes the queue scheduler when agents change (a new one, another status...)."""
+    reads: Database | None = None
+    """Where the statistics are read (DATABASE_READ_URL: a read replica), else `db`."""
 
     # -- GET /api/queues --
 
@@ -136,9 +138,8 @@ class QueueApi:
         since, before = report_range(
             query.from_, query.to, dt.UTC, self.clock(), DEFAULT_STATS_RANGE
         )
-        found = await self.db.run(
-            stats.queue_stats, self.db, name, since, before, spec.service_level
-        )
+        db = self.reads or self.db
+        found = await db.run(stats.queue_stats, db, name, since, before, spec.service_level)
         return QueueStatsReport(
             queue=name,
             from_=since,

@@ -67,6 +67,9 @@ class RestApi:
     """Keeps a progress report for call history (the call store's `report`)."""
     queues: QueueApi | None = None
     """The queue and agent endpoints; without it they are documented and answer 503."""
+    reads: Database | None = None
+    """Where the call history endpoints read (DATABASE_READ_URL: a read replica), else `db`.
+    API keys are always checked in `db`: a revoked key is refused at once."""
 
     # -- POST /api/token --
 
@@ -232,7 +235,7 @@ class RestApi:
                 query=PageQuery,
                 tags=("keys",),
             ),
-            *HistoryApi(self.db).operations(),
+            *HistoryApi(self.reads or self.db).operations(),
             *queue_operations(self.queues),
         ]
 
