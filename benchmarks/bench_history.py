@@ -754,7 +754,7 @@ def writer_cost(pg: PostgresServer, args: argparse.Namespace) -> dict[str, Any]:
         with contextlib.ExitStack() as stack:
             for mode in WRITER_MODES:
                 store = stack.enter_context(redis_server())
-                redis_pid = bw._redis_pid(store)
+                redis_pid = bw.redis_process_id(store)
                 if pinning.taskset is not None:
                     subprocess.run(
                         [pinning.taskset, "-a", "-p", "-c", str(pinning.redis_core),

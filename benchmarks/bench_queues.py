@@ -747,7 +747,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
-            "git_commit": bench_webhooks._git_commit(),
+            "git_commit": bench_webhooks.git_commit(),
             "load_average_before": os.getloadavg(),
             "event_loop": loop,
         },

@@ -44,8 +44,6 @@ import platform
 import secrets
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,7 +58,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bench_webhooks import (  # noqa: E402
+    BenchError,
+    failures,
+    free_port,
+    git_commit,
+    median,
+    redis_process_id,
+)
 from servers import RedisServer, redis_server  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "scaling.json"
@@ -82,10 +89,6 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 DRAIN_TIMEOUT = 120.0
 TOKEN = secrets.token_hex(16)
-
-
-class BenchError(Exception):
-    """A server did not start or a request failed: no figures to report."""
 
 
 @dataclass
@@ -133,13 +136,6 @@ class Serve:
             self.proc.wait(timeout=STOP_TIMEOUT)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _health(serve: Serve) -> dict[str, Any]:
     """GET /health on a new connection (so on whichever worker takes it)."""
     try:
@@ -153,7 +149,7 @@ def _health(serve: Serve) -> dict[str, Any]:
 
 def start(workers: int, redis: RedisServer, db_index: int, workdir: Path) -> Serve:
     """`flowpbx serve --workers N` on a free port, in its own folder (SQLite file, pid file)."""
-    port = _free_port()
+    port = free_port()
     folder = workdir / f"workers-{workers}"
     folder.mkdir()
     env = {
@@ -208,13 +204,6 @@ def wait_ready(serve: Serve) -> None:
     serve.pids = sorted(seen)
     if serve.workers == 1 and serve.pids != [serve.proc.pid]:
         raise BenchError(f"one worker, but /health names {serve.pids}, not {serve.proc.pid}")
-
-
-def redis_pid(redis: RedisServer) -> int:
-    import redis as redis_client
-
-    info: dict[str, Any] = redis_client.Redis(host=redis.host, port=redis.port).info("server")
-    return int(info["process_id"])
 
 
 def drain(serve: Serve) -> tuple[float, int]:
@@ -293,23 +282,6 @@ def balance(run: dict[str, Any]) -> float:
     return min(shares) / max(shares) if max(shares) else 0.0
 
 
-def failures(run: dict[str, Any]) -> int:
-    """Requests that went wrong in one load-generator run (all must be zero)."""
-    bad_status = sum(n for status, n in run["statuses"].items() if status != "200")
-    return int(
-        bad_status
-        + run["not_twiml"]
-        + run["apologies"]
-        + sum(run["errors"].values())
-        + (run["samples_total"] - run["samples_xml_ok"])
-        + int(run["pool_exhausted"])
-    )
-
-
-def _median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else 0.0
-
-
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for workers in WORKERS:
@@ -317,18 +289,18 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         rows[str(workers)] = {
             "workers": workers,
             "rounds": len(mine),
-            "rps": _median([r["rps"] for r in mine]),
-            "p50_ms": _median([r["p50_ms"] for r in mine]),
-            "p99_ms": _median([r["p99_ms"] for r in mine]),
-            "workers_cpu": _median([r["workers_cpu"] for r in mine]),
+            "rps": median([r["rps"] for r in mine]),
+            "p50_ms": median([r["p50_ms"] for r in mine]),
+            "p99_ms": median([r["p99_ms"] for r in mine]),
+            "workers_cpu": median([r["workers_cpu"] for r in mine]),
             "worker_cpu_each": [
-                round(_median([r["worker_cpu_each"][n] for r in mine]), 3) for n in range(workers)
+                round(median([r["worker_cpu_each"][n] for r in mine]), 3) for n in range(workers)
             ],
-            "supervisor_cpu": _median([r["supervisor_cpu"] for r in mine]),
-            "redis_cpu": _median([r["redis_cpu"] for r in mine]),
-            "client_cpu": _median([r["client_cpu_share"] for r in mine]),
-            "drain_s": _median([r["drain_s"] for r in mine]),
-            "backlog_after": _median([r["backlog_after"] for r in mine]),
+            "supervisor_cpu": median([r["supervisor_cpu"] for r in mine]),
+            "redis_cpu": median([r["redis_cpu"] for r in mine]),
+            "client_cpu": median([r["client_cpu_share"] for r in mine]),
+            "drain_s": median([r["drain_s"] for r in mine]),
+            "backlog_after": median([r["backlog_after"] for r in mine]),
             "requests": sum(r["requests"] for r in mine),
             "failures": sum(r["failures"] for r in mine),
             "rps_rounds": [round(r["rps"], 1) for r in mine],
@@ -407,25 +379,11 @@ def running(redis: RedisServer) -> Iterator[dict[int, Serve]]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _git_commit() -> str:
-    """The checked-out commit, with '+dirty' when the work tree has changes."""
-    try:
-        head, dirty = (
-            subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=False)
-            for cmd in (["rev-parse", "--short", "HEAD"], ["status", "--porcelain"])
-        )
-    except OSError:
-        return "unknown"
-    if head.returncode != 0:
-        return "unknown"
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
 def benchmark(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()
     started = time.monotonic()
     with redis_server() as redis, running(redis) as servers:
-        bench = Bench(redis_pid(redis), args.connections, args.warmup, args.duration)
+        bench = Bench(redis_process_id(redis), args.connections, args.warmup, args.duration)
         order = [servers[w] for w in WORKERS]
         for round_no in range(args.rounds):
             for serve in order if round_no % 2 == 0 else order[::-1]:
@@ -449,7 +407,7 @@ def benchmark(args: argparse.Namespace) -> int:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(),
             "load_average_before": load_before,
             "load_average_after": os.getloadavg(),
         },

@@ -152,14 +152,14 @@ def choose_pinning(redis_with: str) -> Pinning:
     return Pinning(taskset, server, client, server if redis_with == "server" else client)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-def _redis_pid(redis: RedisServer) -> int:
+def redis_process_id(redis: RedisServer) -> int:
     with socket.create_connection((redis.host, redis.port), timeout=5.0) as sock:
         sock.sendall(b"INFO server\r\n")
         data = b""
@@ -196,7 +196,7 @@ def start_server(
 ) -> Server:
     """Start `root`'s webhook_server.py `kind` (flowpbx or baseline; default `name`) on a free
     port; `root` is another checkout for the engine measured against (--versus)."""
-    port = _free_port()
+    port = free_port()
     log = workdir / f"{name}.log"
     env = dict(env, PUBLIC_BASE_URL=f"http://{HOST}:{port}")
     command = [
@@ -328,7 +328,7 @@ def failures(run: dict[str, Any]) -> int:
     )
 
 
-def _median(values: Sequence[float]) -> float:
+def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
@@ -342,12 +342,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 "server": name,
                 "connections": conns,
                 "rounds": len(mine),
-                "rps": _median([r["rps"] for r in mine]),
-                "p50_ms": _median([r["p50_ms"] for r in mine]),
-                "p99_ms": _median([r["p99_ms"] for r in mine]),
-                "server_cpu": _median([r["cpu_share"].get("server", 0.0) for r in mine]),
-                "redis_cpu": _median([r["cpu_share"].get("redis", 0.0) for r in mine]),
-                "client_cpu": _median([r["client_cpu_share"] for r in mine]),
+                "rps": median([r["rps"] for r in mine]),
+                "p50_ms": median([r["p50_ms"] for r in mine]),
+                "p99_ms": median([r["p99_ms"] for r in mine]),
+                "server_cpu": median([r["cpu_share"].get("server", 0.0) for r in mine]),
+                "redis_cpu": median([r["cpu_share"].get("redis", 0.0) for r in mine]),
+                "client_cpu": median([r["client_cpu_share"] for r in mine]),
                 "client_cpu_max": max((r["client_cpu_share"] for r in mine), default=0.0),
                 "requests": sum(r["requests"] for r in mine),
                 "failures": sum(failures(r) for r in mine),
@@ -521,7 +521,7 @@ def benchmark(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()
     started = time.monotonic()
     with redis_server() as redis:
-        redis_pid = _redis_pid(redis)
+        redis_pid = redis_process_id(redis)
         if pinning.taskset is not None:
             subprocess.run(
                 [pinning.taskset, "-a", "-p", "-c", str(pinning.redis_core), str(redis_pid)],
@@ -574,7 +574,7 @@ def benchmark(args: argparse.Namespace) -> int:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(),
             "load_average_before": load_before,
             "load_average_after": os.getloadavg(),
             "packages": {p: _version(p) for p in PACKAGES},
@@ -626,7 +626,7 @@ def benchmark(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
     """The checked-out commit, with '+dirty' when the work tree has changes."""
     try:
         head, dirty = (
