@@ -3,8 +3,9 @@
 #   docker build -t ait-core/telephony .
 #   docker run -p 3020:3020 --env-file .env ait-core/telephony
 # or with Redis and PostgreSQL beside it: docker compose up (docker-compose.yml).
-# docs/operations.md § 1 explains it; tests/test_container.py lints this file and runs the
-# final stage's command, environment and health check outside a container.
+# docs/operations.md § 1 explains it; scripts/lint-container lints this file, and
+# tests/test_container.py runs the final stage's command, environment and health check
+# outside a container.
 
 # Build stage: the locked runtime dependencies (requirements/main.txt, every file checked
 # against its hash) and a wheel of flowpbx built with the locked build backend, installed

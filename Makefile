@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 BENCHMARKS := $(sort $(wildcard benchmarks/bench_*.py))
 
-.PHONY: all test bootstrap install-servers run validate flows-test graph reload bench clean distclean
+.PHONY: all test bootstrap install-servers run validate flows-test graph reload bench lint-container clean distclean
 
 all: test
 
@@ -39,6 +39,12 @@ graph: bootstrap
 # Check the flows and make the running `make run` serve them now (it also notices saved files).
 reload: bootstrap
 	$(BIN)/flowpbx reload
+
+# hadolint on the Dockerfile; docker-compose config -q and the compose schema on
+# docker-compose.yml (docs/operations.md section 1); make test runs it through
+# tests/test_container.py.
+lint-container: bootstrap
+	scripts/lint-container
 
 bench: bootstrap
 	@set -e; for f in $(BENCHMARKS); do echo "==> $$f"; $(BIN)/python "$$f"; done

