@@ -55,8 +55,8 @@ def rules_file(tmp_path: Path) -> Path:
 
 
 def test_rules_are_well_formed() -> None:
-    """One group of uniquely named alerts, each with an expression, a duration, a severity
-    and a summary."""
+    """One group of uniquely named alerts, each with an expression, a duration, a severity,
+    a summary and a description (what it means, what to look at)."""
     document = yaml.safe_load(rules_text())
     assert set(document) == {"groups"}
     (group,) = document["groups"]
@@ -71,6 +71,7 @@ def test_rules_are_well_formed() -> None:
         assert _DURATION.match(rule["for"]), rule["for"]
         assert rule["labels"]["severity"] in SEVERITIES, rule
         assert rule["annotations"]["summary"], rule
+        assert rule["annotations"]["description"], rule
 
 
 def test_promtool_accepts_the_rules(rules_file: Path) -> None:
@@ -130,11 +131,18 @@ tests:
         values: '1 1 0x8'
       - series: 'flowpbx_ready{instance="a", check="database"}'
         values: '1x10'
+      # 100 steps a minute, 10 fallbacks: about 9 % of the flow's webhooks fall back...
+      - series: 'flowpbx_steps_total{instance="a", flow="seguros", kind="menu"}'
+        values: '0+100x10'
       - series: 'flowpbx_fallbacks_total{instance="a", flow="seguros", reason="store_unavailable"}'
         values: '0+10x10'
       - series: >-
           flowpbx_webhook_responses_total{instance="a", route="/api/calls/gather", status="200"}
         values: '0+100x10'
+      # ...however many callers on hold poll their wait URL meanwhile.
+      - series: >-
+          flowpbx_webhook_responses_total{instance="a", route="/api/calls/queue-wait", status="200"}
+        values: '0+1000x10'
     alert_rule_test:
       - eval_time: 5m
         alertname: FlowpbxQueueNoAgents
@@ -151,6 +159,59 @@ tests:
       - eval_time: 10m
         alertname: FlowpbxWebhooksRejected
         exp_alerts: []
+
+  # A scanner at night: nothing but a few unsigned requests, all refused (100 % of the
+  # webhooks). No alert: too few to mean anything.
+  - interval: 1m
+    input_series:
+      - series: >-
+          flowpbx_webhook_responses_total{instance="a", route="/api/calls/incoming", status="403"}
+        values: '0+0.5x120'
+    alert_rule_test:
+      - eval_time: 120m
+        alertname: FlowpbxWebhooksRejected
+        exp_alerts: []
+
+  # TWILIO_AUTH_TOKEN changed at Twilio and not here: every call is refused. A warning.
+  # Malformed requests (400) are not signatures that fail, and are not counted.
+  - interval: 1m
+    input_series:
+      - series: >-
+          flowpbx_webhook_responses_total{instance="a", route="/api/calls/incoming", status="403"}
+        values: '0+6x30'
+      - series: >-
+          flowpbx_webhook_responses_total{instance="a", route="/api/calls/incoming", status="200"}
+        values: '0+30x10 300x20'
+      - series: >-
+          flowpbx_webhook_responses_total{instance="b", route="/api/calls/gather", status="400"}
+        values: '0+50x30'
+    alert_rule_test:
+      - eval_time: 8m
+        alertname: FlowpbxWebhooksRejected
+        exp_alerts: []
+      - eval_time: 30m
+        alertname: FlowpbxWebhooksRejected
+        exp_alerts:
+          - exp_labels: {severity: warning}
+
+  # Queues: a busy queue whose longest wait is 400 s (its max_wait is 600) is no trouble; nor
+  # is one caller near the limit who then times out. Callers waiting near or past the limit
+  # minute after minute are.
+  - interval: 1m
+    input_series:
+      - series: 'flowpbx_queue_longest_wait_seconds{instance="a", queue="general-queue"}'
+        values: '400x20'
+      - series: 'flowpbx_queue_longest_wait_seconds{instance="a", queue="soporte"}'
+        values: '480 570 0x18'
+      - series: 'flowpbx_queue_longest_wait_seconds{instance="a", queue="ventas"}'
+        values: '500 560 590 560 580 570 590 560 600 620 640 660 580 590 600 610 570 560 590 600'
+      - series: 'flowpbx_queue_longest_wait_seconds{instance="b", queue="ventas"}'
+        values: '500 560 590 560 580 570 590 560 600 620 640 660 580 590 600 610 570 560 590 600'
+    alert_rule_test:
+      - eval_time: 15m
+        alertname: FlowpbxQueueWaitLong
+        exp_alerts:
+          - exp_labels: {severity: warning, queue: ventas}
 """
 
 
@@ -158,7 +219,10 @@ def test_rules_fire_when_they_should(tmp_path: Path) -> None:
     """promtool's rule unit tests (on the rules without their annotations, which promtool
     would compare word for word): callers waiting in a queue whose every agent is offline page
     (a queue with a busy agent does not); a failing readiness check pages with its name; one
-    fallback per ten voice webhooks warns; nothing is refused, so no rejection alert."""
+    fallback per ten steps of a flow warns, however many queue-wait polls come meanwhile;
+    nothing is refused, so no rejection alert; a scanner's few 403s at night do not warn, a
+    wrong auth token's do; a queue's longest wait warns only when it stays near the queues'
+    max_wait, not at 400 s nor for one caller who times out."""
     document = yaml.safe_load(rules_text())
     for group in document["groups"]:
         for rule in group["rules"]:

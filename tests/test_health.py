@@ -17,14 +17,17 @@ from typing import Any
 import httpx
 import pytest
 import redis as redis_client
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import FLOWS, fresh_postgres_url
 from flowpbx.app import build_app, catalog_from
+from flowpbx.history.sources import Backlog
 from flowpbx.language.catalog import FlowCatalog
 from flowpbx.settings import Settings
 from flowpbx.store.memory import MemoryCallStore
 from flowpbx.store.redis import RedisCallStore
-from flowpbx.web.health import Readiness
+from flowpbx.web.health import NO_ANSWER, OVER_THRESHOLD, UNKNOWN, UNREACHABLE, Readiness
+from flowpbx.web.metrics import SharedState
 from serve_process import environment, serving, workdir
 from servers import PostgresServer, RedisServer, postgres_server, redis_server
 from twilio_fake import BASE_URL, TestClient, TwilioDriver, call_sid
@@ -145,6 +148,85 @@ def test_readyz_follows_redis_stopping_pausing_and_returning(
         finally:
             redis_up.resume()
         assert until(check, 200)["checks"] == ALL_OK
+
+
+def ready_series(client: TestClient) -> dict[str, float]:
+    """flowpbx_ready of /metrics: each check exported, and its value."""
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        if family.name == "flowpbx_ready":
+            found |= {sample.labels["check"]: sample.value for sample in family.samples}
+    return found
+
+
+def test_metrics_leave_out_the_backlog_check_while_redis_is_down(
+    redis_up: RedisServer, tmp_path: Path
+) -> None:
+    """Redis stopped: /readyz says the backlog (kept in Redis) is "unknown"; /metrics leaves
+    that check out of flowpbx_ready rather than export it failing, which would say the backlog
+    is over its threshold (and page a second time for one cause): only the redis check fails.
+    Redis back: the backlog check is exported again, passing."""
+    settings = settings_for(redis_up, f"sqlite:///{tmp_path / 'flowpbx.sqlite3'}")
+    with TestClient(build_app(settings), base_url=BASE_URL) as client:
+
+        def check() -> tuple[int, dict[str, Any]]:
+            return ready(client, [])
+
+        until(check, 200)
+        assert ready_series(client) == {"redis": 1, "database": 1, "flows": 1, "backlog": 1}
+        redis_up.stop()
+        assert until(check, 503)["checks"]["backlog"] == "unknown"
+        assert ready_series(client) == {"redis": 0, "database": 1, "flows": 1}
+        redis_up.start()
+        until(check, 200)
+        assert ready_series(client) == {"redis": 1, "database": 1, "flows": 1, "backlog": 1}
+
+
+@pytest.mark.anyio
+async def test_a_backlog_that_does_not_answer_is_no_verdict_in_metrics() -> None:
+    """A backlog read that takes longer than its time: /readyz says "no answer" (unready), the
+    metrics' snapshot has no verdict for it; a backlog over its threshold is a failing one."""
+    catalog = catalog_from(Settings(twilio_auth_token=TOKEN, flows_dir=FLOWS), env_file=None)
+
+    async def slow_backlog() -> None:
+        await asyncio.sleep(30)
+
+    async def full_backlog() -> Backlog:
+        return Backlog(count=90, oldest_seconds=5.0, limit=100)
+
+    store = MemoryCallStore(60)
+    slow = Readiness(store, catalog, backlog=slow_backlog, backlog_fraction=0.5, seconds=0.2)
+    assert (await slow.check())["backlog"] == "no answer"
+    snapshot = await SharedState(store=store, readiness=slow, seconds=0.2).snapshot()
+    assert snapshot.ready == {"redis": True, "flows": True}
+    full = Readiness(store, catalog, backlog=full_backlog, backlog_fraction=0.5)
+    snapshot = await SharedState(store=store, readiness=full).snapshot()
+    assert snapshot.ready == {"redis": True, "flows": True, "backlog": False}
+
+
+READYZ_REASONS = {
+    "redis": (UNREACHABLE, NO_ANSWER),
+    "database": (UNREACHABLE, NO_ANSWER),
+    "flows": ("none loaded",),
+    "backlog": (OVER_THRESHOLD, UNKNOWN, NO_ANSWER),
+}
+"""What each check of /readyz says when it does not pass."""
+
+
+def test_the_operations_guide_lists_every_reason_of_each_check() -> None:
+    """docs/operations.md section 3: the table of /readyz's checks names every reason each
+    check can give (the backlog's "no answer" too)."""
+    text = (FLOWS.parent / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = text.split("## 3. Health", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].strip("`") in READYZ_REASONS:
+            rows[cells[0].strip("`")] = cells[2]
+    assert rows.keys() == READYZ_REASONS.keys()
+    for check, reasons in READYZ_REASONS.items():
+        for reason in reasons:
+            assert f"`{reason}`" in rows[check], (check, reason)
 
 
 def test_readyz_follows_the_database(redis_up: RedisServer) -> None:

@@ -11,16 +11,21 @@ state.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis as redis_client
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, values
 from prometheus_client.parser import text_string_to_metric_families
 from redis.crc import key_slot
 
@@ -32,6 +37,7 @@ from flowpbx.db.database import Database
 from flowpbx.engine.events import Direction, NewCall
 from flowpbx.engine.interpreter import initial_state
 from flowpbx.engine.progress import CallProgress, CallStatus, Report
+from flowpbx.engine.service import CallService
 from flowpbx.engine.walk import Context
 from flowpbx.language.catalog import FlowCatalog, LoadedFlow
 from flowpbx.language.loader import load_flow
@@ -40,7 +46,7 @@ from flowpbx.store.memory import MemoryCallStore
 from flowpbx.store.redis import RedisCallStore, active_key, call_key, shard, stream_key
 from flowpbx.twilio.rest import TwilioCredentials, TwilioFailure, TwilioRest
 from flowpbx.web.app import create_app
-from serve_process import TOKEN, Server, environment, serving, workdir
+from serve_process import FLOWPBX, TOKEN, Server, environment, serving, workdir
 from servers import RedisClusterServer, RedisServer, redis_server
 from test_api import NOW, settings_for
 from test_e2e import BROKEN_FLOW
@@ -223,6 +229,131 @@ def test_fallbacks_are_counted_by_flow_and_reason(
     assert moved(before, unready, fallbacks, flow="seguros", reason="store_unavailable") == 1
     assert value(unready, "flowpbx_ready", check="redis") == 0
     assert ("flowpbx_active_calls", frozenset()) not in unready, "unknown, not 0"
+
+
+_RECORDED = (
+    metrics.WEBHOOK_SECONDS,
+    metrics.WEBHOOK_RESPONSES,
+    metrics.STEPS,
+    metrics.FALLBACKS,
+    metrics.TWILIO_REQUESTS,
+    metrics.TWILIO_ERRORS,
+)
+
+
+@pytest.fixture
+def metrics_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This process's metrics in multiprocess mode, as those of a worker of `flowpbx serve
+    --workers`: PROMETHEUS_MULTIPROC_DIR is set and prometheus_client given a multiprocess
+    value class (it picks one when it is imported, which was before this test), and the
+    metrics forget the values they made, so each is made anew in the folder. Restored after
+    the test."""
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(directory))
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())  # type: ignore[no-untyped-call]
+    for metric in _RECORDED:
+        monkeypatch.setattr(metric, "_metrics", {})
+    monkeypatch.setattr(metrics, "_FAILURES", metrics._Failures())  # none said yet
+    return directory
+
+
+async def _boom(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("a bug outside the call service")
+
+
+def test_metrics_that_cannot_be_written_never_fail_a_webhook(
+    client: TestClient,
+    fake: FakeTwilio,
+    metrics_folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The metrics folder removed after the start (`rm -rf data/metrics-<port>`, a disk that
+    fails): every metric write fails (FileNotFoundError), yet every webhook answers 200 TwiML
+    in the flow's voice: the calls step on, a lost call is recovered, a webhook that fails
+    answers the apology; each kind of metric that cannot be written is logged once, not once
+    per webhook."""
+    shutil.rmtree(metrics_folder)
+    with pytest.raises(FileNotFoundError):
+        metrics.STEPS.labels("seguros", "menu").inc()  # it fails for real
+    caplog.set_level(logging.WARNING, logger="flowpbx.metrics")
+    driver = TwilioDriver(client, fake.auth_token)
+    for n in (20, 21):
+        assert driver.start(call_sid(n), from_=CALLER, to=CALLED).has("Gather")
+        assert driver.press("4").has("Gather"), "the step was saved: the next one follows it"
+        assert driver.press("1").has("Gather")  # the policy number
+    driver.call_sid = call_sid(22)  # a step of a call with no state: recovered (state_lost)
+    lost = driver.check(driver.post(driver.url("/api/calls/gather?seq=3"), driver.params()))
+    assert lost.says[0] == "Lo sentimos, se ha producido un error. Volvemos al menú principal."
+    assert driver.start(call_sid(25), from_=CALLER, to=CALLED).has("Gather")
+    monkeypatch.setattr(CallService, "handle", _boom)
+    failed = driver.press("1")  # webhook_error: the web layer's own fallback
+    assert failed.names == ("Say", "Hangup")
+    assert failed.says == ("Lo sentimos, se ha producido un error. Disculpe las molestias.",)
+    metrics.twilio_request("dequeue", "refused")
+    lines = [r.getMessage() for r in caplog.records if r.name == "flowpbx.metrics"]
+    kinds = {"webhooks", "steps", "fallbacks", "twilio requests"}
+    assert len(lines) == len(kinds), lines
+    for kind in kinds:
+        assert any(f"{kind} cannot be recorded" in line for line in lines), (kind, lines)
+    assert "FileNotFoundError" in lines[0]
+
+
+VENTAS = """\
+name: ventas
+entry: menu
+defaults:
+  voice: Polly.Joanna
+  language: en-US
+nodes:
+  menu:
+    type: menu
+    prompt: Press 1 for sales.
+    options:
+      1: adios
+    exhausted: adios
+  adios:
+    type: hangup
+"""
+VENTAS_NUMBER = "+34910000099"
+
+
+def test_a_failing_webhook_falls_back_in_the_flow_of_its_call(
+    settings: Settings, fake: FakeTwilio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two flows: a webhook that fails outside the call service (webhook_error) is counted in
+    the flow of its call, found as the call service finds it (the flow its URL names, else the
+    number called), and its caller hears the apology in that flow's voice; a call to the
+    company's number falls back in the default flow."""
+    path = tmp_path / "ventas.yaml"
+    path.write_text(VENTAS, encoding="utf-8")
+    base = catalog_from(settings, env_file=None)
+    catalog = FlowCatalog(
+        {**base.flows, "ventas": LoadedFlow(load_flow(path), "v-test", {})},
+        {**base.numbers, VENTAS_NUMBER: "ventas"},
+        base.default,
+    )
+    service = build_service(settings, catalog, MemoryCallStore(600))
+    fallbacks = "flowpbx_fallbacks_total"
+    with TestClient(create_app(settings, service), base_url=BASE_URL) as app:
+        before = scrape(app)
+        english = TwilioDriver(app, fake.auth_token, voice="Polly.Joanna", language="en-US")
+        assert english.start(call_sid(23), from_=CALLER, to=VENTAS_NUMBER).says == (
+            "Press 1 for sales.",
+        )
+        monkeypatch.setattr(service, "handle", _boom)
+        failed = english.press("1")
+        assert failed.says == ("We are sorry, an error has occurred. Please try again later.",)
+        # A call flowpbx placed names its flow in its URLs; To is the person called.
+        pinned = english.params(Digits="1") | {"To": "+34600999888"}
+        english.check(english.post(english.url("/api/calls/gather?seq=1&flow=ventas"), pinned))
+        spanish = TwilioDriver(app, fake.auth_token)
+        spanish.call_sid, spanish.from_, spanish.to = call_sid(24), CALLER, CALLED
+        spanish.check(spanish.post(spanish.url("/api/calls/gather?seq=1"), spanish.params()))
+        after = scrape(app)
+    assert moved(before, after, fallbacks, flow="ventas", reason="webhook_error") == 2
+    assert moved(before, after, fallbacks, flow="seguros", reason="webhook_error") == 1
 
 
 def test_queues_agents_and_twilio_requests(
@@ -536,8 +667,10 @@ def test_metrics_of_serve_with_two_workers_count_every_worker(
 ) -> None:
     """The issue's "done when": `flowpbx serve --workers 2` (FLOWPBX_WORKERS=2) on Redis, a
     simulated run of calls spread over its workers by the kernel (until both have answered
-    some), and every scrape, whichever worker answers it, shows the counters of all of them
-    moving together, and the whole system's active calls."""
+    some), and every scrape, whichever worker answers it (scrapes on new connections until
+    both workers have answered /metrics, each known by the `pid` of /health asked on the same
+    connection), shows the counters of all of them moving together, and the whole system's
+    active calls."""
     redis_client.Redis(host=redis_db.host, port=redis_db.port).flushdb()
     env = environment(
         REDIS_HOST=redis_db.host,
@@ -552,17 +685,164 @@ def test_metrics_of_serve_with_two_workers_count_every_worker(
         def writers() -> set[str]:
             return {path.name.split("_")[1] for path in shared.glob("counter_*.db")}
 
-        with httpx.Client(base_url=server.base_url, timeout=10) as http:
-            before = [scrape(http) for _ in range(4)]
-            sent = 0
-            while sent < 8 or (len(writers()) < 2 and sent < 60):
-                _incoming(server, 300 + sent)
-                sent += 1
-            after = [scrape(http) for _ in range(4)]
+        before = _scrape_every_worker(server, 2)
+        sent = 0
+        while sent < 8 or (len(writers()) < 2 and sent < 60):
+            _incoming(server, 300 + sent)
+            sent += 1
+        after = _scrape_every_worker(server, 2)
         assert len(writers()) == 2, f"one worker answered all {sent} webhooks"
-    for samples in before:
+    assert before.keys() == after.keys()
+    for samples in before.values():
         assert value(samples, "flowpbx_webhook_duration_seconds_count", **incoming) == 0
-    for samples in after:
+    for samples in after.values():
         assert value(samples, "flowpbx_webhook_duration_seconds_count", **incoming) == sent
         assert value(samples, "flowpbx_steps_total", flow="seguros", kind="menu") == sent
         assert value(samples, "flowpbx_active_calls") == sent
+
+
+def _scrape_every_worker(server: Server, workers: int) -> dict[int, Samples]:
+    """A scrape answered by each of the server's `workers` worker processes, by their pid:
+    scrapes on new connections (each goes to one worker, which /health names before and after
+    the scrape on that connection) until every worker has answered one."""
+    scraped: dict[int, Samples] = {}
+    deadline = time.monotonic() + 20
+    while len(scraped) < workers:
+        assert time.monotonic() < deadline, f"only workers {sorted(scraped)} answered"
+        with httpx.Client(base_url=server.base_url, timeout=10) as http:
+            pid = http.get("/health").json()["pid"]
+            samples = scrape(http)
+            assert http.get("/health").json()["pid"] == pid, "the connection changed worker"
+        scraped.setdefault(pid, samples)
+    return scraped
+
+
+def _dead_pid() -> int:
+    """The id of a process that has exited."""
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    return gone.pid
+
+
+def test_prepare_multiprocess_removes_only_the_files_of_processes_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder's files name the process that wrote them (counter_<pid>.db,
+    gauge_livesum_<pid>.db): those of processes that have exited are removed (their counts
+    would be added to this run's), and so are those bearing the id of the process preparing
+    the folder (it has recorded nothing yet: an earlier process had its id, as pid 1 of a
+    container started again); those of other live processes (a server running on the folder)
+    are kept, and so are files that are not prometheus_client's."""
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, "")
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    dead = _dead_pid()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        kept = {
+            f"counter_{alive.pid}.db",
+            f"histogram_{alive.pid}.db",
+            f"gauge_livesum_{alive.pid}.db",
+            "notes.txt",
+        }
+        removed = {
+            f"counter_{dead}.db",
+            f"histogram_{dead}.db",
+            f"gauge_all_{dead}.db",
+            f"counter_{os.getpid()}.db",
+            "counter_unknown.db",
+        }
+        for name in kept | removed:
+            (directory / name).write_bytes(b"")
+        metrics.prepare_multiprocess(directory)
+        assert {path.name for path in directory.iterdir()} == kept
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_a_second_serve_on_the_port_leaves_the_running_servers_metrics_alone(
+    tmp_path: Path, redis_db: RedisServer
+) -> None:
+    """`flowpbx serve --workers 2` counts 10 calls; a second `flowpbx serve --workers 2` started
+    on its port, from the same folder (so on the same metrics folder), fails to listen and
+    touches nothing: 5 calls later the running server counts 15."""
+    redis_client.Redis(host=redis_db.host, port=redis_db.port).flushdb()
+    env = environment(
+        REDIS_HOST=redis_db.host, REDIS_PORT=str(redis_db.port), FLOWPBX_HOURS_OVERRIDE="open"
+    )
+    cwd = workdir(tmp_path)
+    count = "flowpbx_webhook_duration_seconds_count"
+    incoming = {"route": "/api/calls/incoming"}
+    with serving(cwd, env, args=["--workers", "2"]) as server:
+        for n in range(10):
+            _incoming(server, 500 + n)
+        with httpx.Client(base_url=server.base_url, timeout=10) as http:
+            assert value(scrape(http), count, **incoming) == 10
+        command = ["serve", "--port", str(server.port), "--flows", str(FLOWS), "--workers", "2"]
+        second = subprocess.run(
+            [str(FLOWPBX), *command],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert f"cannot listen on 0.0.0.0:{server.port}" in second.stderr
+        for n in range(5):
+            _incoming(server, 510 + n)
+        after = _scrape_every_worker(server, 2)
+    for samples in after.values():
+        assert value(samples, count, **incoming) == 15
+        assert value(samples, "flowpbx_steps_total", flow="seguros", kind="menu") == 15
+
+
+def test_serve_with_one_worker_and_a_multiprocess_folder_starts_from_zero(tmp_path: Path) -> None:
+    """`flowpbx serve` (one worker) with PROMETHEUS_MULTIPROC_DIR: the files a previous run
+    left in the folder are removed at the start, as with --workers (its counts start again
+    from 0); the files left are the running server's."""
+    directory = tmp_path / "metrics"
+    env = environment(FLOWPBX_HOURS_OVERRIDE="open", PROMETHEUS_MULTIPROC_DIR=str(directory))
+    count = "flowpbx_webhook_duration_seconds_count"
+    incoming = {"route": "/api/calls/incoming"}
+    with serving(workdir(tmp_path), env) as first:
+        for n in range(3):
+            _incoming(first, 600 + n)
+        with httpx.Client(base_url=first.base_url, timeout=10) as http:
+            assert value(scrape(http), count, **incoming) == 3
+    with serving(workdir(tmp_path), env) as second:
+        _incoming(second, 610)
+        with httpx.Client(base_url=second.base_url, timeout=10) as http:
+            samples = scrape(http)
+        left = sorted(path.name for path in directory.iterdir())
+    assert value(samples, count, **incoming) == 1
+    assert left, "the running server's files"
+    assert all(name.endswith(f"_{second.process.pid}.db") for name in left), left
+
+
+def test_serve_workers_answer_twilio_when_their_metrics_folder_is_gone(
+    tmp_path: Path, redis_db: RedisServer
+) -> None:
+    """The reviewer's trial: `flowpbx serve --workers 2`, then `rm -rf data/metrics-<port>`:
+    every webhook still answers 200 TwiML (a new call, a step, a lost call recovered), and each
+    worker says once per kind of metric that it cannot record them, not once per webhook."""
+    redis_client.Redis(host=redis_db.host, port=redis_db.port).flushdb()
+    env = environment(
+        REDIS_HOST=redis_db.host, REDIS_PORT=str(redis_db.port), FLOWPBX_HOURS_OVERRIDE="open"
+    )
+    with serving(workdir(tmp_path), env, args=["--workers", "2"]) as server:
+        _scrape_every_worker(server, 2)  # both started (a worker makes the folder at its start)
+        shutil.rmtree(tmp_path / "data" / f"metrics-{server.port}")
+        for n in range(12):
+            _incoming(server, 700 + n)
+        url = server.base_url + "/api/calls/gather?seq=3"
+        params = inbound_params(call_sid(720), CALLER, CALLED) | {"Digits": "1"}
+        lost = httpx.post(url, data=params, headers=signed_headers(TOKEN, url, params), timeout=10)
+        assert lost.status_code == 200, lost.text
+        assert "Volvemos al menú principal" in lost.text
+    output = server.output()
+    assert "Traceback" not in output
+    for kind in ("webhooks", "steps"):
+        assert 1 <= output.count(f"{kind} cannot be recorded") <= 2, output

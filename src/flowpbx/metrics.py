@@ -13,12 +13,19 @@ whole-system values, never summed across workers.
 
 Labels never carry a CallSid or a phone number: routes, flows, node kinds, queues, statuses
 and operations are few.
+
+Recording never fails what is recorded: a metric that cannot be written (the shared folder
+removed, a disk that fails) is left out, and said in the log once in a while (`_Failures`),
+while the webhook, the step or the request to Twilio goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +43,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from flowpbx.errors import FlowpbxError
+
+log = logging.getLogger("flowpbx.metrics")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -88,27 +97,82 @@ class MetricsSetupError(FlowpbxError):
     """The directory for several processes' metrics cannot be used."""
 
 
+FAILURE_LOG_SECONDS = 300.0
+"""How often at most a kind of metric that cannot be recorded is said in the log."""
+
+
+class _Failures:
+    """Metric writes that failed, said in the log once per kind (webhooks, steps...) and then
+    at most every `every` seconds, with how many were left out meanwhile: a folder that is gone
+    fails every webhook's metrics, and one line per webhook would drown the log."""
+
+    def __init__(
+        self, every: float = FAILURE_LOG_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.every = every
+        self.clock = clock
+        self._said: dict[str, float] = {}
+        self._left_out: dict[str, int] = {}
+
+    def failed(self, kind: str, exc: Exception) -> None:
+        left_out = self._left_out.get(kind, 0) + 1
+        now = self.clock()
+        said = self._said.get(kind)
+        if said is not None and now - said < self.every:
+            self._left_out[kind] = left_out
+            return
+        self._said[kind] = now
+        self._left_out[kind] = 0
+        log.error(
+            "metrics: %s cannot be recorded (%s: %s); left out, and the calls go on (%d "
+            "left out since this was last said; said again in %d s at the soonest)",
+            kind,
+            type(exc).__name__,
+            exc,
+            left_out,
+            self.every,
+        )
+
+
+_FAILURES = _Failures()
+
+
+@contextlib.contextmanager
+def _recording(kind: str) -> Iterator[None]:
+    """Record metrics of `kind` in the block; an exception there is logged (`_Failures`),
+    never raised."""
+    try:
+        yield
+    except Exception as exc:
+        _FAILURES.failed(kind, exc)
+
+
 class CallMetrics:
-    """The engine's `CallObserver`: steps and fallbacks as counters."""
+    """The engine's `CallObserver`: steps and fallbacks as counters. Never raises."""
 
     def stepped(self, flow: str, kind: str) -> None:
-        STEPS.labels(flow, kind).inc()
+        with _recording("steps"):
+            STEPS.labels(flow, kind).inc()
 
     def fell_back(self, flow: str, reason: str) -> None:
-        FALLBACKS.labels(flow, str(reason)).inc()
+        with _recording("fallbacks"):
+            FALLBACKS.labels(flow, str(reason)).inc()
 
 
 def webhook_answered(route: str, status: int, seconds: float) -> None:
-    """One webhook answered: its latency and its status."""
-    WEBHOOK_SECONDS.labels(route).observe(seconds)
-    WEBHOOK_RESPONSES.labels(route, str(status)).inc()
+    """One webhook answered: its latency and its status. Never raises."""
+    with _recording("webhooks"):
+        WEBHOOK_SECONDS.labels(route).observe(seconds)
+        WEBHOOK_RESPONSES.labels(route, str(status)).inc()
 
 
 def twilio_request(operation: str, error: str | None = None) -> None:
-    """One request to Twilio's REST API; `error` 'refused' or 'unreachable' if it failed."""
-    TWILIO_REQUESTS.labels(operation).inc()
-    if error is not None:
-        TWILIO_ERRORS.labels(operation, error).inc()
+    """One request to Twilio's REST API; `error` 'refused' or 'unreachable' if it failed.
+    Never raises."""
+    with _recording("twilio requests"):
+        TWILIO_REQUESTS.labels(operation).inc()
+        if error is not None:
+            TWILIO_ERRORS.labels(operation, error).inc()
 
 
 # -- several processes --
@@ -116,19 +180,52 @@ def twilio_request(operation: str, error: str | None = None) -> None:
 
 def prepare_multiprocess(path: str | os.PathLike[str]) -> Path:
     """Make `path` the metrics directory of the worker processes about to start: created if
-    missing, emptied of the `*.db` files an earlier run left (their counts would be added to
-    this run's), and named in PROMETHEUS_MULTIPROC_DIR for the processes started after this.
+    missing, emptied of the `*.db` files that processes no longer running left (an earlier
+    run's: their counts would be added to this run's), and named in PROMETHEUS_MULTIPROC_DIR
+    for the processes started after this. The files of live processes are kept: should a
+    server be running on the folder (a second `flowpbx serve` started on its port by mistake),
+    its counts stay. Those bearing this process's id go: it has recorded nothing yet, so they
+    are an earlier process's that had the same id (pid 1 of a container started again).
 
     Call it once, in the process that starts the workers, before any starts: a worker decides
     where its metrics go when it first imports prometheus_client. Raises MetricsSetupError."""
     directory = _made(Path(path))
     try:
         for left in directory.glob("*.db"):
-            left.unlink(missing_ok=True)
+            writer = _writer(left)
+            if writer == os.getpid() or not _alive(writer):
+                left.unlink(missing_ok=True)
     except OSError as exc:
         raise _unusable(directory, exc) from exc
     os.environ[MULTIPROC_ENV] = str(directory)
     return directory
+
+
+def prepare_own_metrics() -> Path | None:
+    """For one `flowpbx serve` process with PROMETHEUS_MULTIPROC_DIR set (its metrics in files,
+    as a worker's): the folder made and emptied of an earlier run's files, as for workers
+    (`prepare_multiprocess`). None, and nothing done, without the variable."""
+    path = os.environ.get(MULTIPROC_ENV)
+    return prepare_multiprocess(path) if path else None
+
+
+def _writer(path: Path) -> int | None:
+    """The process that wrote a metric file: prometheus_client names them `<type>_<pid>.db`
+    (`gauge_<mode>_<pid>.db`). None when the name says none."""
+    pid = path.stem.rpartition("_")[2]
+    return int(pid) if pid.isdigit() else None
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # another user's
+    except OSError:
+        return False
+    return True
 
 
 def _made(directory: Path) -> Path:
@@ -192,6 +289,7 @@ class Snapshot:
     out of that scrape, rather than reported as 0)."""
 
     ready: Mapping[str, bool] = field(default_factory=dict)
+    """The readiness checks that gave a verdict (`health.verdicts`)."""
     active_calls: int | None = None
     queues: Mapping[str, QueueNow] | None = None
     agents: Mapping[str, int] | None = None
@@ -223,7 +321,8 @@ def state_families(snapshot: Snapshot) -> list[Metric]:
     families: list[Metric] = []
     ready = _gauge(
         "flowpbx_ready",
-        "Readiness checks as /readyz makes them: 1 passing, 0 failing.",
+        "Readiness checks as /readyz makes them: 1 passing, 0 failing; a check that could "
+        "not look (the backlog while Redis does not answer) is left out.",
         ("check",),
     )
     for check, ok in sorted(snapshot.ready.items()):

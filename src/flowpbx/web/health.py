@@ -5,7 +5,9 @@ Readiness checks run concurrently, each bounded by `CHECK_SECONDS`: Redis answer
 store's ping; the memory store always does), the database answers a `SELECT 1`, flows are
 loaded, and the history backlog is below FLOWPBX_READY_BACKLOG of what the call store keeps.
 A failing check says why in a few fixed words ("unreachable", "no answer"), never with a host,
-a URL or an exception's text.
+a URL or an exception's text. The backlog check cannot tell the backlog while the call store
+(Redis, where it waits) does not answer: it fails then ("unknown", "no answer"), but with no
+verdict on the backlog, which `verdicts` (the metrics' view) leaves out.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ UNREACHABLE = "unreachable"
 """It answered that it cannot be used (connection refused, an error)."""
 NO_ANSWER = "no answer"
 """It did not answer within CHECK_SECONDS."""
+UNKNOWN = "unknown"
+"""What it checks could not be read (the backlog, while the call store does not answer)."""
+OVER_THRESHOLD = "over threshold"
+NO_VERDICT: Mapping[str, frozenset[str]] = {"backlog": frozenset({UNKNOWN, NO_ANSWER})}
+"""The results of a check that say nothing of what it checks, only that it could not look:
+the backlog waits in Redis, whose own check fails then."""
 NO_CACHE = {"Cache-Control": "no-store"}
 
 
@@ -114,10 +122,10 @@ class Readiness:
         except TimeoutError:
             return NO_ANSWER
         if backlog is None:
-            return "unknown"
+            return UNKNOWN
         limit = backlog.limit or self.backlog_limit
         if limit and backlog.count > self.backlog_fraction * limit:
-            return "over threshold"
+            return OVER_THRESHOLD
         return OK
 
     async def check(self) -> dict[str, str]:
@@ -140,6 +148,17 @@ class Readiness:
 
 def passed(results: Mapping[str, str]) -> dict[str, bool]:
     return {name: result == OK for name, result in results.items()}
+
+
+def verdicts(results: Mapping[str, str]) -> dict[str, bool]:
+    """Each check that could look at what it checks: True passing, False failing. A check
+    that could not (`NO_VERDICT`: the backlog while Redis does not answer) is left out rather
+    than said to fail, which would claim a backlog over its threshold."""
+    return {
+        name: result == OK
+        for name, result in results.items()
+        if result not in NO_VERDICT.get(name, frozenset())
+    }
 
 
 async def healthz(request: Request) -> Response:

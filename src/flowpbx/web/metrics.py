@@ -3,7 +3,8 @@
 The endpoint renders the counters every worker recorded (`flowpbx.metrics.counters`) beside
 the shared state it reads at scrape time: active calls from the call store, queues and agents
 from the queue store and the agent directory, the history backlog, and the readiness checks.
-Each read is bounded by CHECK_SECONDS and left out of the scrape when it fails.
+Each read is bounded by CHECK_SECONDS and left out of the scrape when it fails; so is a
+readiness check that could not look at what it checks (`health.verdicts`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from flowpbx import metrics
 from flowpbx.engine.storage import CallStore
 from flowpbx.history.sources import Backlog
 from flowpbx.queues.engine import QueueEngine, Staffing
-from flowpbx.web.health import CHECK_SECONDS, Readiness, passed
+from flowpbx.web.health import CHECK_SECONDS, Readiness, verdicts
 from flowpbx.web.http import error
 
 log = logging.getLogger("flowpbx.web")
@@ -121,7 +122,7 @@ class SharedState:
             self.readiness.check(),
         )
         return metrics.Snapshot(
-            ready=passed(checks),
+            ready=verdicts(checks),
             active_calls=active,
             queues=queues,
             agents=agents[0] if agents else None,
