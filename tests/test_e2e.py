@@ -1283,15 +1283,20 @@ def test_status_callbacks_signed_204_unsigned_403(call: TwilioDriver, rdb: redis
 # --- (j) Health ----------------------------------------------------------------------------------
 
 
-def test_health_reports_store_and_flows(call: TwilioDriver) -> None:
-    """/health answers JSON: ok, the Redis store and the loaded flows with their versions."""
+@ON_A_CLUSTER_TOO
+def test_health_reports_store_and_flows(
+    call: TwilioDriver, redis_target: RedisServer | RedisClusterServer
+) -> None:
+    """/health answers JSON: ok, the Redis store (or Redis Cluster) and the loaded flows with
+    their versions."""
+    cluster = isinstance(redis_target, RedisClusterServer)
     response = call.client.get("/health")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     version = flow_version((FLOWS / "seguros.yaml").read_bytes())
     assert response.json() == {
         "status": "ok",
-        "store": "redis",
+        "store": "redis-cluster" if cluster else "redis",
         "flows": ["seguros"],
         "versions": {"seguros": version},
         "pid": os.getpid(),  # the process that answered (the app runs in this one)

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis.asyncio as aioredis
@@ -24,6 +25,7 @@ from flowpbx.db.database import Database
 from flowpbx.db.models import Call
 from flowpbx.engine.events import Direction
 from flowpbx.engine.progress import CallProgress, CallStatus, Report, report_id
+from flowpbx.engine.storage import StoreUnavailable
 from flowpbx.history.sources import Backlog, Delivery, MemoryEventSource, RedisEventSource
 from flowpbx.history.writer import HistoryWriter
 from flowpbx.store.memory import EventLog
@@ -401,3 +403,50 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class _Away(_Listed):
+    """A call store that does not answer for its first `misses` reads."""
+
+    def __init__(self, entries: list[Report], misses: int) -> None:
+        super().__init__(entries)
+        self.misses = misses
+
+    async def read(self, limit: int) -> list[Delivery]:
+        if self.misses:
+            self.misses -= 1
+            raise StoreUnavailable("Redis: Connection refused")
+        return await super().read(limit)
+
+
+@pytest.mark.anyio
+async def test_back_from_waiting_for_the_store_the_writer_says_how_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the call store is away the writer tries it again at growing pauses that stop
+    growing at 2 s (a Redis back is written to again within 2 s), and once it is back one line
+    says what happened: writing again after waiting so long for the call store."""
+    from flowpbx.history import writer as writer_module
+
+    pauses: list[float] = []
+    clock = [1_800_000_000.0]
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        clock[0] += seconds
+
+    # The writer's own view of asyncio and time: its pauses take no time, its clock follows.
+    fake_asyncio = SimpleNamespace(sleep=sleep, CancelledError=asyncio.CancelledError)
+    monkeypatch.setattr(writer_module, "asyncio", fake_asyncio)
+    monkeypatch.setattr(writer_module, "time", SimpleNamespace(time=lambda: clock[0]))
+    db = Database(f"sqlite:///{tmp_path / 'h.sqlite3'}")
+    migrate.upgrade(db)
+    writer = HistoryWriter(_Away([_report(1)], misses=6), db)
+    writer.status.state = "writing"
+    with caplog.at_level(logging.INFO, logger="flowpbx.history"):
+        assert await writer.step() == 1
+    assert pauses == [0.5, 1.0, 2.0, 2.0, 2.0, 2.0]
+    said = [r.getMessage() for r in caplog.records if "again" in r.getMessage()]
+    assert said == ["call history: writing again after waiting 10 s for the call store"]
+    assert writer.status.state == "writing"
+    db.dispose()

@@ -9,6 +9,7 @@ import datetime as dt
 import io
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -151,7 +152,8 @@ def test_a_line_is_one_json_object_with_time_level_logger_and_message() -> None:
     with captured() as out, about_call(SID):
         log.warning("call %s: %s for a call with no state", SID, "KeysPressed")
     (line,) = parsed(out.getvalue())
-    assert list(line) == ["timestamp", "level", "logger", "event", "call_sid"]
+    assert list(line) == ["timestamp", "level", "logger", "event", "pid", "call_sid"]
+    assert line["pid"] == os.getpid()
     assert line["level"] == "warning"
     assert line["logger"] == "flowpbx.test.logs"
     assert line["event"] == f"call {SID}: KeysPressed for a call with no state"
@@ -377,6 +379,31 @@ def test_secrets_of_the_settings() -> None:
     assert secrets_of(Settings()) == ()
 
 
+def test_secrets_of_the_read_replica_and_the_metrics_token() -> None:
+    """DATABASE_READ_URL's password (as written in the URL and decoded) and
+    FLOWPBX_METRICS_TOKEN are redacted like the others."""
+    read_password = "readp@ss/w0rd-77ab"
+    metrics_token = "metrics-token-4f1e9c2d"
+    settings = Settings.from_env(
+        {
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "DATABASE_READ_URL": f"postgresql://r:{quote(read_password, safe='')}@replica/x",
+            "FLOWPBX_METRICS_TOKEN": metrics_token,
+        },
+        env_file=None,
+    )
+    assert {read_password, quote(read_password, safe=""), metrics_token} <= set(
+        secrets_of(settings)
+    )
+    with captured(secrets=secrets_of(settings)) as out:
+        log.info("scrape with %s; replica said %s", metrics_token, read_password)
+        log.info("replica at host replica, password %s", quote(read_password, safe=""))
+    text = out.getvalue()
+    for secret in (read_password, quote(read_password, safe=""), metrics_token):
+        assert secret not in text, secret
+    assert text.count(REDACTED) == 3
+
+
 CONFIGURE = """
 import logging, sys
 import structlog
@@ -490,6 +517,90 @@ def test_only_a_well_formed_callsid_is_bound(tmp_path: Path) -> None:
     assert good["call_sid"] == SID
     assert "call_sid" not in forged
     assert f"CallSid '{MASKED} or anything'" in forged["event"]
+
+
+PIDS = """
+import logging, multiprocessing, os, sys
+from flowpbx.logs import configure_logging
+
+def spawned() -> None:
+    configure_logging("INFO", "json")  # as a worker of flowpbx serve --workers does
+    logging.getLogger("flowpbx").info("spawned %d", os.getpid())
+
+def forked() -> None:
+    logging.getLogger("flowpbx").info("forked %d", os.getpid())
+
+if __name__ == "__main__":
+    configure_logging("INFO", "json")
+    logging.getLogger("flowpbx").info("parent %d", os.getpid())
+    for method, target in (("spawn", spawned), ("fork", forked)):
+        child = multiprocessing.get_context(method).Process(target=target)
+        child.start()
+        child.join()
+"""
+
+
+def test_every_line_names_the_process_that_wrote_it(tmp_path: Path) -> None:
+    """`pid` on every line: the parent's, a spawned child's (which sets up its own logging, as
+    the workers of `flowpbx serve --workers N` do) and a forked child's (which inherits the
+    parent's) each carry their own process id."""
+    script = tmp_path / "pids.py"
+    script.write_text(PIDS, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = parsed(done.stderr)
+    assert [line["event"].split()[0] for line in lines] == ["parent", "spawned", "forked"]
+    for line in lines:
+        assert line["pid"] == int(line["event"].split()[1]), line
+    assert len({line["pid"] for line in lines}) == 3
+
+
+def test_a_status_callback_is_logged_as_fields_and_the_app_says_when_it_stops() -> None:
+    """A status callback's line: a short message and its facts as fields (status, duration,
+    sequence number), the CallSid bound; no dict in the message, no number unmasked, no
+    signature. When the app's lifespan ends, flowpbx says so with the calls in progress."""
+    settings = Settings(twilio_auth_token=AUTH_TOKEN, flows_dir=FLOWS)
+    catalog = FlowCatalog(
+        {"seguros": LoadedFlow(load_flow(FLOWS / "seguros.yaml"), "v-test", {})}, {}, "seguros"
+    )
+    service = build_service(settings, catalog, MemoryCallStore(3600), clock=lambda: OPEN)
+    with captured() as out, TestClient(create_app(settings, service), base_url=BASE_URL) as client:
+        for sid, status in ((SID, "ringing"), (OTHER, "ringing")):
+            params = inbound_params(sid, CALLER, CALLED, status)
+            headers = signed_headers(AUTH_TOKEN, f"{BASE_URL}/api/calls/incoming", params)
+            assert client.post("/api/calls/incoming", data=params, headers=headers).is_success
+        ended = inbound_params(SID, CALLER, CALLED, "completed") | {
+            "CallDuration": "73",
+            "SequenceNumber": "2",
+        }
+        headers = signed_headers(AUTH_TOKEN, f"{BASE_URL}/api/webhooks/call-status", ended)
+        signature = headers[SIGNATURE_HEADER]
+        answer = client.post("/api/webhooks/call-status", data=ended, headers=headers)
+        assert answer.status_code == 204
+    text = out.getvalue()
+    lines = parsed(text)
+    callback = one(lines, "call-status callback")
+    assert callback == callback | {
+        "logger": "flowpbx.web",
+        "level": "info",
+        "event": "call-status callback: completed",
+        "call_sid": SID,
+        "call_status": "completed",
+        "call_duration": "73",
+        "sequence_number": "2",
+    }
+    assert CALLER not in text
+    assert CALLED not in text
+    assert signature not in text
+    stopping = one(lines, "stopping")
+    assert stopping == stopping | {
+        "logger": "flowpbx",
+        "level": "info",
+        "event": "flowpbx: stopping; 1 call(s) in progress, whose state ends with this process",
+        "calls_in_progress": 1,
+        "pid": os.getpid(),
+    }
 
 
 class Unreachable:
@@ -670,6 +781,24 @@ def test_a_real_server_logs_json_lines_with_callsids_masked_numbers_and_no_secre
     rejected = one(lines, "X-Twilio-Signature")
     assert (rejected["call_sid"], rejected["level"]) == (bad, "warning")
     assert "fpbx_0123abcd" in one(lines, "refused GET /api/calls/history")["event"]
+    # One process: every line carries its pid. Start-up says where calls live; the status
+    # callback's facts are fields; the SIGTERM that ended the test is logged by flowpbx.
+    assert {line["pid"] for line in lines} == {server.process.pid}
+    redis_at = f"Redis at {locked_redis.host}:{locked_redis.port}"
+    started = one(lines, "call state and queues in")["event"]
+    assert started == f"call state and queues in {redis_at} (db 0)"
+    ended_line = one(lines, "call-status callback")
+    assert ended_line == ended_line | {
+        "event": "call-status callback: completed",
+        "call_sid": walk,
+        "call_status": "completed",
+        "sequence_number": "2",
+        "call_duration": "73",
+    }
+    stopping = one(lines, "flowpbx: stopping")
+    assert (stopping["logger"], stopping["level"]) == ("flowpbx", "info")
+    assert stopping["event"].endswith(f"call(s) in progress, their state kept in {redis_at}")
+    assert isinstance(stopping["calls_in_progress"], int)
     assert CALLER not in output
     assert MASKED in output
     secrets = (*SECRETS, shared_postgres.password, API_KEY, *twilio.signatures)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 import redis
@@ -24,6 +26,8 @@ from redis.crc import key_slot
 from redis.exceptions import ClusterCrossSlotError, RedisClusterException
 from sqlalchemy import select
 
+from conftest import FLOWS
+from flowpbx.app import StoreNotReachable, check_store
 from flowpbx.db import migrate
 from flowpbx.db.database import Database
 from flowpbx.db.models import Call
@@ -34,6 +38,7 @@ from flowpbx.history.sources import (
 )
 from flowpbx.history.writer import HistoryWriter
 from flowpbx.queues.redis_store import RedisQueueStore
+from flowpbx.settings import Settings
 from flowpbx.store.pacer import RedisPacer
 from flowpbx.store.redis import (
     _SAVE,
@@ -45,6 +50,7 @@ from flowpbx.store.redis import (
     shard,
     stream_key,
 )
+from serve_process import FLOWPBX, environment, free_port, serving, workdir
 from servers import RedisClusterServer, redis_cluster, redis_command
 from test_history_writer import _report
 from test_queue_store import _waiter
@@ -397,3 +403,58 @@ async def test_a_failed_over_master_is_followed_without_a_new_client() -> None:
                 )
         finally:
             await store.aclose()
+
+
+def test_serve_names_the_cluster_and_the_master_that_does_not_answer(tmp_path: Path) -> None:
+    """`flowpbx serve` on a cluster says at start which cluster holds the calls (seed nodes,
+    never the password) and /health says "redis-cluster". With one of the three masters
+    stopped, the start fails naming that master, and only it: the other two answer."""
+    password = "cluster-pass-93d1f7"
+    with redis_cluster() as own:
+        for port in own.ports:
+            assert redis_command(port, "CONFIG", "SET", "masterauth", password) == b"+OK\r\n"
+            assert redis_command(port, "CONFIG", "SET", "requirepass", password) == b"+OK\r\n"
+        env = environment(REDIS_CLUSTER_NODES=own.nodes_setting, REDIS_PASSWORD=password)
+        cwd = workdir(tmp_path)
+        with serving(cwd, env) as server:
+            health = httpx.get(f"{server.base_url}/health", timeout=10.0)
+            assert (health.status_code, health.json()["store"]) == (200, "redis-cluster")
+        seeds = ", ".join(f"127.0.0.1:{port}" for port in own.ports)
+        started = f"call state and queues in Redis Cluster (3 seed nodes: {seeds})"
+        assert started in server.output()
+        assert password not in server.output()
+
+        victim = own.ports[1]
+        process = own.processes[1]
+        process.terminate()
+        process.wait(timeout=10)
+        done = subprocess.run(
+            [str(FLOWPBX), "serve", "--flows", str(FLOWS), "--port", str(free_port())],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1, done.stderr
+    assert (
+        f"flowpbx cannot start: Redis Cluster at {own.nodes_setting}: master "
+        f"127.0.0.1:{victim} does not answer (the others do); every master must answer"
+    ) in done.stderr
+    for port in own.ports:
+        if port != victim:
+            assert f"127.0.0.1:{port} does not" not in done.stderr
+
+
+async def test_a_cluster_none_of_whose_seeds_answers_is_named_whole() -> None:
+    """No seed node answers: the masters are unknown, so the start-up check names the cluster
+    as configured and the settings to check."""
+    closed = free_port()
+    settings = Settings(redis_cluster_nodes=(("127.0.0.1", closed),))
+    with pytest.raises(StoreNotReachable) as failed:
+        await check_store(settings)
+    assert str(failed.value) == (
+        f"Redis Cluster at 127.0.0.1:{closed} does not answer; check REDIS_CLUSTER_NODES and "
+        "REDIS_PASSWORD"
+    )

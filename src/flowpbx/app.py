@@ -44,7 +44,12 @@ from flowpbx.reloading import KEEP_EVERY_SECONDS, FlowReloader, fingerprint
 from flowpbx.settings import Settings
 from flowpbx.store.memory import MemoryCallStore
 from flowpbx.store.pacer import RedisPacer
-from flowpbx.store.redis import EVENT_SHARDS, RedisCallStore, connect
+from flowpbx.store.redis import (
+    EVENT_SHARDS,
+    RedisCallStore,
+    connect,
+    silent_masters,
+)
 from flowpbx.twilio.rest import TwilioCredentials, TwilioRest
 from flowpbx.twilio.signature import base_of, public_url
 from flowpbx.twilio.tokens import TokenIssuer
@@ -101,7 +106,20 @@ def store_from(settings: Settings) -> CallStore:
             "process only (one process)"
         )
         return MemoryCallStore(settings.call_ttl, max_records=settings.events_max)
+    log.info("call state and queues in %s", store_place(settings))
     return RedisCallStore.from_url(url, settings.call_ttl, settings.events_max)
+
+
+def store_place(settings: Settings) -> str:
+    """Where call state and queues live, for the start-up line (no password): 'Redis at
+    host:port (db N)', 'Redis Cluster (3 seed nodes: host:port, ...)' or 'this process'."""
+    if settings.redis_cluster_nodes:
+        nodes = settings.redis_cluster_nodes
+        listed = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in nodes)
+        return f"Redis Cluster ({len(nodes)} seed node{'s' if len(nodes) > 1 else ''}: {listed})"
+    if settings.redis_host:
+        return f"{settings.redis_where} (db {settings.redis_db})"
+    return settings.redis_where
 
 
 async def check_store(settings: Settings) -> None:
@@ -111,15 +129,29 @@ async def check_store(settings: Settings) -> None:
         return
     probe = RedisCallStore.from_url(url, settings.call_ttl)
     try:
-        if not await probe.ping():
-            names = (
-                "REDIS_CLUSTER_NODES (every master must answer)"
-                if settings.redis_cluster_nodes
-                else "REDIS_HOST, REDIS_PORT"
-            )
+        if await probe.ping():
+            return
+        if not settings.redis_cluster_nodes:
             raise StoreNotReachable(
-                f"{settings.redis_where} does not answer; check {names} and REDIS_PASSWORD"
+                f"{settings.redis_where} does not answer; check REDIS_HOST, REDIS_PORT and "
+                "REDIS_PASSWORD"
             )
+        silent = await silent_masters(probe.client)
+        if not silent:  # no node answered (or, meanwhile, every master did)
+            raise StoreNotReachable(
+                f"{settings.redis_where} does not answer; check REDIS_CLUSTER_NODES and "
+                "REDIS_PASSWORD"
+            )
+        which = (
+            f"master {silent[0]} does not answer"
+            if len(silent) == 1
+            else f"masters {', '.join(silent)} do not answer"
+        )
+        raise StoreNotReachable(
+            f"{settings.redis_where}: {which} (the others do); every master must answer, "
+            "or the calls of its slots have no state: start it again, or wait for a replica "
+            "to take its place"
+        )
     finally:
         await probe.aclose()
 
@@ -375,7 +407,7 @@ def build_app(settings: Settings) -> Starlette:
     store = store_from(settings)
     db = Database(settings.database_url)
     log.info(
-        "flowpbx: %d flow(s) %s, default %s, listening on %s:%d",
+        "flowpbx: %d flow(s) %s, default %s, starting on %s:%d",
         len(catalog.flows),
         sorted(catalog.flows),
         catalog.default,

@@ -5,17 +5,20 @@ handler on the root logger, whose formatter (structlog's `ProcessorFormatter`) r
 record as
 
     {"timestamp": "2026-11-24T09:00:00.123456Z", "level": "warning", "logger": "flowpbx.calls",
-     "event": "call CA...: recovered (state_lost) at menu_principal", "call_sid": "CA..."}
+     "event": "call CA...: recovered (state_lost) at menu_principal", "pid": 4242,
+     "call_sid": "CA..."}
 
-with the context bound in the current task (`about_call`: the CallSid of the webhook being
+with the process that wrote it (`pid`: the workers of `flowpbx serve --workers N` write to one
+stream), the context bound in the current task (`about_call`: the CallSid of the webhook being
 answered) and `extra=` fields. Before a line is written, wherever they stand in it (the
 message, a field, a nested value, a traceback):
 
 - phone numbers are masked (`flowpbx.privacy.mask_numbers`: "+34******678");
 - secrets are redacted: the configured ones (`secrets_of`: the auth token, the API secret, the
-  Redis and database passwords), flowpbx API keys (their public prefix stays), access tokens
-  (JWTs), `Basic`/`Bearer` credentials, a URL's password, `token=...`-like pairs, and the
-  value of any field named like a signature, token, password, secret or authorization.
+  Redis and database passwords, the metrics token), flowpbx API keys (their public prefix
+  stays), access tokens (JWTs), `Basic`/`Bearer` credentials, a URL's password,
+  `token=...`-like pairs, and the value of any field named like a signature, token, password,
+  secret or authorization.
 
 See docs/operations.md (section 6) and docs/privacy.md.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -86,7 +90,7 @@ _PATTERNS: Final[tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...]] = (
         rf"\1{REDACTED}",
     ),
 )
-_NOT_CLEANED: Final = frozenset({"timestamp", "level", "logger"})
+_NOT_CLEANED: Final = frozenset({"timestamp", "level", "logger", "pid"})
 """Fields flowpbx itself fills with nothing personal or secret."""
 _DROPPED_EXTRAS: Final = ("color_message", "message", "asctime")
 """Record attributes that are not context: uvicorn's colored copy of a message, and what
@@ -154,10 +158,21 @@ def _stack(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
     return event
 
 
+def _pid(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
+    """The process that wrote the line: the one its log record was made in (`logging` notes
+    it on every record, in a forked or spawned process as in any other), else this one."""
+    record = event.get("_record")
+    pid = getattr(record, "process", None)
+    event["pid"] = pid if isinstance(pid, int) else os.getpid()
+    return event
+
+
 def _in_order(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
-    """timestamp, level, logger and event first, for people reading raw lines."""
+    """timestamp, level, logger, event and pid first, for people reading raw lines."""
     ordered = {
-        key: event.pop(key) for key in ("timestamp", "level", "logger", "event") if key in event
+        key: event.pop(key)
+        for key in ("timestamp", "level", "logger", "event", "pid")
+        if key in event
     }
     ordered.update(event)
     return ordered
@@ -192,6 +207,7 @@ def log_formatter(
             _drop_extras,
         ],
         processors=[
+            _pid,  # before the record is removed from the event
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             _stack,
             # The traceback as one string, so that it is redacted and masked like the rest.
@@ -256,19 +272,23 @@ def configure_logging(
 
 def secrets_of(settings: Settings) -> tuple[str, ...]:
     """The configured values no log line may show: the Twilio auth token and API secret, the
-    Redis and database passwords (DATABASE_URL's too)."""
+    Redis and database passwords (DATABASE_URL's and DATABASE_READ_URL's too, as written and
+    URL-decoded) and the metrics token (FLOWPBX_METRICS_TOKEN)."""
     found = [
         settings.twilio_auth_token,
         settings.twilio_api_secret,
         settings.redis_password,
         settings.db_password,
+        settings.metrics_token,
     ]
-    if settings.database_url_override:
+    for url in (settings.database_url_override, settings.database_read_url):
+        if not url:
+            continue
         with contextlib.suppress(ValueError):
-            password = urlsplit(settings.database_url_override).password
+            password = urlsplit(url).password
             if password:
                 found += [password, unquote(password)]
-    return tuple(secret for secret in found if secret)
+    return tuple(dict.fromkeys(secret for secret in found if secret))
 
 
 @contextlib.contextmanager

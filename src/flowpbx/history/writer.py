@@ -30,6 +30,7 @@ log = logging.getLogger("flowpbx.history")
 T = TypeVar("T")
 STORE = "waiting for the call store"
 DATABASE = "waiting for the database"
+_WAITED_FOR = {STORE: "the call store", DATABASE: "the database"}
 
 BATCH = 500
 LINGER = 0.5
@@ -39,6 +40,11 @@ UNAVAILABLE = (OperationalError, InterfaceError, ProgrammingError, PoolTimeout, 
 again. Any other error is the batch's own: its entries are stored one by one."""
 RETRY_FIRST = 0.5
 RETRY_MAX = 10.0
+"""The longest pause between tries of the database."""
+STORE_RETRY_MAX = 2.0
+"""The longest pause between tries of the call store: a Redis back (restarted, failed over)
+is written to again within 2 s; a try of a Redis that is down costs little (a connection
+refused, or CONNECT_TIMEOUT)."""
 RESTART_SECONDS = 5.0
 NEARLY_FULL = 0.8
 WARN_EVERY_SECONDS = 60.0
@@ -93,7 +99,7 @@ class HistoryWriter:
     async def run(self) -> None:
         """Until cancelled."""
         await self._retried(self.source.setup, StoreUnavailable, STORE)
-        self._set("writing")
+        self._writing()
         while True:
             stored = await self.step()
             if 0 < stored < self.batch // 4:
@@ -115,11 +121,20 @@ class HistoryWriter:
             # Committed but not acknowledged yet: a redelivery is harmless (idempotent).
             await self._retried(functools.partial(self.source.ack, chunk), StoreUnavailable, STORE)
             stored += len(chunk)
-        if self.status.state != "writing":
-            log.info("call history: writing again (%s)", self.status.state)
-            self._set("writing")
+        self._writing()
         self.status.entries += stored
         return stored
+
+    def _writing(self) -> None:
+        """Back to writing; after a wait, a line says how long the writer waited, for what."""
+        waited_for = _WAITED_FOR.get(self.status.state)
+        if waited_for is not None:
+            log.info(
+                "call history: writing again after waiting %.0f s for %s",
+                time.time() - self.status.since,
+                waited_for,
+            )
+        self._set("writing")
 
     async def _retried(
         self,
@@ -127,9 +142,10 @@ class HistoryWriter:
         unavailable: type[Exception] | tuple[type[Exception], ...],
         state: str,
     ) -> T:
-        """`work()`, tried again (0.5 s, doubling to 10 s) while it fails with `unavailable`;
-        any other error is the caller's."""
+        """`work()`, tried again (0.5 s, doubling to 10 s for the database, to 2 s for the
+        call store) while it fails with `unavailable`; any other error is the caller's."""
         pause = RETRY_FIRST
+        longest = STORE_RETRY_MAX if state == STORE else RETRY_MAX
         while True:
             try:
                 return await work()
@@ -138,7 +154,7 @@ class HistoryWriter:
                 if state == DATABASE:
                     await self._warn_if_nearly_full()
                 await asyncio.sleep(pause)
-                pause = min(RETRY_MAX, pause * 2)
+                pause = min(longest, pause * 2)
 
     async def _store(self, entries: Sequence[Entry]) -> None:
         await self._retried(

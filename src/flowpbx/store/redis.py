@@ -211,6 +211,25 @@ async def ping(client: RedisClient) -> bool:
         return False
 
 
+async def silent_masters(client: RedisClient) -> list[str] | None:
+    """For messages, when `ping` says False on a cluster: the masters (host:port, as the
+    cluster names them) that do not answer, each asked on its own; None when the masters are
+    unknown (no seed node answers, a refused password) or `client` is not a cluster's."""
+    if not isinstance(client, RedisCluster):
+        return None
+    try:
+        await client.initialize()  # the slots' masters, from the first seed node that answers
+    except REDIS_ERRORS:
+        return None
+    silent = []
+    for node in client.get_primaries():
+        try:
+            await client.execute_command("PING", target_nodes=node)
+        except REDIS_ERRORS:
+            silent.append(node.name)
+    return silent
+
+
 @dataclass(frozen=True, slots=True)
 class _Seen:
     """What this process last read or wrote for a call: the call, and its write token."""

@@ -22,6 +22,7 @@ from flowpbx.engine.actions import Route as CallRoute
 from flowpbx.engine.events import Event
 from flowpbx.engine.progress import CallProgress, Report
 from flowpbx.engine.service import Answer, CallService, Renderer
+from flowpbx.engine.storage import CallStore
 from flowpbx.history.prices import PriceFiller
 from flowpbx.history.sources import Backlog
 from flowpbx.history.writer import HistoryWriter
@@ -43,6 +44,8 @@ log = logging.getLogger("flowpbx.web")
 
 STOP_SECONDS = 5
 """How long the background tasks (history writer, prices, queue scheduler) get to stop."""
+COUNT_SECONDS = 1.0
+"""How long the stop line waits for the call store to count the calls in progress."""
 
 
 def _step(parse: Callable[[Mapping[str, str]], Event], service: CallService) -> Handler:
@@ -173,6 +176,32 @@ def _background(
     return background
 
 
+def _store_kind(settings: Settings) -> str:
+    """/health's "store": "memory", "redis" or "redis-cluster"."""
+    if settings.redis_cluster_nodes:
+        return "redis-cluster"
+    return "redis" if settings.redis_url else "memory"
+
+
+async def _log_stop(store: CallStore, settings: Settings) -> None:
+    """The line that says this process stops (its lifespan ends: SIGTERM, Ctrl+C), with the
+    calls in progress (every process's, when the store is shared)."""
+    try:
+        async with asyncio.timeout(COUNT_SECONDS):
+            calls: int | None = await store.active_calls()
+    except Exception:  # the store is down: the line is written all the same
+        calls = None
+    if calls is None:
+        count = "calls in progress unknown (the call store does not answer)"
+    elif settings.redis_url is None:
+        count = f"{calls} call(s) in progress, whose state ends with this process"
+    else:
+        count = f"{calls} call(s) in progress, their state kept in {settings.redis_where}"
+    logging.getLogger("flowpbx").info(
+        "flowpbx: stopping; %s", count, extra={"calls_in_progress": calls}
+    )
+
+
 def create_app(
     settings: Settings,
     service: CallService,
@@ -196,7 +225,7 @@ def create_app(
         store_ok = await store.ping()
         body: dict[str, object] = {
             "status": "ok" if store_ok else "degraded",
-            "store": "redis" if settings.redis_url else "memory",
+            "store": _store_kind(settings),
             "flows": sorted(service.catalog.flows),
             "versions": {name: loaded.version for name, loaded in service.catalog.flows.items()},
             # Which process answered, and how many answer on this port (`flowpbx reload`
@@ -254,6 +283,7 @@ def create_app(
         try:
             yield
         finally:
+            await _log_stop(store, settings)
             stop_listening()
             for task in background:
                 task.cancel()
