@@ -7,6 +7,8 @@ stopped by its process id when the test ends, whatever happens.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import socket
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -117,6 +119,13 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         assert pid.read_text("utf-8").strip() == str(server.process.pid)
     assert server.process.returncode == 0, server.output()
     assert not pid.exists()
+    # Its log says it starts (not that it listens: uvicorn has not yet), then that it stops.
+    events = [json.loads(line)["event"] for line in server.output().splitlines()]
+    assert any(f"starting on 0.0.0.0:{server.port}" in event for event in events), events
+    assert not any("listening on" in event for event in events), events
+    assert events[-1] == (
+        "flowpbx: stopping; 0 call(s) in progress, whose state ends with this process"
+    ), events
 
 
 def test_serve_redis_keeps_call_state_with_ttl(tmp_path: Path, redis_db: RedisServer) -> None:
@@ -156,6 +165,23 @@ def test_serve_redis_keeps_call_state_with_ttl(tmp_path: Path, redis_db: RedisSe
         assert "FLOWPBX_HOURS_OVERRIDE=open" in server.output()
     finally:
         client.close()
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    """A port another program listens on: the server stops before it starts anything (no
+    line says it listens, uvicorn has nothing to say), with a non-zero exit and one line that
+    names the port and what to do."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = _run_failing(workdir(tmp_path), environment(), "--port", str(port))
+    assert code != 0
+    assert output.splitlines() == [
+        f"flowpbx cannot start: cannot listen on 0.0.0.0:{port}: port {port} is already in use "
+        "(another flowpbx serve, or another program); stop it, or choose another port "
+        "(--port, PORT)"
+    ], output
 
 
 def test_serve_bad_port_setting_exits_naming_port(tmp_path: Path) -> None:

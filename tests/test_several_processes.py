@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -544,6 +545,12 @@ def test_serve_workers_answer_one_call_together_and_reload_together(
         assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the server"
     assert not (cwd / "data" / f"flowpbx-{server.port}.pid").exists()
     _no_errors(server)
+    # One output for the supervisor and its workers: each line says which process wrote it,
+    # and each worker still running at the SIGTERM said it stopped.
+    lines = [json.loads(line) for line in server.output().splitlines()]
+    assert {server.process.pid, one.pid, two.pid, replaced.pid} <= {line["pid"] for line in lines}
+    stopped = [line["pid"] for line in lines if line["event"].startswith("flowpbx: stopping")]
+    assert sorted(stopped) == sorted([two.pid, replaced.pid]), stopped
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import signal
@@ -32,6 +33,7 @@ from starlette.applications import Starlette
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
+from flowpbx.errors import FlowpbxError
 from flowpbx.settings import Settings
 
 log = logging.getLogger("flowpbx")
@@ -55,18 +57,35 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     }
 
 
-def prepare_workers(settings: Settings) -> None:
+class PortTaken(FlowpbxError):
+    """The port of `flowpbx serve --workers` cannot be bound."""
+
+
+def prepare_workers(settings: Settings) -> list[socket.socket]:
     """Before any worker starts: raise what would stop every one of them (flows that do not
-    validate, a database URL that cannot be used: `build_app` checks nothing else), and make
-    the folder where they share their metrics (PROMETHEUS_MULTIPROC_DIR, by default
-    `<FLOWPBX_RUN_DIR>/metrics-<port>`, emptied of a previous run's files)."""
+    validate, a database URL that cannot be used: `build_app` checks nothing else), bind the
+    port (PortTaken), and only then make the folder where they share their metrics
+    (PROMETHEUS_MULTIPROC_DIR, by default `<FLOWPBX_RUN_DIR>/metrics-<port>`, emptied of the
+    files of processes no longer running): a second server started on the port of one that
+    runs stops before it touches the running server's metric files. The sockets are for
+    `serve_workers`."""
     from flowpbx.app import catalog_from
     from flowpbx.db.database import Database
     from flowpbx.metrics import MULTIPROC_ENV, prepare_multiprocess
 
     catalog_from(settings)
     Database(settings.database_url).dispose()
-    prepare_multiprocess(os.environ.get(MULTIPROC_ENV) or metrics_dir(settings))
+    try:
+        bound = listeners(settings.host, settings.port, settings.workers)
+    except OSError as exc:
+        raise PortTaken(cannot_listen(settings, exc)) from exc
+    try:
+        prepare_multiprocess(os.environ.get(MULTIPROC_ENV) or metrics_dir(settings))
+    except BaseException:
+        for sock in set(bound):
+            sock.close()
+        raise
+    return bound
 
 
 def metrics_dir(settings: Settings) -> Path:
@@ -199,6 +218,30 @@ class Workers(Multiprocess):
         self._hangup &= self.pids()
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port for the one process of `flowpbx serve` (uvicorn listens on
+    it); raises OSError when the port is taken."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's own
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def cannot_listen(settings: Settings, exc: OSError) -> str:
+    """What to say when host:port cannot be bound: which, why, and what to do."""
+    where = f"{settings.host}:{settings.port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {where}: port {settings.port} is already in use (another "
+            "flowpbx serve, or another program); stop it, or choose another port (--port, PORT)"
+        )
+    return f"cannot listen on {where}: {exc.strerror or exc}; check HOST and PORT (--host, --port)"
+
+
 def listeners(host: str, port: int, count: int) -> list[socket.socket]:
     """`count` sockets bound to host:port, for `count` workers: with SO_REUSEPORT on Linux,
     where the kernel spreads connections over them; elsewhere (where SO_REUSEPORT does not
@@ -233,9 +276,9 @@ def listeners(host: str, port: int, count: int) -> list[socket.socket]:
     return bound
 
 
-def serve_workers(settings: Settings) -> bool:
-    """Serve on settings.host:port with settings.workers worker processes until stopped (SIGTERM,
-    SIGINT); False if the port could not be bound or a worker could not start."""
+def serve_workers(settings: Settings, bound: list[socket.socket]) -> bool:
+    """Serve on the sockets `prepare_workers` bound, with settings.workers worker processes,
+    until stopped (SIGTERM, SIGINT); False if a worker could not start."""
     from flowpbx.metrics import worker_exited
 
     os.environ.update(worker_environment(settings))
@@ -249,11 +292,6 @@ def serve_workers(settings: Settings) -> bool:
         log_config=None,  # uvicorn's lines go through flowpbx's handler (flowpbx.logs)
         proxy_headers=False,
     )
-    try:
-        bound = listeners(settings.host, settings.port, settings.workers)
-    except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
-        return False
     log.info(
         "flowpbx serve: %d workers on %s:%d (supervisor process %d)",
         settings.workers,

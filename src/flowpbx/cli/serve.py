@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import socket
+import sys
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -12,6 +14,8 @@ import click
 from flowpbx.cli.common import EXIT_PROBLEMS, EXIT_USAGE, fail, flows_folder
 
 if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
     from flowpbx.settings import Settings
 
 
@@ -31,9 +35,8 @@ def serve(host: str | None, port: int | None, workers: int | None, flows_dir: Pa
     import asyncio
     import dataclasses
 
-    import uvicorn
-
     from flowpbx.app import build_app, check_store
+    from flowpbx.metrics import prepare_own_metrics
     from flowpbx.reloading import remove_pid
     from flowpbx.settings import Settings, SettingsError
     from flowpbx.workers import prepare_workers, serve_workers
@@ -61,33 +64,66 @@ def serve(host: str | None, port: int | None, workers: int | None, flows_dir: Pa
         )
     setup_logging(settings)
     app = None
+    bound = None
+    sock = _bind(settings) if settings.workers == 1 else None
     try:
         asyncio.run(check_store(settings))
         if settings.workers == 1:
+            prepare_own_metrics()  # PROMETHEUS_MULTIPROC_DIR: an earlier run's files removed
             app = build_app(settings)
         else:
-            prepare_workers(settings)  # checks what would stop every worker; metrics folder
+            # What would stop every worker, then the port, then the metrics folder.
+            bound = prepare_workers(settings)
     except Exception as exc:
         fail(f"flowpbx cannot start: {exc}", EXIT_PROBLEMS)
     pid = _announce(settings)
     try:
-        if app is not None:
-            # uvicorn stops gracefully on SIGTERM, then raises the signal again for the handler
-            # it found: with this one that ends in SystemExit(0), so the pid file is removed
-            # and `docker stop` sees a clean exit instead of death by the signal.
-            signal.signal(signal.SIGTERM, _exit_cleanly)
-            uvicorn.run(
-                app,
-                host=settings.host,
-                port=settings.port,
-                log_level="warning",
-                log_config=None,  # uvicorn's lines go through flowpbx's handler (flowpbx.logs)
-                proxy_headers=False,
-            )
-        elif not serve_workers(settings):
+        if app is not None and sock is not None:
+            _serve_one(app, sock, settings)
+        elif bound is None or not serve_workers(settings, bound):
             fail("flowpbx cannot start: the log above says why", EXIT_PROBLEMS)
     finally:
         remove_pid(pid)
+        if sock is not None:
+            sock.close()
+
+
+def _bind(settings: Settings) -> socket.socket:
+    """The one process's socket, bound before anything starts: a port in use stops the start
+    here, in one line (uvicorn would say it after the app had started, and then stop it)."""
+    from flowpbx.workers import bind, cannot_listen
+
+    try:
+        return bind(settings.host, settings.port)
+    except OSError as exc:
+        fail(f"flowpbx cannot start: {cannot_listen(settings, exc)}", EXIT_PROBLEMS)
+
+
+def _serve_one(app: Starlette, sock: socket.socket, settings: Settings) -> None:
+    """Serve `app` on `sock` in this process until SIGTERM or Ctrl+C."""
+    import contextlib
+
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+
+    # uvicorn stops gracefully on SIGTERM, then raises the signal again for the handler it
+    # found: with this one that ends in SystemExit(0), so the pid file is removed and `docker
+    # stop` sees a clean exit instead of death by the signal.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            log_config=None,  # uvicorn's lines go through flowpbx's handler (flowpbx.logs)
+            proxy_headers=False,
+        )
+    )
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C: uvicorn stopped gracefully
+        server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)  # as uvicorn.run: the log above says why
 
 
 def _announce(settings: Settings) -> Path:

@@ -6,6 +6,7 @@ and malformed parameters 400, with nothing executed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,6 +18,7 @@ from flowpbx.engine.core import HOLD_ON
 from flowpbx.engine.progress import CallProgress, Report
 from flowpbx.engine.service import Answer, CallService, Fallback, Renderer
 from flowpbx.engine.storage import StoreUnavailable
+from flowpbx.language.catalog import LoadedFlow
 from flowpbx.logs import bind_call, unbind_call
 from flowpbx.privacy import mask_numbers
 from flowpbx.settings import Settings
@@ -86,6 +88,18 @@ class Webhooks:
                 return error(403, "invalid_signature", detail)
         return form, url
 
+    def _flow_of(self, request: Request, fields: Mapping[str, str]) -> LoadedFlow:
+        """The flow of the call a webhook is about, found as the call service finds it: the
+        one its URL names (`flow`: calls flowpbx placed, a queue's wait), else the number
+        called's (To); the default flow when neither tells."""
+        catalog = self.service.catalog
+        try:
+            named = request.query_params.get("flow")
+            loaded = catalog.get(named) if named else None
+            return loaded or catalog.for_number(fields.get("To", ""))
+        except Exception:
+            return catalog.default_flow
+
     def _renderer(self, url: str, path: str) -> Renderer | None:
         """Without PUBLIC_BASE_URL, webhook URLs are built on the address this request came to."""
         if self.settings.public_base_url:
@@ -116,12 +130,15 @@ class Webhooks:
                     request.url.path,
                     params.call_sid_for_log(fields),
                 )
-                flow = self.service.catalog.default_flow.flow.name
-                self.service.observer.fell_back(flow, Fallback.WEBHOOK_ERROR)
+                loaded = self._flow_of(request, fields)
                 if is_wait:
                     xml = (renderer or self.service.renderer)(HOLD_ON, 0)
                 else:
-                    xml = self.service.apology(renderer=renderer)
+                    xml = self.service.apology(loaded, renderer)
+                # Counted once the answer is made; an observer never raises (CallMetrics logs
+                # what it cannot record), and none may stand between the caller and it.
+                with contextlib.suppress(Exception):
+                    self.service.observer.fell_back(loaded.flow.name, Fallback.WEBHOOK_ERROR)
             return Response(xml, media_type=CONTENT_TYPE)
 
         return _about_call(endpoint)
@@ -186,7 +203,9 @@ class Webhooks:
                         report.call_sid,
                         exc,
                     )
-            log.info("%s %r", name, params.callback_summary(fields))
+            facts = params.callback_summary(fields)
+            status = facts.get("call_status") or facts.get("recording_status") or "no status"
+            log.info("%s callback: %s", name, status, extra=facts)
             if after is not None:
                 try:
                     await after(report)
