@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -283,6 +284,17 @@ def test_readyz_without_redis_checks_the_memory_store_and_sqlite(tmp_path: Path)
     with TestClient(build_app(settings), base_url=BASE_URL) as client:
         status, body = ready(client, [*secrets_of(None, None), str(tmp_path)])
     assert (status, body["checks"]) == (200, {"redis": "ok", "database": "ok", "flows": "ok"})
+
+
+def test_start_up_objects_are_frozen_out_of_later_collections(tmp_path: Path) -> None:
+    """What start-up made lives as long as the process: it is frozen (gc.freeze) once the app
+    has started, so that the collector's full rounds under load no longer walk it."""
+    settings = settings_for(None, f"sqlite:///{tmp_path / 'flowpbx.sqlite3'}")
+    app = build_app(settings)  # made after any earlier freeze: not frozen yet
+    before = gc.get_freeze_count()
+    with TestClient(app, base_url=BASE_URL) as client:
+        assert client.get("/healthz").status_code == 200
+        assert gc.get_freeze_count() > before
 
 
 @pytest.mark.anyio

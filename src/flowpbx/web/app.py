@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -158,6 +159,28 @@ class QueueParts:
     aclose: Callable[[], Awaitable[None]]
 
 
+def _warn_of_development_settings(settings: Settings) -> None:
+    if settings.skip_signature:
+        log.warning(
+            "!!! FLOWPBX_DEV_SKIP_SIGNATURE is on: webhooks are NOT verified. "
+            "Anyone can drive calls. Never use this outside local development. !!!"
+        )
+    if settings.hours_override:
+        log.warning(
+            "FLOWPBX_HOURS_OVERRIDE=%s: every business-hours node answers '%s' whatever the time",
+            settings.hours_override,
+            settings.hours_override,
+        )
+
+
+def freeze_startup_objects() -> None:
+    """Keep what start-up made (modules, flows, clients: alive for the whole process) out of
+    the garbage collector's later rounds: every full collection would walk it again. Under
+    load this is about 5% of a webhook's instructions (docs/benchmarks.md, issue #11)."""
+    gc.collect()
+    gc.freeze()
+
+
 def _background(
     history: HistoryParts | None, queues: QueueParts | None, reloader: FlowReloader | None
 ) -> list[asyncio.Task[None]]:
@@ -264,20 +287,10 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if settings.skip_signature:
-            log.warning(
-                "!!! FLOWPBX_DEV_SKIP_SIGNATURE is on: webhooks are NOT verified. "
-                "Anyone can drive calls. Never use this outside local development. !!!"
-            )
-        if settings.hours_override:
-            log.warning(
-                "FLOWPBX_HOURS_OVERRIDE=%s: every business-hours node answers '%s' "
-                "whatever the time",
-                settings.hours_override,
-                settings.hours_override,
-            )
+        _warn_of_development_settings(settings)
         for start in rest.startup if rest else ():
             await start()
+        freeze_startup_objects()
         background = _background(history, queues, reloader)
         stop_listening = listen_for_hangup(reloader) if reloader else lambda: None
         try:
