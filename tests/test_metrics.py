@@ -26,6 +26,7 @@ import httpx
 import pytest
 import redis as redis_client
 from prometheus_client import REGISTRY, values
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 from redis.crc import key_slot
 
@@ -252,6 +253,7 @@ def metrics_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory.mkdir()
     monkeypatch.setenv(metrics.MULTIPROC_ENV, str(directory))
     monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())  # type: ignore[no-untyped-call]
+    monkeypatch.setattr(values, "MmapedDict", metrics._AllocatedMmapedDict)  # as a worker's
     for metric in _RECORDED:
         monkeypatch.setattr(metric, "_metrics", {})
     monkeypatch.setattr(metrics, "_FAILURES", metrics._Failures())  # none said yet
@@ -269,7 +271,7 @@ def test_metrics_that_cannot_be_written_never_fail_a_webhook(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The metrics folder removed after the start (`rm -rf data/metrics-<port>`, a disk that
+    """The metrics folder removed after the start (`rm -rf data/metrics-<host>-<port>`, a disk
     fails): every metric write fails (FileNotFoundError), yet every webhook answers 200 TwiML
     in the flow's voice: the calls step on, a lost call is recovered, a webhook that fails
     answers the apology; each kind of metric that cannot be written is logged once, not once
@@ -563,6 +565,11 @@ def _closed_port() -> int:
     return port
 
 
+def _default_folder(workdir: Path, port: int) -> Path:
+    """The metrics folder of `flowpbx serve --workers` on `port` run from `workdir`."""
+    return workdir / "data" / f"metrics-{socket.gethostname()}-{port}"
+
+
 def _incoming(server: Server, n: int) -> None:
     url = server.base_url + "/api/calls/incoming"
     params = inbound_params(call_sid(n), CALLER, CALLED)
@@ -680,7 +687,7 @@ def test_metrics_of_serve_with_two_workers_count_every_worker(
     )
     incoming = {"route": "/api/calls/incoming"}
     with serving(workdir(tmp_path), env) as server:
-        shared = tmp_path / "data" / f"metrics-{server.port}"
+        shared = _default_folder(tmp_path, server.port)
 
         def writers() -> set[str]:
             return {path.name.split("_")[1] for path in shared.glob("counter_*.db")}
@@ -766,7 +773,9 @@ def test_a_second_serve_on_the_port_leaves_the_running_servers_metrics_alone(
 ) -> None:
     """`flowpbx serve --workers 2` counts 10 calls; a second `flowpbx serve --workers 2` started
     on its port, from the same folder (so on the same metrics folder), fails to listen and
-    touches nothing: 5 calls later the running server counts 15."""
+    touches nothing: 5 calls later the running server counts 15, and the file a process gone
+    left in the folder is still there (one that cleaned the folder before binding the port
+    would have removed it, even keeping the live processes' files)."""
     redis_client.Redis(host=redis_db.host, port=redis_db.port).flushdb()
     env = environment(
         REDIS_HOST=redis_db.host, REDIS_PORT=str(redis_db.port), FLOWPBX_HOURS_OVERRIDE="open"
@@ -779,6 +788,10 @@ def test_a_second_serve_on_the_port_leaves_the_running_servers_metrics_alone(
             _incoming(server, 500 + n)
         with httpx.Client(base_url=server.base_url, timeout=10) as http:
             assert value(scrape(http), count, **incoming) == 10
+        # A file of a process gone, holding nothing (prometheus_client's own format, so that
+        # scrapes read it): only the start of a server cleans it away.
+        gone = _default_folder(cwd, server.port) / f"counter_{_dead_pid()}.db"
+        MmapedDict(str(gone)).close()  # type: ignore[no-untyped-call]
         command = ["serve", "--port", str(server.port), "--flows", str(FLOWS), "--workers", "2"]
         second = subprocess.run(
             [str(FLOWPBX), *command],
@@ -791,6 +804,7 @@ def test_a_second_serve_on_the_port_leaves_the_running_servers_metrics_alone(
         )
         assert second.returncode == 1, second.stdout + second.stderr
         assert f"cannot listen on 0.0.0.0:{server.port}" in second.stderr
+        assert gone.exists(), "the second serve cleaned the folder before it bound the port"
         for n in range(5):
             _incoming(server, 510 + n)
         after = _scrape_every_worker(server, 2)
@@ -825,16 +839,19 @@ def test_serve_with_one_worker_and_a_multiprocess_folder_starts_from_zero(tmp_pa
 def test_serve_workers_answer_twilio_when_their_metrics_folder_is_gone(
     tmp_path: Path, redis_db: RedisServer
 ) -> None:
-    """The reviewer's trial: `flowpbx serve --workers 2`, then `rm -rf data/metrics-<port>`:
+    """The reviewer's trial: `flowpbx serve --workers 2`, then `rm -rf data/metrics-<host>-<port>`:
     every webhook still answers 200 TwiML (a new call, a step, a lost call recovered), and each
-    worker says once per kind of metric that it cannot record them, not once per webhook."""
+    worker says once per kind of metric that it cannot record them, not once per webhook.
+    /metrics keeps answering on every worker (the folder made again), with the shared state:
+    Prometheus must not take the server for down."""
     redis_client.Redis(host=redis_db.host, port=redis_db.port).flushdb()
     env = environment(
         REDIS_HOST=redis_db.host, REDIS_PORT=str(redis_db.port), FLOWPBX_HOURS_OVERRIDE="open"
     )
     with serving(workdir(tmp_path), env, args=["--workers", "2"]) as server:
         _scrape_every_worker(server, 2)  # both started (a worker makes the folder at its start)
-        shutil.rmtree(tmp_path / "data" / f"metrics-{server.port}")
+        folder = _default_folder(tmp_path, server.port)
+        shutil.rmtree(folder)
         for n in range(12):
             _incoming(server, 700 + n)
         url = server.base_url + "/api/calls/gather?seq=3"
@@ -842,7 +859,131 @@ def test_serve_workers_answer_twilio_when_their_metrics_folder_is_gone(
         lost = httpx.post(url, data=params, headers=signed_headers(TOKEN, url, params), timeout=10)
         assert lost.status_code == 200, lost.text
         assert "Volvemos al menú principal" in lost.text
+        for samples in _scrape_every_worker(server, 2).values():  # each scrape answered 200
+            assert value(samples, "flowpbx_ready", check="redis") == 1
+            assert ("flowpbx_active_calls", frozenset()) in samples
+        assert folder.is_dir()
     output = server.output()
     assert "Traceback" not in output
+    assert 1 <= output.count(f"{folder.name} was gone and is made again") <= 2, output
     for kind in ("webhooks", "steps"):
         assert 1 <= output.count(f"{kind} cannot be recorded") <= 2, output
+
+
+_WRITE_METRICS = """
+import sys
+from flowpbx import metrics
+for n in range(int(sys.argv[1])):
+    metrics.webhook_answered(f"/route/{n}", 200, 0.01)
+    metrics.CallMetrics().stepped("flow", f"kind-{n}")
+sys.stdout.buffer.write(metrics.counters())
+"""
+
+
+def _write_metrics(directory: Path, routes: int, *setup: str) -> subprocess.CompletedProcess[str]:
+    """A process in multiprocess mode on `directory` (after the lines `setup`) recording a
+    webhook and a step on each of `routes` routes; its output is its /metrics counters."""
+    env = environment(PROMETHEUS_MULTIPROC_DIR=str(directory))
+    script = "\n".join(setup) + _WRITE_METRICS
+    return subprocess.run(
+        [sys.executable, "-c", script, str(routes)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def test_metric_files_have_their_blocks_allocated(tmp_path: Path) -> None:
+    """In multiprocess mode every metric file has its disk blocks, when made and when grown:
+    prometheus_client's own are sparse, and a write through mmap to a page without a block on
+    a full disk is a SIGBUS that kills the process. Its counts are intact."""
+    directory = tmp_path / "metrics"
+    done = _write_metrics(directory, 400)
+    files = sorted(directory.iterdir())
+    assert [path.name.split("_")[0] for path in files] == ["counter", "histogram"]
+    for path in files:
+        stat = path.stat()
+        assert stat.st_size > 1 << 16, f"{path.name} grew past its first 64 KiB"
+        assert stat.st_blocks * 512 >= stat.st_size, f"{path.name} is sparse"
+    samples = parse(done.stdout)
+    assert value(samples, "flowpbx_steps_total", flow="flow", kind="kind-399") == 1
+    assert value(samples, "flowpbx_webhook_duration_seconds_count", route="/route/0") == 1
+    assert sum(v for (name, _), v in samples.items() if name == "flowpbx_steps_total") == 400
+
+
+def test_a_full_disk_leaves_metrics_out_and_scrapes_answering(tmp_path: Path) -> None:
+    """A disk with no room for a metric file (posix_fallocate failing as on a full disk): the
+    metrics are left out and said in the log, no empty file is left for /metrics to choke on,
+    and once there is room they are recorded again."""
+    directory = tmp_path / "metrics"
+    full = [
+        "import errno, os",
+        "real = os.posix_fallocate",
+        "def full(fd, offset, length):",
+        "    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))",
+        "os.posix_fallocate = full",
+        "from flowpbx import metrics",
+        "metrics.webhook_answered('/api/calls/incoming', 200, 0.01)",
+        "assert metrics.counters() == b'', metrics.counters()",
+        "os.posix_fallocate = real",
+    ]
+    done = _write_metrics(directory, 1, *full)
+    assert "webhooks cannot be recorded (OSError: [Errno 28] No space left on device)" in (
+        done.stderr
+    )
+    assert sorted(path.name.split("_")[0] for path in directory.iterdir()) == [
+        "counter",
+        "histogram",
+    ]
+    samples = parse(done.stdout)
+    seconds = "flowpbx_webhook_duration_seconds_count"
+    assert value(samples, seconds, route="/route/0") == 1
+    assert value(samples, seconds, route="/api/calls/incoming") == 0, "recorded nowhere"
+
+
+def test_the_default_metrics_folder_is_per_host_and_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`<FLOWPBX_RUN_DIR>/metrics-<hostname>-<port>`: two containers mounting one data volume
+    (each its own hostname and process ids) never share, so never clean, each other's files."""
+    from flowpbx.workers import metrics_dir
+
+    settings = Settings(run_dir=tmp_path, port=3020)
+    assert metrics_dir(settings) == tmp_path / f"metrics-{socket.gethostname()}-3020"
+    monkeypatch.setattr(socket, "gethostname", lambda: "blue")
+    blue = metrics_dir(settings)
+    monkeypatch.setattr(socket, "gethostname", lambda: "green")
+    green = metrics_dir(settings)
+    assert (blue.name, green.name) == ("metrics-blue-3020", "metrics-green-3020")
+    monkeypatch.setattr(socket, "gethostname", lambda: "a/../b")
+    assert metrics_dir(settings).parent == tmp_path
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_with_an_unusable_metrics_folder_says_why_in_one_line(
+    tmp_path: Path, redis_db: RedisServer, workers: str
+) -> None:
+    """PROMETHEUS_MULTIPROC_DIR naming a folder that cannot be made: `flowpbx serve` stops with
+    the usual one line naming it, not a traceback."""
+    env = environment(
+        REDIS_HOST=redis_db.host,
+        REDIS_PORT=str(redis_db.port),
+        PROMETHEUS_MULTIPROC_DIR="/proc/nope",
+    )
+    command = ["serve", "--port", str(_closed_port()), "--flows", str(FLOWS), "--workers", workers]
+    done = subprocess.run(
+        [str(FLOWPBX), *command],
+        cwd=workdir(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith(
+        "flowpbx cannot start: PROMETHEUS_MULTIPROC_DIR='/proc/nope' cannot hold metric files"
+    ), done.stderr

@@ -15,8 +15,9 @@ Labels never carry a CallSid or a phone number: routes, flows, node kinds, queue
 and operations are few.
 
 Recording never fails what is recorded: a metric that cannot be written (the shared folder
-removed, a disk that fails) is left out, and said in the log once in a while (`_Failures`),
-while the webhook, the step or the request to Twilio goes on.
+removed, a disk that fails or is full) is left out, and said in the log once in a while
+(`_Failures`), while the webhook, the step or the request to Twilio goes on. For a full disk
+that takes `_AllocatedMmapedDict`: prometheus_client's files would otherwise kill the process.
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    mmap_dict,
     multiprocess,
     values,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.mmap_dict import MmapedDict
 
 from flowpbx.errors import FlowpbxError
 
@@ -55,6 +58,83 @@ own timeout."""
 
 # *_created series: noise for these counters (the library's function is not annotated).
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+_INITIAL_SIZE: int = mmap_dict._INITIAL_MMAP_SIZE
+"""The size prometheus_client gives a new metric file."""
+
+
+class _AllocatedMmapedDict(MmapedDict):
+    """prometheus_client's metric file (multiprocess mode), its disk blocks allocated before
+    they are mapped.
+
+    prometheus_client makes each file sparse (`truncate` to 64 KiB, doubled with `truncate`
+    when full) and writes it through `mmap`: on a full filesystem the first write to a page
+    that has no block is a SIGBUS, which no `except` catches, and the worker dies mid-webhook
+    (its callers dropped). With the blocks allocated first (`posix_fallocate`) a full disk is
+    an OSError where the file is opened or grown, which `_recording` logs and leaves out."""
+
+    def __init__(self, filename: str, read_mode: bool = False) -> None:
+        if not read_mode:
+            _allocated(filename)
+        super().__init__(filename, read_mode)  # type: ignore[no-untyped-call]
+
+    def _init_value(self, key: str) -> None:
+        # The parent doubles the capacity until the new entry fits, then truncates the file to
+        # it: the blocks of that size are allocated first (truncate to the size the file has
+        # then changes nothing).
+        encoded = key.encode("utf-8")
+        entry = 4 + len(encoded) + (8 - (len(encoded) + 4) % 8) + 16
+        capacity: int = self._capacity
+        while self._used + entry > capacity:
+            capacity *= 2
+        if capacity != self._capacity:
+            _allocate(self._f.fileno(), capacity)
+        super()._init_value(key)  # type: ignore[no-untyped-call]
+
+
+def _allocated(filename: str) -> None:
+    """The metric file `filename` with its blocks allocated, `_INITIAL_SIZE` bytes at least.
+    A new one is made under another name and renamed once allocated: `/metrics` never reads it
+    empty (which prometheus_client cannot parse), and a full disk leaves none behind. Raises
+    OSError."""
+    try:
+        fd = os.open(filename, os.O_RDWR)
+    except FileNotFoundError:
+        pass
+    else:
+        try:
+            _allocate(fd, max(os.fstat(fd).st_size, _INITIAL_SIZE))
+        finally:
+            os.close(fd)
+        return
+    making = filename + ".new"  # not *.db: not read by /metrics, nor cleaned at the start
+    try:
+        with open(making, "wb") as file:
+            _allocate(file.fileno(), _INITIAL_SIZE)
+        os.replace(making, filename)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(making)
+        raise
+
+
+def _allocate(fd: int, size: int) -> None:
+    """Disk blocks for the first `size` bytes of the file `fd` (its size made at least `size`).
+    Raises OSError (ENOSPC) when the filesystem has no room."""
+    if hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(fd, 0, size)
+        return
+    # No posix_fallocate (macOS): zeros written past the end are allocated as well.
+    end = os.fstat(fd).st_size
+    if end < size:
+        os.pwrite(fd, bytes(size - end), end)
+
+
+if getattr(values.ValueClass, "_multiprocess", False):
+    # Multiprocess mode: `values.MultiProcessValue` looks the name up each time it opens a
+    # file, so every metric file of this process is made by the class above.
+    values.MmapedDict = _AllocatedMmapedDict  # type: ignore[attr-defined]
 
 WEBHOOK_SECONDS = Histogram(
     "flowpbx_webhook_duration_seconds",
@@ -263,13 +343,34 @@ def multiprocess_dir() -> Path | None:
 
 def counters() -> bytes:
     """The counters and histograms in the text format: every worker's summed in
-    multiprocess mode, else this process's (with its process_* and python_* metrics)."""
+    multiprocess mode, else this process's (with its process_* and python_* metrics).
+
+    A multiprocess folder that is gone (removed under the running server) is made again, and
+    what it holds rendered: /metrics keeps answering, with the shared state. The kinds of
+    metrics the processes had recorded before the removal go on to the removed files until
+    the server restarts: their counts are lost, and not said (`_recording` sees no error)."""
     directory = multiprocess_dir()
     if directory is None:
         return generate_latest(REGISTRY)
+    if not directory.is_dir():
+        try:
+            _made(directory)
+        except MetricsSetupError as exc:
+            _FAILURES.failed("the metrics folder", exc)
+            return b""
+        log.warning(
+            "metrics: the folder %s was gone and is made again: the counts the processes "
+            "record meanwhile in the removed files are lost until flowpbx serve restarts",
+            directory,
+        )
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
-    return generate_latest(registry)
+    try:
+        multiprocess.MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    except (ValueError, FileNotFoundError):
+        if directory.is_dir():
+            raise
+        return b""  # removed again meanwhile: the next scrape makes it
 
 
 # -- the shared state, read at scrape time --
@@ -400,6 +501,9 @@ def render_state(snapshot: Snapshot) -> bytes:
 
 # A process started with PROMETHEUS_MULTIPROC_DIR naming a folder that is not there would fail
 # at its first metric, inside a webhook: make it now (`prepare_multiprocess` empties it first
-# when a supervisor starts workers).
+# when a supervisor starts workers). A folder that cannot be made does not fail the import:
+# `flowpbx serve` says so in one line when it prepares the folder (`prepare_own_metrics`,
+# `prepare_multiprocess`), and elsewhere the metrics are left out as any that cannot be written.
 if (_shared := multiprocess_dir()) is not None:
-    _made(_shared)
+    with contextlib.suppress(MetricsSetupError):
+        _made(_shared)
