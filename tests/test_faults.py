@@ -7,7 +7,9 @@ Every test here failed on the engine before call engine v2. The Redis ones run a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import io
 import json
 import logging
 import threading
@@ -22,10 +24,14 @@ import redis
 
 from conftest import FLOWS
 from flowpbx.app import build_service, catalog_from
+from flowpbx.engine.actions import Action
 from flowpbx.language.catalog import FlowCatalog, LoadedFlow
 from flowpbx.language.loader import load_flow
+from flowpbx.logs import log_formatter
 from flowpbx.settings import Settings
+from flowpbx.store.memory import MemoryCallStore
 from flowpbx.store.redis import RedisCallStore, call_key
+from flowpbx.twilio.twiml import TwimlRenderer, Urls
 from flowpbx.web.app import create_app
 from serve_process import Server, environment, serving, workdir
 from servers import RedisServer, redis_server
@@ -271,6 +277,57 @@ def test_input_without_max_digits_accepts_long_entry(
         call.start(call_sid(8))
         reply = call.press(digits + "#")
     assert reply.says == (f"Ha marcado {' '.join(digits)}.", "Adiós.")
+
+
+class BreakableRenderer:
+    """The service's TwiML writer, which the test breaks (as a bug in it would): every
+    document it is asked for, a step's or an apology's, fails."""
+
+    def __init__(self) -> None:
+        self.twiml = TwimlRenderer(Urls(BASE_URL))
+        self.broken = False
+
+    def __call__(self, actions: tuple[Action, ...], seq: int, flow: str = "") -> str:
+        if self.broken:
+            raise RuntimeError("the TwiML writer is broken")
+        return self.twiml(actions, seq, flow)
+
+
+def test_a_webhook_whose_apology_fails_too_still_answers_twiml(catalog: FlowCatalog) -> None:
+    """When the TwiML writer fails, the step and its apology fail alike: a new call still gets
+    an apology in the default flow's voice and a hangup, a caller waiting in a queue a pause
+    (Twilio asks the wait URL again after it: the caller keeps their place), never a 500;
+    each failure is logged once, as an error with the CallSid."""
+    settings = Settings(twilio_auth_token=TOKEN, flows_dir=FLOWS, public_base_url=BASE_URL)
+    renderer = BreakableRenderer()
+    built = build_service(settings, catalog, MemoryCallStore(3600), clock=lambda: OPEN)
+    service = dataclasses.replace(built, renderer=renderer)
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(log_formatter("json"))
+    web = logging.getLogger("flowpbx.web")
+    web.addHandler(handler)
+    try:
+        with TestClient(create_app(settings, service), base_url=BASE_URL) as client:
+            waiting = TwilioDriver(client, TOKEN)
+            waiting.start(call_sid(40))
+            assert waiting.press("9").has("Enqueue")
+            renderer.broken = True
+            held = waiting.wait(30)
+            new = TwilioDriver(client, TOKEN)
+            sorry = new.start(call_sid(41))
+    finally:
+        web.removeHandler(handler)
+    assert held.names == ("Pause",)
+    assert sorry.names == ("Say", "Hangup")
+    assert sorry.says == ("Lo sentimos, se ha producido un error. Disculpe las molestias.",)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    failed = [line for line in lines if "failed" in line["event"]]
+    assert [(line["level"], line["call_sid"]) for line in failed] == [
+        ("error", call_sid(40)),
+        ("error", call_sid(41)),
+    ], failed
+    assert all("the TwiML writer is broken" in line["exception"] for line in failed)
 
 
 # --- A real server process and a Redis that restarts ---------------------------------------------

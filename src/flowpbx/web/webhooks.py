@@ -10,11 +10,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Final
+from xml.sax.saxutils import escape, quoteattr
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from flowpbx.engine.core import HOLD_ON
+from flowpbx.engine.core import HOLD_ON, describe
 from flowpbx.engine.progress import CallProgress, Report
 from flowpbx.engine.service import Answer, CallService, Fallback, Renderer
 from flowpbx.engine.storage import StoreUnavailable
@@ -35,6 +37,16 @@ from flowpbx.twilio.twiml import CONTENT_TYPE, TwimlRenderer, Urls
 from flowpbx.web.http import MAX_BODY, error, read_body
 
 log = logging.getLogger("flowpbx.web")
+
+_XML: Final = '<?xml version="1.0" encoding="UTF-8"?>'
+SORRY: Final = (
+    f"{_XML}<Response><Say>We are sorry, an error has occurred. Please try again later.</Say>"
+    "<Hangup /></Response>"
+)
+"""The last answer of a voice webhook that failed and whose apology failed too: a constant
+in Twilio's default voice, which no flow, renderer or library can break."""
+HOLD_ON_TWIML: Final = f'{_XML}<Response><Pause length="5" /></Response>'
+"""`HOLD_ON` as a constant, for a queue's wait webhook that cannot render even that."""
 
 Handler = Callable[[Request, Mapping[str, str], Renderer | None], Awaitable[Answer]]
 DirectWrite = Callable[[Report], Awaitable[bool]]
@@ -106,6 +118,41 @@ class Webhooks:
             return None
         return TwimlRenderer(Urls(base_of(url, path)))
 
+    def _fallback(
+        self, loaded: LoadedFlow, renderer: Renderer | None, *, is_wait: bool
+    ) -> tuple[str, str]:
+        """What a voice webhook that failed answers, and what failed on the way (for its log
+        line; '' when nothing did). The renderer or a flow's goodbye may be what failed, so each
+        answer has a simpler one behind it: the call's flow's apology, the default flow's, the
+        default flow's goodbye written here without the renderer, and `SORRY`, which needs
+        nothing. A caller waiting in a queue holds on instead (`HOLD_ON_TWIML` at the last):
+        the end of a wait document sends Twilio back to the wait URL, so a pause, which needs
+        no URL, keeps the caller's place; a hangup would lose it."""
+        catalog = self.service.catalog
+        attempts: tuple[tuple[str, Callable[[], str]], ...]
+        if is_wait:
+            attempts = (("holding on", lambda: (renderer or self.service.renderer)(HOLD_ON, 0)),)
+            last = ("a pause", HOLD_ON_TWIML)
+        else:
+            attempts = (
+                ("the flow's apology", lambda: self.service.apology(loaded, renderer)),
+                ("the default flow's apology", lambda: self.service.apology(None, renderer)),
+                (
+                    "the default flow's goodbye, written without the renderer",
+                    lambda: _goodbye_twiml(catalog.default_flow),
+                ),
+            )
+            last = ("a plain apology", SORRY)
+        failures: list[str] = []
+        for name, attempt in attempts:
+            try:
+                xml = attempt()
+            except Exception as exc:
+                failures.append(f"{name} ({describe(exc)})")
+                continue
+            return xml, _cost(failures, name)
+        return last[1], _cost(failures, last[0])
+
     def voice(
         self, handle: Handler, *, is_wait: bool = False
     ) -> Callable[[Request], Awaitable[Response]]:
@@ -125,16 +172,15 @@ class Webhooks:
                 log.warning("bad webhook %s: %s", request.url.path, mask_numbers(str(exc)))
                 return error(400, "bad_parameters", str(exc))
             except Exception:
+                loaded = self._flow_of(request, fields)
+                xml, failed = self._fallback(loaded, renderer, is_wait=is_wait)
+                # One line, with the first failure's traceback and what answering it cost.
                 log.exception(
-                    "webhook %s failed (CallSid %r)",
+                    "webhook %s failed (CallSid %r)%s",
                     request.url.path,
                     params.call_sid_for_log(fields),
+                    failed,
                 )
-                loaded = self._flow_of(request, fields)
-                if is_wait:
-                    xml = (renderer or self.service.renderer)(HOLD_ON, 0)
-                else:
-                    xml = self.service.apology(loaded, renderer)
                 # Counted once the answer is made; an observer never raises (CallMetrics logs
                 # what it cannot record), and none may stand between the caller and it.
                 with contextlib.suppress(Exception):
@@ -214,6 +260,24 @@ class Webhooks:
             return Response(status_code=204)
 
         return _about_call(endpoint)
+
+
+def _cost(failures: list[str], answered: str) -> str:
+    """The end of a failed webhook's log line: its fallbacks that failed too, and what it
+    answered instead."""
+    if not failures:
+        return ""
+    return f"; {', '.join(failures)} failed too: answered {answered}"
+
+
+def _goodbye_twiml(loaded: LoadedFlow) -> str:
+    """The flow's goodbye (its plain apology in its voice, then hang up) as TwiML written here,
+    for when the renderer is what fails."""
+    speech = loaded.flow.on_error.goodbye
+    assert speech.text is not None
+    voice, language = quoteattr(speech.voice), quoteattr(speech.language)
+    say = f"<Say language={language} voice={voice}>{escape(speech.text.render({}))}</Say>"
+    return f"{_XML}<Response>{say}<Hangup /></Response>"
 
 
 def _about_call(
