@@ -199,3 +199,29 @@ def test_serve_unreachable_redis_exits_naming_redis(tmp_path: Path) -> None:
     assert code != 0
     assert "Redis" in output
     assert f"127.0.0.1:{closed}" in output
+
+
+def test_serve_binds_the_address_host_names() -> None:
+    """HOST is resolved as the operating system does (localhost), an IPv6 address gets an
+    IPv6-only socket as asyncio's servers do, and an unknown name says what to check."""
+    from flowpbx.settings import Settings
+    from flowpbx.workers import bind, cannot_listen, listeners
+
+    named = bind("localhost", 0)
+    try:
+        assert named.getsockname()[0] in ("127.0.0.1", "::1")
+    finally:
+        named.close()
+    six = bind("::1", 0)
+    try:
+        assert six.family == socket.AF_INET6
+        assert six.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+    finally:
+        six.close()
+    for sock in listeners("localhost", free_port(), 2):
+        sock.close()
+    with pytest.raises(socket.gaierror) as unknown:
+        bind("no-such-host.invalid", 0)
+    message = cannot_listen(Settings(host="no-such-host.invalid", port=3020), unknown.value)
+    assert message.startswith("cannot listen on no-such-host.invalid:3020: ")
+    assert message.endswith("check HOST and PORT (--host, --port)")

@@ -22,11 +22,13 @@ import ctypes
 import errno
 import logging
 import os
+import re
 import signal
 import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -65,10 +67,9 @@ def prepare_workers(settings: Settings) -> list[socket.socket]:
     """Before any worker starts: raise what would stop every one of them (flows that do not
     validate, a database URL that cannot be used: `build_app` checks nothing else), bind the
     port (PortTaken), and only then make the folder where they share their metrics
-    (PROMETHEUS_MULTIPROC_DIR, by default `<FLOWPBX_RUN_DIR>/metrics-<port>`, emptied of the
-    files of processes no longer running): a second server started on the port of one that
-    runs stops before it touches the running server's metric files. The sockets are for
-    `serve_workers`."""
+    (PROMETHEUS_MULTIPROC_DIR, by default `metrics_dir`, emptied of the files of processes no
+    longer running): a second server started on the port of one that runs stops before it
+    touches the running server's metric files. The sockets are for `serve_workers`."""
     from flowpbx.app import catalog_from
     from flowpbx.db.database import Database
     from flowpbx.metrics import MULTIPROC_ENV, prepare_multiprocess
@@ -89,9 +90,14 @@ def prepare_workers(settings: Settings) -> list[socket.socket]:
 
 
 def metrics_dir(settings: Settings) -> Path:
-    """Where the workers of `flowpbx serve` on this port share their metrics by default (one
-    folder per port: two servers started from one folder must not mix theirs)."""
-    return settings.run_dir / f"metrics-{settings.port}"
+    """Where the workers of `flowpbx serve` on this port share their metrics by default: one
+    folder per host and port, `<FLOWPBX_RUN_DIR>/metrics-<hostname>-<port>`. Two servers
+    started from one folder must not mix theirs; nor two containers mounting one data volume
+    (blue/green): each has its own process ids, so one would take the other's files for those
+    of processes gone and remove them, and their low ids collide. Docker gives each container
+    a hostname of its own."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
+    return settings.run_dir / f"metrics-{host}-{settings.port}"
 
 
 def app_from_environment() -> Starlette:
@@ -218,13 +224,26 @@ class Workers(Multiprocess):
         self._hangup &= self.pids()
 
 
+def _listening_socket(host: str, port: int) -> tuple[socket.socket, tuple[Any, ...]]:
+    """An unbound socket for HOST, and the address to bind it to: HOST's first address (a
+    name such as localhost is resolved; "" is every IPv4 address, as 0.0.0.0). An IPv6 socket
+    takes IPv6 only, as asyncio's own servers do: `::` does not also take IPv4."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    return sock, address
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A socket bound to host:port for the one process of `flowpbx serve` (uvicorn listens on
     it); raises OSError when the port is taken."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock, address = _listening_socket(host, port)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's own
-        sock.bind((host, port))
+        sock.bind(address)
     except OSError:
         sock.close()
         raise
@@ -247,12 +266,11 @@ def listeners(host: str, port: int, count: int) -> list[socket.socket]:
     where the kernel spreads connections over them; elsewhere (where SO_REUSEPORT does not
     balance) one socket they all share. Raises OSError when the port is taken: the first bind
     is made without SO_REUSEPORT, which another server's sockets would otherwise let through."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     balanced = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
-    probe = socket.socket(family)
+    probe, address = _listening_socket(host, port)
     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        probe.bind((host, port))
+        probe.bind(address)
         if not balanced:
             probe.set_inheritable(True)
             return [probe] * count
@@ -263,11 +281,11 @@ def listeners(host: str, port: int, count: int) -> list[socket.socket]:
     bound: list[socket.socket] = []
     try:
         for _ in range(count):
-            sock = socket.socket(family)
+            sock, _address = _listening_socket(host, port)
             bound.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((host, port))
+            sock.bind(address)
             sock.set_inheritable(True)
     except OSError:
         for sock in bound:
