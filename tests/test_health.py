@@ -288,13 +288,16 @@ def test_readyz_without_redis_checks_the_memory_store_and_sqlite(tmp_path: Path)
 
 def test_start_up_objects_are_frozen_out_of_later_collections(tmp_path: Path) -> None:
     """What start-up made lives as long as the process: it is frozen (gc.freeze) once the app
-    has started, so that the collector's full rounds under load no longer walk it."""
+    has started, so that the collector's full rounds under load no longer walk it; and thawed
+    when the app stops."""
     settings = settings_for(None, f"sqlite:///{tmp_path / 'flowpbx.sqlite3'}")
     app = build_app(settings)  # made after any earlier freeze: not frozen yet
     before = gc.get_freeze_count()
     with TestClient(app, base_url=BASE_URL) as client:
         assert client.get("/healthz").status_code == 200
         assert gc.get_freeze_count() > before
+    # Stopped: unfrozen, so that the next app of this process does not keep this one's garbage.
+    assert gc.get_freeze_count() == 0
 
 
 @pytest.mark.anyio

@@ -176,8 +176,10 @@ def _warn_of_development_settings(settings: Settings) -> None:
 def freeze_startup_objects() -> None:
     """Keep what start-up made (modules, flows, clients: alive for the whole process) out of
     the garbage collector's later rounds: every full collection would walk it again. Under
-    load this is about 5% of a webhook's instructions (docs/benchmarks.md, issue #11)."""
-    gc.collect()
+    load this is about 5% of a webhook's instructions (docs/benchmarks.md, issue #11). The
+    app's shutdown unfreezes it, so that a process building several apps (tests, an embedding
+    program) does not keep the earlier ones' cyclic garbage."""
+    gc.collect(1)  # the young garbage of start-up; a full collection costs more than it frees
     gc.freeze()
 
 
@@ -316,6 +318,7 @@ def create_app(
                 await stop()
             await readiness.aclose()
             await store.aclose()
+            gc.unfreeze()  # what start-up made may go now (a process that builds apps again)
 
     steps: dict[CallRoute, Handler] = {
         CallRoute.GATHER: _step(params.keys_pressed, service),
