@@ -160,6 +160,20 @@ tests:
         alertname: FlowpbxWebhooksRejected
         exp_alerts: []
 
+  # 2.03 % of the steps fail: past the 2 % threshold. A failed step is counted as a step
+  # already, and must not be counted again in the denominator (that would read 1.99 %).
+  - interval: 1m
+    input_series:
+      - series: 'flowpbx_steps_total{instance="a", flow="seguros", kind="menu"}'
+        values: '0+10000x20'
+      - series: 'flowpbx_fallbacks_total{instance="a", flow="seguros", reason="step_failed"}'
+        values: '0+203x20'
+    alert_rule_test:
+      - eval_time: 20m
+        alertname: FlowpbxFallbacks
+        exp_alerts:
+          - exp_labels: {severity: warning, flow: seguros, reason: step_failed}
+
   # A scanner at night: nothing but a few unsigned requests, all refused (100 % of the
   # webhooks). No alert: too few to mean anything.
   - interval: 1m

@@ -86,9 +86,18 @@ def test_an_unknown_path_exits_non_zero(server: Server) -> None:
 def test_no_server_exits_non_zero_and_says_so() -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     result = webhook(url, "/api/calls/incoming", "CallSid=" + call_sid(0x5C5))
-    assert result.returncode not in (0, 1, 2), shown(result)
+    assert result.returncode == 3, shown(result)
     assert f"no answer from {url}/api/calls/incoming" in result.stderr, shown(result)
     assert result.stdout == "", shown(result)
+
+
+def test_a_mistyped_address_is_no_answer_not_a_refusal() -> None:
+    """curl's own failures (here 1: an unknown protocol) are not confused with the script's 1
+    (HTTP 400 or more) or 2 (usage): nothing answered, 3."""
+    url = "htp://127.0.0.1:3020"
+    result = webhook(url, "/api/calls/incoming", "CallSid=" + call_sid(0x5C6))
+    assert result.returncode == 3, shown(result)
+    assert "curl exit status 1" in result.stderr, shown(result)
 
 
 def test_help_and_usage() -> None:
