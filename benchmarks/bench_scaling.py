@@ -54,7 +54,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, ClassVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -62,6 +62,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_webhooks import (  # noqa: E402
     BenchError,
+    Server,
     failures,
     free_port,
     git_commit,
@@ -92,28 +93,14 @@ TOKEN = secrets.token_hex(16)
 
 
 @dataclass
-class Serve:
-    """A `flowpbx serve --workers N` process, its workers (process ids) and its log."""
+class Serve(Server):
+    """A `flowpbx serve --workers N` process, its workers (process ids) and its log; stopped
+    by SIGTERM (the supervisor stops its workers), SIGKILL of the group if it hangs."""
 
-    workers: int
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
+    workers: int = 1
     pids: list[int] = field(default_factory=list)
     """The processes that answer: the server itself with one worker, else its workers."""
-
-    @property
-    def base(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def name(self) -> str:
-        return f"{self.workers} worker{'s' if self.workers > 1 else ''}"
-
-    def log_tail(self, limit: int = 3000) -> str:
-        with contextlib.suppress(OSError):
-            return self.log.read_text(errors="replace")[-limit:]
-        return ""
+    stop_timeout: ClassVar[float] = STOP_TIMEOUT
 
     def problems(self) -> list[str]:
         text = self.log_tail(1_000_000)
@@ -122,18 +109,6 @@ class Serve:
             for line in text.splitlines()
             if '"level": "error"' in line or "Traceback" in line or " ERROR " in line
         ][:20]
-
-    def stop(self) -> None:
-        """SIGTERM (the supervisor stops its workers), SIGKILL of the group if it hangs."""
-        if self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=STOP_TIMEOUT)
 
 
 def _health(serve: Serve) -> dict[str, Any]:
@@ -181,7 +156,8 @@ def start(workers: int, redis: RedisServer, db_index: int, workdir: Path) -> Ser
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return Serve(workers, port, proc, log)
+    name = f"{workers} worker{'s' if workers > 1 else ''}"
+    return Serve(name, port, proc, log, workers=workers)
 
 
 def wait_ready(serve: Serve) -> None:

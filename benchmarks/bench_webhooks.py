@@ -52,7 +52,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from twilio.request_validator import RequestValidator
@@ -98,6 +98,7 @@ class Server:
     port: int
     proc: subprocess.Popen[bytes]
     log: Path
+    stop_timeout: ClassVar[float] = STOP_TIMEOUT
 
     @property
     def base(self) -> str:
@@ -113,11 +114,11 @@ class Server:
             return
         self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(timeout=STOP_TIMEOUT)
+            self.proc.wait(timeout=self.stop_timeout)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=STOP_TIMEOUT)
+            self.proc.wait(timeout=self.stop_timeout)
 
 
 @dataclass(frozen=True)

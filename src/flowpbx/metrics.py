@@ -417,6 +417,15 @@ def _gauge(name: str, help_text: str, labels: tuple[str, ...] = ()) -> GaugeMetr
     return GaugeMetricFamily(name, help_text, labels=list(labels))
 
 
+def _single(name: str, help_text: str, value: float | None) -> list[Metric]:
+    """A gauge of one value without labels; none when the value could not be read."""
+    if value is None:
+        return []
+    gauge = _gauge(name, help_text)
+    gauge.add_metric([], value)
+    return [gauge]
+
+
 def state_families(snapshot: Snapshot) -> list[Metric]:
     """The gauges of a snapshot."""
     families: list[Metric] = []
@@ -429,14 +438,11 @@ def state_families(snapshot: Snapshot) -> list[Metric]:
     for check, ok in sorted(snapshot.ready.items()):
         ready.add_metric([check], 1.0 if ok else 0.0)
     families.append(ready)
-    if snapshot.active_calls is not None:
-        active = _gauge(
-            "flowpbx_active_calls",
-            "Calls in progress across every process (started, and not yet reported ended "
-            "by Twilio).",
-        )
-        active.add_metric([], snapshot.active_calls)
-        families.append(active)
+    families += _single(
+        "flowpbx_active_calls",
+        "Calls in progress across every process (started, and not yet reported ended by Twilio).",
+        snapshot.active_calls,
+    )
     if snapshot.queues is not None:
         callers = _gauge(
             "flowpbx_queue_callers",
@@ -467,28 +473,22 @@ def state_families(snapshot: Snapshot) -> list[Metric]:
             for status, count in sorted(by_status.items()):
                 serving.add_metric([queue, status], count)
         families.append(serving)
-    if snapshot.backlog_entries is not None:
-        entries = _gauge(
-            "flowpbx_history_backlog_entries",
-            "Call events and callbacks waiting for the database (call history).",
-        )
-        entries.add_metric([], snapshot.backlog_entries)
-        families.append(entries)
-    if snapshot.backlog_age is not None:
-        age = _gauge(
-            "flowpbx_history_backlog_age_seconds",
-            "How long the oldest entry of the history backlog has waited (0: none waits).",
-        )
-        age.add_metric([], snapshot.backlog_age)
-        families.append(age)
-    if snapshot.backlog_limit is not None:
-        limit = _gauge(
-            "flowpbx_history_backlog_limit_entries",
-            "Entries the call store keeps at most for call history; past it the oldest are "
-            "dropped (FLOWPBX_EVENTS_MAX).",
-        )
-        limit.add_metric([], snapshot.backlog_limit)
-        families.append(limit)
+    families += _single(
+        "flowpbx_history_backlog_entries",
+        "Call events and callbacks waiting for the database (call history).",
+        snapshot.backlog_entries,
+    )
+    families += _single(
+        "flowpbx_history_backlog_age_seconds",
+        "How long the oldest entry of the history backlog has waited (0: none waits).",
+        snapshot.backlog_age,
+    )
+    families += _single(
+        "flowpbx_history_backlog_limit_entries",
+        "Entries the call store keeps at most for call history; past it the oldest are "
+        "dropped (FLOWPBX_EVENTS_MAX).",
+        snapshot.backlog_limit,
+    )
     return families
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import difflib
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -56,3 +59,18 @@ flow_name_folder = click.option(
     help="Folder to find FLOW in when it is a name.",
 )
 """Where a FLOW given by name is looked up (`flowpbx simulate`, `flowpbx graph`)."""
+
+
+def text_or_json(
+    help_text: str = "Output for people (text) or machines (json).",
+) -> Callable[[F], F]:
+    """The `--format text|json` option of the commands that report (`validate`, `test`,
+    `simulate`)."""
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help=help_text,
+    )

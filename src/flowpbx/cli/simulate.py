@@ -18,7 +18,15 @@ from typing import Any
 import click
 from starlette.config import Config
 
-from flowpbx.cli.common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, fail, flow_file, flow_name_folder
+from flowpbx.cli.common import (
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    EXIT_USAGE,
+    fail,
+    flow_file,
+    flow_name_folder,
+    text_or_json,
+)
 from flowpbx.engine.actions import (
     Action,
     Dial,
@@ -279,14 +287,7 @@ async def _run(simulator: Simulator, script: list[str] | None, output: _Output) 
 @flow_name_folder
 @click.option("--events/--no-events", default=True, show_default=True, help="Show call events.")
 @click.option("--twiml", is_flag=True, help="Also show the TwiML each step answers.")
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text as it happens, or one JSON document at the end (needs --digits).",
-)
+@text_or_json("text as it happens, or one JSON document at the end (needs --digits).")
 def simulate(  # noqa: PLR0917 - one parameter per option
     flow: str,
     script: str | None,

@@ -16,7 +16,7 @@ from starlette.config import Config
 from flowpbx.authoring.coverage import FlowCoverage, coverage, percent
 from flowpbx.authoring.scenario_run import ScenarioResult, run_scenario
 from flowpbx.authoring.scenarios import Where, check_against, flow_path, read_scenarios
-from flowpbx.cli.common import EXIT_OK, EXIT_PROBLEMS
+from flowpbx.cli.common import EXIT_OK, EXIT_PROBLEMS, text_or_json
 from flowpbx.errors import FlowError, FlowpbxError, Problem, Severity
 from flowpbx.language.catalog import FlowCatalog, load_one
 from flowpbx.language.flow import Flow
@@ -207,14 +207,7 @@ async def _run_all(files: list[Path]) -> list[_FileRun]:
     default=None,
     help="The flows folder whose tests/ run without PATH (default FLOWPBX_FLOWS_DIR or flows/).",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output for people (text) or machines (json).",
-)
+@text_or_json()
 def test(
     paths: tuple[Path, ...], min_coverage: float | None, flows_dir: Path | None, output_format: str
 ) -> None:

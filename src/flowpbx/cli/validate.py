@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from flowpbx.cli.common import EXIT_OK, EXIT_PROBLEMS
+from flowpbx.cli.common import EXIT_OK, EXIT_PROBLEMS, text_or_json
 from flowpbx.language.loader import Report, check_files, flow_files
 
 
@@ -30,14 +30,7 @@ def _summary(reports: list[Report]) -> str:
 @click.command(short_help="Check flow files; report every problem as file:line:col.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output for people (text) or machines (json).",
-)
+@text_or_json()
 def validate(paths: tuple[Path, ...], strict: bool, output_format: str) -> None:
     """Check flow files (or folders of them) and report every problem as file:line:col.
 

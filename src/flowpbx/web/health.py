@@ -17,6 +17,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 from sqlalchemy import text
 from starlette.requests import Request
@@ -114,11 +115,12 @@ class Readiness:
     async def _flows(self) -> str:
         return OK if self.catalog.flows else "none loaded"
 
-    async def _backlog(self) -> str:
+    async def _backlog(self, read: Awaitable[Backlog | None] | None) -> str:
         assert self.backlog is not None
         try:
             async with asyncio.timeout(self.seconds):
-                backlog = await self.backlog()
+                # A read shared with another reader is not cancelled by this one's timeout.
+                backlog = await (asyncio.shield(read) if read is not None else self.backlog())
         except TimeoutError:
             return NO_ANSWER
         if backlog is None:
@@ -128,8 +130,9 @@ class Readiness:
             return OVER_THRESHOLD
         return OK
 
-    async def check(self) -> dict[str, str]:
-        """Each check's result: "ok", or why it fails."""
+    async def check(self, backlog: Awaitable[Backlog | None] | None = None) -> dict[str, str]:
+        """Each check's result: "ok", or why it fails. `backlog`: the backlog being read
+        already (a scrape of /metrics reports it too), instead of a read of its own."""
         checks: dict[str, Callable[[], Awaitable[str]]] = {
             "redis": self._redis,
             "flows": self._flows,
@@ -137,7 +140,7 @@ class Readiness:
         if self._probe is not None:
             checks["database"] = self._probe
         if self.backlog is not None and self.backlog_fraction > 0:
-            checks["backlog"] = self._backlog
+            checks["backlog"] = partial(self._backlog, backlog)
         results = await asyncio.gather(*(check() for check in checks.values()))
         return dict(zip(checks, results, strict=True))
 

@@ -114,12 +114,18 @@ class SharedState:
 
     async def snapshot(self) -> metrics.Snapshot:
         bound = self.seconds
+        # The backlog is read once, for its gauges and for the readiness check alike.
+        reading = (
+            asyncio.ensure_future(_bounded(self.backlog(), "history backlog", bound))
+            if self.backlog
+            else None
+        )
         active, backlog, queues, agents, checks = await asyncio.gather(
             _bounded(self.store.active_calls(), "active calls", bound),
-            _bounded(self.backlog(), "history backlog", bound) if self.backlog else _none(),
+            reading or _none(),
             _bounded(self._queues(), "queues", bound) if self.queues else _none(),
             _bounded(self._agents(), "agents", bound) if self.queues else _none(),
-            self.readiness.check(),
+            self.readiness.check(backlog=reading),
         )
         return metrics.Snapshot(
             ready=verdicts(checks),
